@@ -1,0 +1,60 @@
+"""FP8 e4m3 block-scaled weights (DeepSeek-V3's checkpoint format), reference on CPU.
+
+A quantized weight ``W`` of shape ``[out, in]`` is stored as ``float8_e4m3fn`` together with
+``weight_scale_inv`` of shape ``[ceil(out / bo), ceil(in / bi)]`` (``bo = bi = 128`` in the
+released checkpoints); the real weight is ``W[i, j] * scale_inv[i // bo, j // bi]``.
+
+Called by the checkpoint loader (dequantize at load) and by ``make_tiny`` (quantize).
+"""
+
+from __future__ import annotations
+
+import torch
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = float(torch.finfo(FP8_DTYPE).max)  # 448.0
+
+
+def _expand_scales(scale_inv: torch.Tensor, shape: torch.Size, block: tuple[int, int]) -> torch.Tensor:
+    rows, cols = shape
+    bo, bi = block
+    want = ((rows + bo - 1) // bo, (cols + bi - 1) // bi)
+    if tuple(scale_inv.shape) != want:
+        raise ValueError(
+            f"weight_scale_inv has shape {tuple(scale_inv.shape)}, expected {want} "
+            f"for a weight of shape {tuple(shape)} with {bo}x{bi} blocks"
+        )
+    expanded = scale_inv.float().repeat_interleave(bo, dim=0).repeat_interleave(bi, dim=1)
+    return expanded[:rows, :cols]
+
+
+def dequantize_fp8_blocks(
+    weight: torch.Tensor,
+    scale_inv: torch.Tensor,
+    block: tuple[int, int] = (128, 128),
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Return ``weight * scale_inv`` (per block) as ``dtype``; ``weight`` is 2-D FP8."""
+    if weight.dim() != 2:
+        raise ValueError(f"FP8 weight must be 2-D, got shape {tuple(weight.shape)}")
+    scales = _expand_scales(scale_inv, weight.shape, block)
+    return (weight.float() * scales).to(dtype)
+
+
+def quantize_fp8_blocks(
+    weight: torch.Tensor, block: tuple[int, int] = (128, 128)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize a 2-D weight to FP8 e4m3 with one scale per block; returns (fp8, scale_inv)."""
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D, got shape {tuple(weight.shape)}")
+    rows, cols = weight.shape
+    bo, bi = block
+    nbo, nbi = (rows + bo - 1) // bo, (cols + bi - 1) // bi
+    padded = torch.zeros(nbo * bo, nbi * bi, dtype=torch.float32)
+    padded[:rows, :cols] = weight.float()
+    blocks = padded.view(nbo, bo, nbi, bi)
+    amax = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-12)
+    scale_inv = amax / FP8_MAX
+    expanded = _expand_scales(scale_inv, weight.shape, block)
+    quantized = (weight.float() / expanded).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return quantized, scale_inv

@@ -1,0 +1,61 @@
+"""Fused MoE dispatch: run each token's chosen experts, grouped by expert (reference on CPU).
+
+Called by :class:`deepseek_runtime.model.moe.MoE`. Tokens are *gathered per expert*: the
+``N x K`` (token, choice) pairs are sorted by expert id so that every expert runs one GEMM
+over all of its tokens, instead of looping over tokens::
+
+    topk_ids [N, K] --flatten+argsort--> pairs grouped by expert
+       expert e: rows = x[token_of(pairs_e)] -> gate_up -> silu*mul -> down -> y_e
+    out[n] = sum_k weight[n, k] * y[(n, k)]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepseek_runtime.kernels.linear import linear, silu_and_mul
+
+
+def fused_moe(
+    x: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_weights: torch.Tensor,
+    w_gate_up: torch.Tensor,
+    w_down: torch.Tensor,
+) -> torch.Tensor:
+    """Mixture-of-experts forward.
+
+    Args:
+        x: ``[N, hidden]`` token activations.
+        topk_ids: ``[N, K]`` chosen expert ids.
+        topk_weights: ``[N, K]`` routing weights (already scaled).
+        w_gate_up: ``[E, 2 * inter, hidden]``, gate rows first then up rows.
+        w_down: ``[E, hidden, inter]``.
+
+    Returns:
+        ``[N, hidden]``: the weighted sum of the chosen experts' outputs.
+    """
+    n_tokens, k = topk_ids.shape
+    if n_tokens == 0:
+        return torch.zeros_like(x)
+    num_experts = w_gate_up.shape[0]
+    inter = w_down.shape[2]
+    flat_ids = topk_ids.reshape(-1)
+    order = torch.argsort(flat_ids, stable=True)
+    counts = torch.bincount(flat_ids, minlength=num_experts).tolist()
+    token_of = order // k
+    y_sorted = x.new_empty(n_tokens * k, x.shape[1])
+    start = 0
+    for expert, count in enumerate(counts):
+        if count == 0:
+            continue
+        end = start + count
+        rows = x.index_select(0, token_of[start:end])
+        gate_up = linear(rows, w_gate_up[expert])
+        hidden = silu_and_mul(gate_up[:, :inter], gate_up[:, inter:])
+        y_sorted[start:end] = linear(hidden, w_down[expert])
+        start = end
+    y = torch.empty_like(y_sorted)
+    y[order] = y_sorted
+    weighted = y.view(n_tokens, k, -1) * topk_weights.to(y.dtype).unsqueeze(-1)
+    return weighted.sum(dim=1)

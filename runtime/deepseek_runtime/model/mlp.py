@@ -1,0 +1,27 @@
+"""SwiGLU MLP: DeepSeek's dense layers (the first ``first_k_dense_replace``) and shared experts.
+
+Called by :class:`~deepseek_runtime.model.deepseek.DecoderLayer` and
+:class:`~deepseek_runtime.model.moe.MoE`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.linear import linear, silu_and_mul
+
+
+class DenseMLP:
+    """``down(silu(gate(x)) * up(x))`` with ``gate``/``up`` fused into one GEMM."""
+
+    def __init__(self, store: WeightStore, prefix: str, hidden: int, inter: int) -> None:
+        gate = store.get(f"{prefix}.gate_proj.weight", (inter, hidden))
+        up = store.get(f"{prefix}.up_proj.weight", (inter, hidden))
+        self.gate_up = torch.cat((gate, up), dim=0)
+        self.down = store.get(f"{prefix}.down_proj.weight", (hidden, inter))
+        self.inter = inter
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        gate_up = linear(x, self.gate_up)
+        return linear(silu_and_mul(gate_up[:, : self.inter], gate_up[:, self.inter :]), self.down)

@@ -1,0 +1,118 @@
+"""DeepSeekMoE: router (V3 sigmoid + bias, group-limited; V2 softmax greedy / group-limited),
+routed experts through the fused dispatch kernel, plus shared experts.
+
+Called by :class:`~deepseek_runtime.model.deepseek.DecoderLayer`. Routing is computed in
+fp32, as in transformers and DeepSeek's code.
+
+V3 (``noaux_tc``)::
+
+    s = sigmoid(x W_g^T);  c = s + e_score_correction_bias
+    group score = sum of the top-2 c in each of n_group groups; keep topk_group groups
+    experts = top-k of c over kept groups (others get -inf, or 0 with router_group_mask=zero)
+    weights = s[experts] (/ sum if norm_topk_prob) * routed_scaling_factor
+
+V2: ``s = softmax(x W_g^T)``; ``greedy`` = top-k of s; ``group_limited_greedy`` keeps the
+``topk_group`` groups with the highest max score (others 0); weights ``s[experts]``
+(normalised if ``norm_topk_prob``, as DeepSeek's code does; transformers 5.x never
+normalises for V2, and every released V2 config has it off) times ``routed_scaling_factor``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepseek_runtime.checkpoint.config import DeepseekConfig
+from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.linear import linear
+from deepseek_runtime.kernels.moe import fused_moe
+from deepseek_runtime.model.mlp import DenseMLP
+
+
+class Router:
+    """Top-k expert choice and weights for each token."""
+
+    def __init__(self, config: DeepseekConfig, store: WeightStore, prefix: str) -> None:
+        self.num_experts = int(config.n_routed_experts or 0)
+        self.top_k = int(config.num_experts_per_tok or 0)
+        self.method = config.routing_method
+        self.scoring = config.scoring
+        self.n_group = int(config.n_group or 1)
+        self.topk_group = int(config.topk_group or 1)
+        self.norm_topk_prob = config.norm_topk_prob
+        self.scaling = config.routed_scaling_factor
+        self.mask_value = float("-inf") if config.router_group_mask == "-inf" else 0.0
+        self.weight = store.get(f"{prefix}.weight", (self.num_experts, config.hidden_size), torch.float32)
+        self.bias: torch.Tensor | None = None
+        if self.method == "noaux_tc":
+            self.bias = store.get(f"{prefix}.e_score_correction_bias", (self.num_experts,), torch.float32)
+
+    def _group_mask(self, group_scores: torch.Tensor) -> torch.Tensor:
+        chosen = torch.topk(group_scores, k=self.topk_group, dim=-1, sorted=False)[1]
+        mask = torch.zeros_like(group_scores, dtype=torch.bool)
+        mask.scatter_(1, chosen, True)
+        per_group = self.num_experts // self.n_group
+        return mask.unsqueeze(-1).expand(-1, self.n_group, per_group).reshape(-1, self.num_experts)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(topk_ids [N, K], topk_weights [N, K] fp32)`` for ``x`` ``[N, hidden]``."""
+        logits = linear(x.to(torch.float32), self.weight)
+        per_group = self.num_experts // self.n_group
+        if self.scoring == "sigmoid":
+            scores = logits.sigmoid()
+        else:
+            scores = logits.softmax(dim=-1)
+        if self.method == "noaux_tc":
+            assert self.bias is not None
+            choice = scores + self.bias
+            grouped = choice.view(-1, self.n_group, per_group)
+            group_scores = grouped.topk(2, dim=-1)[0].sum(dim=-1)
+            choice = choice.masked_fill(~self._group_mask(group_scores), self.mask_value)
+            ids = torch.topk(choice, k=self.top_k, dim=-1, sorted=False)[1]
+            weights = scores.gather(1, ids)
+        elif self.method == "group_limited_greedy":
+            group_scores = scores.view(-1, self.n_group, per_group).max(dim=-1).values
+            masked = scores.masked_fill(~self._group_mask(group_scores), 0.0)
+            weights, ids = torch.topk(masked, k=self.top_k, dim=-1, sorted=False)
+        else:
+            weights, ids = torch.topk(scores, k=self.top_k, dim=-1, sorted=False)
+        if self.norm_topk_prob:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        return ids, weights * self.scaling
+
+
+class MoE:
+    """Shared experts + routed experts (stacked ``[E, ...]`` weights for the fused kernel)."""
+
+    def __init__(self, config: DeepseekConfig, store: WeightStore, prefix: str) -> None:
+        hidden, inter = config.hidden_size, config.moe_intermediate_size
+        experts = int(config.n_routed_experts or 0)
+        self.router = Router(config, store, f"{prefix}.gate")
+        self.w_gate_up, self.w_down = _load_experts(store, f"{prefix}.experts", experts, hidden, inter)
+        self.shared: DenseMLP | None = None
+        if config.n_shared_experts:
+            self.shared = DenseMLP(
+                store, f"{prefix}.shared_experts", hidden, inter * config.n_shared_experts
+            )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        ids, weights = self.router(x)
+        out = fused_moe(x, ids, weights, self.w_gate_up, self.w_down)
+        if self.shared is not None:
+            out = out + self.shared(x)
+        return out
+
+
+def _load_experts(
+    store: WeightStore, prefix: str, experts: int, hidden: int, inter: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-expert weights (DeepSeek layout) or read transformers' fused 3-D layout."""
+    if store.has(f"{prefix}.gate_up_proj"):
+        gate_up = store.get(f"{prefix}.gate_up_proj", (experts, 2 * inter, hidden))
+        return gate_up, store.get(f"{prefix}.down_proj", (experts, hidden, inter))
+    gate_up_list, down_list = [], []
+    for e in range(experts):
+        gate = store.get(f"{prefix}.{e}.gate_proj.weight", (inter, hidden))
+        up = store.get(f"{prefix}.{e}.up_proj.weight", (inter, hidden))
+        gate_up_list.append(torch.cat((gate, up), dim=0))
+        down_list.append(store.get(f"{prefix}.{e}.down_proj.weight", (hidden, inter)))
+    return torch.stack(gate_up_list), torch.stack(down_list)

@@ -1,0 +1,76 @@
+"""Rotary position embedding for MLA's decoupled ``q_pe`` / ``k_pe``: plain rope and YaRN.
+
+Called by :class:`~deepseek_runtime.model.attention.MLAAttention`. Frequencies follow
+transformers' ``_compute_yarn_parameters`` (which matches DeepSeek's reference), including
+the cos/sin ``attention_factor``. DeepSeek checkpoints rotate *interleaved* pairs
+``(x0, x1), (x2, x3), ...``; non-interleaved rope rotates ``(x_i, x_{i+d/2})``. Both give the
+rotated pairs back as ``[first elements | second elements]``; since q and k use the same
+layout, their dot products are unchanged by that ordering.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from deepseek_runtime.checkpoint.config import RopeSpec, yarn_get_mscale
+
+
+def _yarn_inv_freq(spec: RopeSpec, dim: int) -> torch.Tensor:
+    base = spec.theta
+
+    def correction_dim(rotations: float) -> float:
+        return (dim * math.log(spec.original_max_position_embeddings / (rotations * 2 * math.pi))) / (
+            2 * math.log(base)
+        )
+
+    low, high = correction_dim(spec.beta_fast), correction_dim(spec.beta_slow)
+    if spec.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    extrapolation = 1.0 / pos_freqs
+    interpolation = 1.0 / (spec.factor * pos_freqs)
+    extrapolation_factor = 1 - ramp
+    return interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor
+
+
+class RotaryEmbedding:
+    """cos/sin tables for ``dim`` rotary dims; :meth:`apply` rotates ``[..., dim]`` tensors."""
+
+    def __init__(self, spec: RopeSpec, dim: int, interleaved: bool) -> None:
+        self.interleaved = interleaved
+        if spec.rope_type == "yarn":
+            self.inv_freq = _yarn_inv_freq(spec, dim)
+            if spec.attention_factor is not None:
+                self.attention_scaling = spec.attention_factor
+            elif spec.mscale and spec.mscale_all_dim:
+                self.attention_scaling = yarn_get_mscale(spec.factor, spec.mscale) / yarn_get_mscale(
+                    spec.factor, spec.mscale_all_dim
+                )
+            else:
+                self.attention_scaling = yarn_get_mscale(spec.factor)
+        else:
+            self.inv_freq = 1.0 / (spec.theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+            self.attention_scaling = 1.0
+
+    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[T, dim/2]`` cos and sin (fp32, scaled by the YaRN attention factor)."""
+        freqs = positions.to(torch.float32)[:, None] * self.inv_freq[None, :]
+        return freqs.cos() * self.attention_scaling, freqs.sin() * self.attention_scaling
+
+    def apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate ``x`` ``[T, ..., dim]`` with per-token ``cos``/``sin`` ``[T, dim/2]``."""
+        half = x.shape[-1] // 2
+        if self.interleaved:
+            x1, x2 = x[..., 0::2], x[..., 1::2]
+        else:
+            x1, x2 = x[..., :half], x[..., half:]
+        shape = (cos.shape[0],) + (1,) * (x.dim() - 2) + (half,)
+        c = cos.view(shape).to(x.dtype)
+        s = sin.view(shape).to(x.dtype)
+        return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)

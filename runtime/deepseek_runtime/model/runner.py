@@ -1,0 +1,190 @@
+"""The model runner the engine drives: one forward step over a batch of sequence chunks.
+
+Called by the engine's step loop (``deepseek_runtime.engine``). The runner owns the model
+weights and the paged latent KV cache tensor; the scheduler owns block allocation and
+passes each sequence's block table in. A chunk is either part of a prompt (prefill,
+possibly starting after tokens already cached: chunked prefill or a prefix-cache hit) or
+a single decode token::
+
+    cache slot of position p = block_table[p // block_size] * block_size + p % block_size
+
+:meth:`ModelRunner.execute` writes each new token's latent into its slot, attends over
+positions ``0 .. start_pos + i`` of its own sequence, and returns the logits of each
+chunk's last token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepseek_runtime.checkpoint.config import DeepseekConfig, load_config
+from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, PrefillSpan
+from deepseek_runtime.model.deepseek import DeepseekModel
+
+DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SeqChunk:
+    """The new tokens of one sequence in one step.
+
+    Attributes:
+        token_ids: tokens to compute now (a prefill chunk, or one decode token).
+        start_pos: how many tokens of this sequence are already in the KV cache; the new
+            tokens take positions ``start_pos, start_pos + 1, ...``.
+        block_table: physical KV block ids of the whole sequence, covering at least
+            ``start_pos + len(token_ids)`` tokens.
+    """
+
+    token_ids: list[int]
+    start_pos: int
+    block_table: list[int]
+
+
+class ModelRunner:
+    """DeepSeek model + latent KV cache; :meth:`execute` runs one batched step."""
+
+    def __init__(
+        self,
+        config: DeepseekConfig,
+        model: DeepseekModel,
+        *,
+        dtype: torch.dtype,
+        device: str,
+        block_size: int,
+        num_blocks: int,
+    ) -> None:
+        if block_size < 1 or num_blocks < 1:
+            raise ValueError("block_size and num_blocks must be >= 1")
+        self.config = config
+        self.model = model
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.block_size = block_size
+        self.num_blocks = num_blocks
+        self.kv_cache = torch.zeros(
+            config.num_hidden_layers, num_blocks * block_size, config.latent_dim, dtype=dtype, device=device
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+        block_size: int = 16,
+        num_blocks: int | None = None,
+        kv_cache_memory_bytes: int | None = None,
+    ) -> ModelRunner:
+        """Load a Hugging Face checkpoint and allocate the KV cache.
+
+        The cache holds ``num_blocks`` blocks if given, else as many as fit in
+        ``kv_cache_memory_bytes`` (default 256 MiB).
+        """
+        if device != "cpu":
+            raise ValueError(f"device {device!r}: only 'cpu' is supported by the reference kernels")
+        config = load_config(model_dir)
+        with WeightStore(model_dir, dtype=dtype, fp8_block=config.fp8_block) as store:
+            model = DeepseekModel(config, store)
+        per_block = cls.bytes_per_block(config, block_size, dtype)
+        if num_blocks is None:
+            budget = DEFAULT_KV_CACHE_BYTES if kv_cache_memory_bytes is None else kv_cache_memory_bytes
+            num_blocks = budget // per_block
+            if num_blocks < 1:
+                raise ValueError(f"kv_cache_memory_bytes={budget} is less than one block ({per_block} bytes)")
+        return cls(config, model, dtype=dtype, device=device, block_size=block_size, num_blocks=num_blocks)
+
+    @staticmethod
+    def bytes_per_block(config: DeepseekConfig, block_size: int, dtype: torch.dtype) -> int:
+        """Latent bytes of one block across all layers."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return config.num_hidden_layers * block_size * config.latent_dim * itemsize
+
+    def kv_bytes_per_block(self) -> int:
+        return self.bytes_per_block(self.config, self.block_size, self.dtype)
+
+    def execute(self, chunks: Sequence[SeqChunk]) -> torch.Tensor:
+        """Run one step; returns fp32 logits ``[len(chunks), vocab]`` (last token of each chunk).
+
+        Raises ValueError for an empty chunk, a token id outside the vocabulary, a negative
+        ``start_pos``, or a block table that is too short or names a block out of range.
+        """
+        if not chunks:
+            return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
+        token_ids, positions, meta, last_rows = self._prepare(chunks)
+        return self.model.forward(token_ids, positions, self.kv_cache, meta, last_rows)
+
+    def _prepare(
+        self, chunks: Sequence[SeqChunk]
+    ) -> tuple[torch.Tensor, torch.Tensor, PagedAttentionMetadata, torch.Tensor]:
+        bs = self.block_size
+        tokens: list[int] = []
+        positions: list[int] = []
+        slots: list[torch.Tensor] = []
+        last_rows: list[int] = []
+        decode_rows: list[int] = []
+        decode_ctx: list[torch.Tensor] = []
+        prefills: list[PrefillSpan] = []
+        for i, chunk in enumerate(chunks):
+            n = len(chunk.token_ids)
+            end = chunk.start_pos + n
+            self._validate(i, chunk, end)
+            table = torch.tensor(chunk.block_table[: (end + bs - 1) // bs], dtype=torch.long)
+            pos = torch.arange(end, dtype=torch.long)
+            ctx_slots = table[pos // bs] * bs + pos % bs  # slots of positions 0 .. end-1
+            q_start = len(tokens)
+            tokens.extend(chunk.token_ids)
+            positions.extend(range(chunk.start_pos, end))
+            slots.append(ctx_slots[chunk.start_pos :])
+            last_rows.append(q_start + n - 1)
+            if n == 1:
+                decode_rows.append(q_start)
+                decode_ctx.append(ctx_slots)
+            else:
+                q_pos = torch.arange(chunk.start_pos, end).unsqueeze(1)
+                mask = pos.unsqueeze(0) <= q_pos  # [n, end]
+                prefills.append(PrefillSpan(q_start, q_start + n, ctx_slots, mask))
+        longest = max((len(c) for c in decode_ctx), default=0)
+        decode_slots = torch.zeros(len(decode_ctx), longest, dtype=torch.long)
+        decode_valid = torch.zeros(len(decode_ctx), longest, dtype=torch.bool)
+        for row, ctx in enumerate(decode_ctx):
+            decode_slots[row, : len(ctx)] = ctx
+            decode_valid[row, : len(ctx)] = True
+        meta = PagedAttentionMetadata(
+            slot_mapping=torch.cat(slots),
+            decode_query_idx=torch.tensor(decode_rows, dtype=torch.long),
+            decode_slots=decode_slots,
+            decode_valid=decode_valid,
+            prefills=tuple(prefills),
+        )
+        return (
+            torch.tensor(tokens, dtype=torch.long),
+            torch.tensor(positions, dtype=torch.long),
+            meta,
+            torch.tensor(last_rows, dtype=torch.long),
+        )
+
+    def _validate(self, index: int, chunk: SeqChunk, end: int) -> None:
+        if not chunk.token_ids:
+            raise ValueError(f"chunk {index}: token_ids is empty")
+        if chunk.start_pos < 0:
+            raise ValueError(f"chunk {index}: start_pos must be >= 0")
+        vocab = self.config.vocab_size
+        bad = [t for t in chunk.token_ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"chunk {index}: token id {bad[0]} outside the vocabulary [0, {vocab})")
+        needed = (end + self.block_size - 1) // self.block_size
+        if len(chunk.block_table) < needed:
+            raise ValueError(
+                f"chunk {index}: block_table has {len(chunk.block_table)} blocks, "
+                f"{needed} needed for {end} tokens"
+            )
+        bad_blocks = [b for b in chunk.block_table[:needed] if not 0 <= b < self.num_blocks]
+        if bad_blocks:
+            raise ValueError(f"chunk {index}: block id {bad_blocks[0]} outside [0, {self.num_blocks})")
