@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 
-class FinishReason(str, Enum):
+class FinishReason(str, Enum):  # noqa: UP042 (kept: StrEnum would change str())
     """Why a sequence stopped; the values are the OpenAI ``finish_reason`` strings."""
 
     STOP = "stop"  # EOS token, stop token id or stop string
