@@ -1,0 +1,253 @@
+"""One reconcile pass of a DeepSeekDeployment: plan → render → apply → prune → status.
+
+Called by the kopf handlers in :mod:`.handlers` (create, update, resume, the
+node-inventory timer and workload events).  Decisions are pure functions from
+:mod:`.decide`, :mod:`.semantic` and :mod:`.status`; this module only sequences
+them around the API calls of :class:`.kube.Kube`.
+
+A pass over an unchanged object sends no write: children whose live copy already
+holds every desired field (and the same ``deepseek.ai/applied-hash``) are not
+applied, unchanged status is not patched, and no Event is posted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from deepseek_operator.api import GROUP, KIND, VERSION
+from deepseek_operator.render import render_children
+
+from .decide import EventSpec, PlanResult, owned_by, plan_events, plan_outcome
+from .kube import Kube, KubeError
+from .semantic import needs_apply, stamp
+from .status import PlanOutcome, WorkloadState, compute_status, status_patch, workload_state
+
+API_VERSION = f"{GROUP}/{VERSION}"
+WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+)
+PRUNE_KINDS: tuple[tuple[str, str], ...] = (
+    *WORKLOAD_KINDS,
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("networking.istio.io/v1", "VirtualService"),
+    ("networking.istio.io/v1", "DestinationRule"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+)
+"""Kinds the renderer may emit; children of these kinds no longer desired are deleted."""
+
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+log = structlog.get_logger("deepseek_operator.reconcile")
+Emit = Callable[[EventSpec], None]
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def owner_selector(name: str) -> str:
+    """Label selector matching every child of the DSD called ``name``."""
+    return f"{MANAGED_BY_LABEL}=deepseek-operator,{INSTANCE_LABEL}={name}"
+
+
+@dataclass(slots=True)
+class PassReport:
+    """What one pass did (for logs and tests)."""
+
+    applied: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    status_written: bool = False
+    outcome: PlanOutcome | None = None
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    return (str(obj.get("kind")), str(obj["metadata"]["name"]))
+
+
+def apply_children(
+    kube: Kube, desired: list[dict[str, Any]], report: PassReport
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Apply each desired child unless its live copy already matches; return live copies."""
+    live_by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for raw in desired:
+        obj = stamp(raw)
+        meta = obj["metadata"]
+        live = kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        label = f"{obj['kind']}/{meta['name']}"
+        if needs_apply(obj, live):
+            live = kube.apply(obj)
+            report.applied.append(label)
+        else:
+            report.unchanged.append(label)
+        live_by_key[_key(obj)] = live or obj
+    return live_by_key
+
+
+def prune_children(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    uid: str,
+    *,
+    keep: set[tuple[str, str]],
+    report: PassReport,
+    kinds: tuple[tuple[str, str], ...] = PRUNE_KINDS,
+) -> None:
+    """Delete children of the DSD (by label and owner uid) that are no longer desired."""
+    for api_version, kind in kinds:
+        if kube.resource(api_version, kind) is None:
+            continue
+        for obj in kube.list(api_version, kind, namespace, owner_selector(name)):
+            if _key(obj) in keep or not owned_by(obj, uid):
+                continue
+            kube.delete(api_version, kind, namespace, obj["metadata"]["name"])
+            report.pruned.append(f"{kind}/{obj['metadata']['name']}")
+
+
+def list_workloads(kube: Kube, namespace: str, name: str, uid: str) -> list[WorkloadState]:
+    """Live workloads owned by the DSD."""
+    out = []
+    for api_version, kind in WORKLOAD_KINDS:
+        if kube.resource(api_version, kind) is None:
+            continue
+        out += [
+            workload_state(o)
+            for o in kube.list(api_version, kind, namespace, owner_selector(name))
+            if owned_by(o, uid)
+        ]
+    return out
+
+
+def write_status(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    compute: Callable[[dict[str, Any] | None], dict[str, Any]],
+    attempts: int = 5,
+) -> bool:
+    """GET the DSD, compute its status, patch the changed keys; retry on conflicts.
+
+    Returns True when a patch was sent.
+    """
+    for _ in range(attempts):
+        live = kube.get(API_VERSION, KIND, namespace, name)
+        if live is None or live["metadata"].get("deletionTimestamp"):
+            return False
+        current = live.get("status")
+        patch = status_patch(current, compute(current))
+        if not patch:
+            return False
+        try:
+            kube.patch_status(
+                API_VERSION,
+                KIND,
+                namespace,
+                name,
+                status=patch,
+                resource_version=live["metadata"].get("resourceVersion"),
+            )
+            return True
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+    raise KubeError(f"status of {namespace}/{name} kept conflicting", 409)
+
+
+def endpoint_of(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc.cluster.local/v1"
+
+
+def reconcile(
+    body: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    kube: Kube,
+    emit: Emit,
+    result: PlanResult | None = None,
+) -> PassReport:
+    """Run one full pass for the DSD ``body`` against the node inventory ``nodes``."""
+    meta = body["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    generation = int(meta.get("generation") or 1)
+    result = result or plan_outcome(body, nodes)
+    report = PassReport(outcome=result.outcome)
+    if result.outcome.ok and result.dsd is not None and result.plan is not None:
+        desired = render_children(result.dsd, result.plan)
+        live = apply_children(kube, desired, report)
+        prune_children(kube, namespace, name, uid, keep=set(live), report=report)
+        workloads = [
+            workload_state(o)
+            for (kind, _), o in live.items()
+            if kind in {k for _, k in WORKLOAD_KINDS}
+        ]
+    else:
+        workloads = list_workloads(kube, namespace, name, uid)
+    events = plan_events(body.get("status"), result.outcome)
+    endpoint = endpoint_of(name, namespace) if result.outcome.ok else None
+    report.status_written = write_status(
+        kube,
+        namespace,
+        name,
+        lambda cur: compute_status(
+            cur, generation, result.outcome, workloads, now=now_rfc3339(), endpoint=endpoint
+        ),
+    )
+    for event in events:
+        emit(event)
+    log.info(
+        "reconciled",
+        namespace=namespace,
+        name=name,
+        generation=generation,
+        planned=result.outcome.ok,
+        reason=result.outcome.reason,
+        applied=len(report.applied),
+        unchanged=len(report.unchanged),
+        pruned=len(report.pruned),
+        status_written=report.status_written,
+    )
+    return report
+
+
+def refresh_status(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    workloads: list[WorkloadState],
+    known: dict[str, Any] | None = None,
+) -> bool:
+    """Recompute the workload-derived status, keeping the recorded plan.
+
+    Args:
+        known: the status as last seen (e.g. a timer's body); when recomputing it
+            changes nothing, no request at all is sent.
+    """
+
+    def compute(cur: dict[str, Any] | None) -> dict[str, Any]:
+        return compute_status(
+            cur, 0, None, workloads, now=now_rfc3339(), endpoint=(cur or {}).get("endpoint")
+        )
+
+    if known is not None and not status_patch(known, compute(known)):
+        return False
+    return write_status(kube, namespace, name, compute)
+
+
+def delete_children(kube: Kube, namespace: str, name: str, uid: str) -> list[str]:
+    """Delete every child of the DSD now (owner references would also collect them)."""
+    report = PassReport()
+    prune_children(kube, namespace, name, uid, keep=set(), report=report)
+    return report.pruned

@@ -1,0 +1,108 @@
+"""Unit tests of status and condition computation (kstatus-compatible)."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepseek_operator.controllers.status import (
+    PlanOutcome,
+    WorkloadState,
+    compute_status,
+    status_patch,
+    workload_state,
+)
+
+pytestmark = pytest.mark.unit
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
+OK = PlanOutcome(True, {"gpuProduct": "H200", "tensor": 8}, "Planned", "fits one node")
+BAD = PlanOutcome(False, None, "PlanFailed", "tensor 3 does not divide 128 heads; use 1, 2, 4 or 8")
+
+
+def _w(ready: int, desired: int = 2, updated: int | None = None) -> WorkloadState:
+    return WorkloadState(kind="Deployment", name="r1", desired=desired, current=desired,
+                         ready=ready, updated=desired if updated is None else updated,
+                         observed=True, selector="app=r1")
+
+
+def _cond(status: dict, ctype: str) -> dict:
+    return next(c for c in status["conditions"] if c["type"] == ctype)
+
+
+def test_ready_when_every_replica_is_ready() -> None:
+    st = compute_status(None, 3, OK, [_w(2)], now=T0)
+    assert st["observedGeneration"] == 3
+    assert st["phase"] == "Ready"
+    assert _cond(st, "Ready")["status"] == "True"
+    assert _cond(st, "Available")["status"] == "True"
+    assert _cond(st, "Progressing")["status"] == "False"
+    assert _cond(st, "Degraded")["status"] == "False"
+    assert st["readyReplicas"] == 2 and st["replicas"] == 2
+    assert st["selector"] == "app=r1" and st["plan"] == OK.plan
+    assert [c["type"] for c in st["conditions"]] == [
+        "Planned", "Progressing", "Available", "Degraded", "Ready"]
+
+
+def test_progressing_while_replicas_start() -> None:
+    st = compute_status(None, 1, OK, [_w(1)], now=T0)
+    assert st["phase"] == "Progressing"
+    assert _cond(st, "Ready")["status"] == "False"
+    assert _cond(st, "Ready")["reason"] == "WaitingForReplicas"
+    assert _cond(st, "Progressing")["status"] == "True"
+
+
+def test_plan_failure_without_children_is_failed_with_the_message() -> None:
+    st = compute_status(None, 1, BAD, [], now=T0)
+    assert st["phase"] == "Failed"
+    planned = _cond(st, "Planned")
+    assert planned["status"] == "False" and planned["reason"] == "PlanFailed"
+    assert "use 1, 2, 4 or 8" in planned["message"]
+    assert _cond(st, "Ready")["message"] == planned["message"]
+    assert "plan" not in st
+
+
+def test_plan_failure_on_update_keeps_serving_and_is_degraded() -> None:
+    good = compute_status(None, 1, OK, [_w(2)], now=T0)
+    st = compute_status(good, 2, BAD, [_w(2)], now=T1)
+    assert st["phase"] == "Degraded"
+    assert _cond(st, "Degraded")["reason"] == "PlanFailed"
+    assert st["plan"] == OK.plan  # the plan that still serves
+
+
+def test_unchanged_inputs_give_an_empty_patch_and_keep_transition_times() -> None:
+    first = compute_status(None, 1, OK, [_w(2)], now=T0)
+    again = compute_status(first, 1, OK, [_w(2)], now=T1)
+    assert status_patch(first, again) == {}
+    assert all(c["lastTransitionTime"] == T0 for c in again["conditions"])
+
+
+def test_workload_event_keeps_the_recorded_plan_and_generation() -> None:
+    first = compute_status(None, 4, OK, [_w(0)], now=T0)
+    later = compute_status(first, 0, None, [_w(2)], now=T1)
+    assert later["observedGeneration"] == 4
+    assert _cond(later, "Planned") == _cond(first, "Planned")
+    assert later["phase"] == "Ready"
+    assert _cond(later, "Ready")["lastTransitionTime"] == T1
+    assert set(status_patch(first, later)) == {"conditions", "readyReplicas", "phase"}
+
+
+def test_losing_all_replicas_is_degraded() -> None:
+    up = compute_status(None, 1, OK, [_w(2)], now=T0)
+    down = compute_status(up, 0, None, [_w(0)], now=T1)
+    assert down["phase"] == "Degraded"
+    assert _cond(down, "Degraded")["reason"] == "ReplicasLost"
+
+
+def test_workload_state_from_deployment_and_lws() -> None:
+    dep = {"kind": "Deployment", "metadata": {"name": "d", "generation": 3},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"b": "2", "a": "1"}}},
+           "status": {"observedGeneration": 2, "readyReplicas": 2, "updatedReplicas": 2,
+                      "replicas": 2}}
+    ws = workload_state(dep)
+    assert not ws.observed and ws.selector == "a=1,b=2" and ws.ready == 2
+    lws = {"kind": "LeaderWorkerSet", "metadata": {"name": "l"}, "spec": {"replicas": 1}}
+    ls = workload_state(lws)
+    assert ls.ready == 0 and ls.desired == 1
+    assert ls.selector == "leaderworkerset.sigs.k8s.io/name=l"
+    stuck = dep | {"status": {"conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}}
+    assert workload_state(stuck).stalled
