@@ -1,0 +1,69 @@
+# Entry points used by the README and CI (.ci/run calls `make test`).
+#   make demo   - set up, start the local control plane, print its nodes by GPU pool
+#   make test   - set up, then run every test (unit + e2e); idempotent, works with CI=true
+# Long steps print progress; set-up steps are cached and take seconds on a second run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/.local/bin
+
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.deepseek-k8s-installed
+EXTRAS := runtime,test,dev
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps toolchain setup cluster-up cluster-down nodes lint test demo
+
+help:
+	@echo "make demo          set up and start the local cluster, print nodes by GPU pool"
+	@echo "make test          set up and run every test (tests/ and e2e/)"
+	@echo "make setup         venv + system-deps + toolchain"
+	@echo "make venv | system-deps | toolchain | cluster-up | cluster-down | nodes | lint"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@start=$$SECONDS; \
+	if command -v uv >/dev/null; then uv=(uv); \
+	elif python3 -m uv --version >/dev/null 2>&1; then uv=(python3 -m uv); \
+	else echo "[venv] installing uv with pip"; python3 -m pip install --quiet uv; uv=(python3 -m uv); fi; \
+	if [[ ! -x $(PY) ]]; then \
+	  echo "[venv] creating $(VENV)"; "$${uv[@]}" venv --python "$$(command -v python3.11 || command -v python3)" $(VENV); \
+	fi; \
+	echo "[venv] installing -e '.[$(EXTRAS)]' (first run downloads torch and friends: minutes)"; \
+	"$${uv[@]}" pip install --python $(PY) -e '.[$(EXTRAS)]'; \
+	touch $@; \
+	echo "[venv] ready in $$((SECONDS - start))s"
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+toolchain:
+	@bash e2e/toolchain/build.sh
+
+setup: venv system-deps toolchain
+
+cluster-up: venv toolchain
+	@$(PY) -m e2e.devcluster up
+
+cluster-down: venv
+	@$(PY) -m e2e.devcluster down
+
+nodes: venv
+	@$(PY) -m e2e.devcluster nodes
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict e2e
+	@if [[ -f .importlinter ]]; then $(VENV)/bin/lint-imports; fi
+
+test: setup
+	@echo "[test] pytest tests/ e2e/ (e2e tests start or reuse the local cluster)"
+	$(VENV)/bin/pytest tests e2e $(PYTEST_ARGS)
+
+demo: setup cluster-up
+	@$(PY) -m e2e.devcluster nodes

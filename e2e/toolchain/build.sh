@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the local control plane's tools from the pinned Go wrapper modules in this folder,
+# one binary at a time, into ${DSK_CACHE:-$HOME/.cache/deepseek-k8s}/bin/<tool>-<version>/.
+# A tool whose output folder is complete is skipped, so a second run takes seconds.
+# Called by `make toolchain`; e2e/devcluster finds the binaries at the same paths.
+# Usage: build.sh [tool ...]   (tools: etcd kube-apiserver kube-controller-manager
+#                               kube-scheduler kubectl kwok helm; default: all)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache="${DSK_CACHE:-$HOME/.cache/deepseek-k8s}"
+bin_root="$cache/bin"
+export CGO_ENABLED=0 GOFLAGS="${DSK_GOFLAGS:--p=2} -trimpath -buildvcs=false" GOTOOLCHAIN=local
+export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+command -v go >/dev/null || { echo "build.sh: go is not on PATH (need Go >= 1.24)" >&2; exit 1; }
+
+start_all=$SECONDS
+log() { printf '[toolchain %4ss] %s\n' "$((SECONDS - start_all))" "$*"; }
+
+k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
+k8s_ldflags() {
+  local f="" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    f+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$k8s_minor"
+    f+=" -X $p.gitTreeState=clean"
+  done
+  echo "-s -w$f"
+}
+
+version_of() {
+  case "$1" in
+    etcd) echo "$ETCD_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    *) echo "$K8S_VERSION" ;;
+  esac
+}
+
+# build_tool TOOL: go build every `tool` package of TOOL's wrapper module into its cache dir.
+build_tool() {
+  local tool="$1" version dir out tmp ldflags pkgs t0
+  version="$(version_of "$tool")"
+  dir="$here/$tool"; out="$bin_root/$tool-$version"
+  [[ -f "$dir/go.mod" ]] || { echo "build.sh: unknown tool $tool" >&2; exit 2; }
+  if [[ -f "$out/.complete" ]]; then log "$tool $version: cached in $out"; return; fi
+  case "$tool" in
+    etcd) ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" ;;
+    kwok) ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+          ldflags+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}" ;;
+    helm) local cg; cg="$(grep -E '^\s*k8s.io/client-go v' "$dir/go.mod" | awk '{print $2}')"
+          cg="${cg#v0.}"; cg="${cg%%.*}"
+          ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+          ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+          for p in pkg/lint/rules pkg/chartutil; do
+            ldflags+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=$cg"
+          done ;;
+    *) ldflags="$(k8s_ldflags)" ;;
+  esac
+  mapfile -t pkgs < <(awk '$1 == "tool" {print $2}' "$dir/go.mod")
+  tmp="$out.tmp.$$"; rm -rf "$tmp"; mkdir -p "$tmp"
+  t0=$SECONDS
+  log "$tool $version: downloading modules"
+  (cd "$dir" && go mod download)
+  log "$tool $version: modules ready after $((SECONDS - t0))s; compiling ${pkgs[*]}"
+  (cd "$dir" && go build -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
+  if [[ "$tool" == etcd ]]; then mv "$tmp/server" "$tmp/etcd"; fi  # package dir is server/v3
+  rm -rf "$out"; mv "$tmp" "$out"; date -u +%FT%TZ > "$out/.complete"
+  log "$tool $version: built in $((SECONDS - t0))s -> $out"
+}
+
+tools=("$@")
+[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+log "building ${tools[*]} into $bin_root (GOFLAGS=$GOFLAGS)"
+for t in "${tools[@]}"; do build_tool "$t"; done
+log "toolchain ready in $((SECONDS - start_all))s"
