@@ -13,13 +13,23 @@ pytestmark = pytest.mark.unit
 def _node(name: str, gpus: str | None = "8", heartbeat: str = "t0") -> dict:
     alloc = {"cpu": "96"} | ({"nvidia.com/gpu": gpus} if gpus else {})
     return {
-        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "NVIDIA-H200"} if gpus
-                     else {}, "resourceVersion": heartbeat, "managedFields": [{}]},
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"},
-                            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]},
-        "status": {"allocatable": alloc, "capacity": alloc,
-                   "conditions": [{"type": "Ready", "status": "True",
-                                   "lastHeartbeatTime": heartbeat}]},
+        "metadata": {
+            "name": name,
+            "labels": {"nvidia.com/gpu.product": "NVIDIA-H200"} if gpus else {},
+            "resourceVersion": heartbeat,
+            "managedFields": [{}],
+        },
+        "spec": {
+            "taints": [
+                {"key": "nvidia.com/gpu", "effect": "NoSchedule"},
+                {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+            ]
+        },
+        "status": {
+            "allocatable": alloc,
+            "capacity": alloc,
+            "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}],
+        },
     }
 
 

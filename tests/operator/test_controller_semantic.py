@@ -25,12 +25,14 @@ def _deployment(image: str = "img:1", gpus: str = "8") -> dict:
             "replicas": 2,
             "template": {
                 "spec": {
-                    "containers": [{
-                        "name": "engine",
-                        "image": image,
-                        "ports": [{"containerPort": 8000}],
-                        "resources": {"limits": {"nvidia.com/gpu": gpus, "memory": "1024Mi"}},
-                    }],
+                    "containers": [
+                        {
+                            "name": "engine",
+                            "image": image,
+                            "ports": [{"containerPort": 8000}],
+                            "resources": {"limits": {"nvidia.com/gpu": gpus, "memory": "1024Mi"}},
+                        }
+                    ],
                     "securityContext": {},
                 }
             },

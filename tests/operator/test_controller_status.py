@@ -19,9 +19,16 @@ BAD = PlanOutcome(False, None, "PlanFailed", "tensor 3 does not divide 128 heads
 
 
 def _w(ready: int, desired: int = 2, updated: int | None = None) -> WorkloadState:
-    return WorkloadState(kind="Deployment", name="r1", desired=desired, current=desired,
-                         ready=ready, updated=desired if updated is None else updated,
-                         observed=True, selector="app=r1")
+    return WorkloadState(
+        kind="Deployment",
+        name="r1",
+        desired=desired,
+        current=desired,
+        ready=ready,
+        updated=desired if updated is None else updated,
+        observed=True,
+        selector="app=r1",
+    )
 
 
 def _cond(status: dict, ctype: str) -> dict:
@@ -39,7 +46,12 @@ def test_ready_when_every_replica_is_ready() -> None:
     assert st["readyReplicas"] == 2 and st["replicas"] == 2
     assert st["selector"] == "app=r1" and st["plan"] == OK.plan
     assert [c["type"] for c in st["conditions"]] == [
-        "Planned", "Progressing", "Available", "Degraded", "Ready"]
+        "Planned",
+        "Progressing",
+        "Available",
+        "Degraded",
+        "Ready",
+    ]
 
 
 def test_progressing_while_replicas_start() -> None:
@@ -93,16 +105,28 @@ def test_losing_all_replicas_is_degraded() -> None:
 
 
 def test_workload_state_from_deployment_and_lws() -> None:
-    dep = {"kind": "Deployment", "metadata": {"name": "d", "generation": 3},
-           "spec": {"replicas": 2, "selector": {"matchLabels": {"b": "2", "a": "1"}}},
-           "status": {"observedGeneration": 2, "readyReplicas": 2, "updatedReplicas": 2,
-                      "replicas": 2}}
+    dep = {
+        "kind": "Deployment",
+        "metadata": {"name": "d", "generation": 3},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"b": "2", "a": "1"}}},
+        "status": {
+            "observedGeneration": 2,
+            "readyReplicas": 2,
+            "updatedReplicas": 2,
+            "replicas": 2,
+        },
+    }
     ws = workload_state(dep)
     assert not ws.observed and ws.selector == "a=1,b=2" and ws.ready == 2
     lws = {"kind": "LeaderWorkerSet", "metadata": {"name": "l"}, "spec": {"replicas": 1}}
     ls = workload_state(lws)
     assert ls.ready == 0 and ls.desired == 1
     assert ls.selector == "leaderworkerset.sigs.k8s.io/name=l"
-    stuck = dep | {"status": {"conditions": [
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}}
+    stuck = dep | {
+        "status": {
+            "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+            ]
+        }
+    }
     assert workload_state(stuck).stalled

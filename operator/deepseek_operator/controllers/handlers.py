@@ -22,10 +22,11 @@ from typing import Any
 import kopf
 import structlog
 
-from deepseek_operator.api import GROUP, PLURAL, VERSION
+from deepseek_operator.api import GROUP, KIND, PLURAL, VERSION
 
 from . import reconcile as rc
 from .decide import EventSpec, owner_name, plan_outcome
+from .kinds import MANAGED_BY, MANAGED_BY_LABEL
 from .kube import Kube, KubeError
 from .nodes import fingerprint, project_node
 from .status import workload_state
@@ -66,7 +67,7 @@ def _temporary(exc: KubeError) -> kopf.TemporaryError:
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Register every handler of the operator into ``registry``."""
     dsd = (GROUP, VERSION, PLURAL)
-    owned = {"app.kubernetes.io/managed-by": "deepseek-operator"}
+    owned = {MANAGED_BY_LABEL: MANAGED_BY}
 
     @kopf.index("", "v1", "nodes", registry=registry)  # type: ignore[arg-type]
     def gpu_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
@@ -161,7 +162,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if owner is None:
             return
         if event.get("type") == "DELETED":
-            live = rt.kube.get(rc.API_VERSION, rc.KIND, namespace, owner)
+            live = rt.kube.get(rc.API_VERSION, KIND, namespace, owner)
             if live and not live["metadata"].get("deletionTimestamp"):
                 run_pass(kopf.Body(live), _nodes(kwargs["gpu_nodes"]))
             return

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ class OperatorOptions:
     standalone: bool = False
     """Run without peering (tests and development)."""
     priority: int = 0
-    """Peering priority; the highest-priority live replica works, others wait."""
+    """Peering priority; the highest-priority live replica works, others stand by.
+    Replicas with equal priorities would all freeze, hence ``--priority=auto``."""
     liveness: str | None = None
     """Liveness endpoint such as ``http://0.0.0.0:8080/healthz``; off when None."""
     resync_seconds: float = 30.0
@@ -52,6 +54,16 @@ class OperatorOptions:
     verbose: bool = False
     """Debug logging."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _priority(text: str) -> int:
+    """``auto`` draws a random priority so equal replicas elect one active peer."""
+    if text == "auto":
+        return random.SystemRandom().randint(1, 2**31 - 1)
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'auto'") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,7 +81,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--peering", default=PEERING_NAME)
     p.add_argument("--standalone", action="store_true", help="no peering (single replica)")
-    p.add_argument("--priority", type=int, default=0)
+    p.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        help="peering priority, or 'auto' (random) for active/standby replicas",
+    )
     p.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--resync-seconds", type=float, default=30.0)
     p.add_argument("--workers", type=int, default=8)

@@ -23,44 +23,18 @@ from deepseek_operator.api import GROUP, KIND, VERSION
 from deepseek_operator.render import render_children
 
 from .decide import EventSpec, PlanResult, owned_by, plan_events, plan_outcome
+from .kinds import PRUNE_KINDS, WORKLOAD_KINDS, owner_selector
 from .kube import Kube, KubeError
 from .semantic import needs_apply, stamp
 from .status import PlanOutcome, WorkloadState, compute_status, status_patch, workload_state
 
 API_VERSION = f"{GROUP}/{VERSION}"
-WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
-    ("apps/v1", "Deployment"),
-    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
-)
-PRUNE_KINDS: tuple[tuple[str, str], ...] = (
-    *WORKLOAD_KINDS,
-    ("v1", "Service"),
-    ("v1", "ConfigMap"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("keda.sh/v1alpha1", "ScaledObject"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("networking.istio.io/v1", "VirtualService"),
-    ("networking.istio.io/v1", "DestinationRule"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"),
-)
-"""Kinds the renderer may emit; children of these kinds no longer desired are deleted."""
-
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-
 log = structlog.get_logger("deepseek_operator.reconcile")
 Emit = Callable[[EventSpec], None]
 
 
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def owner_selector(name: str) -> str:
-    """Label selector matching every child of the DSD called ``name``."""
-    return f"{MANAGED_BY_LABEL}=deepseek-operator,{INSTANCE_LABEL}={name}"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,50 @@
+"""The generated install files (RBAC, peering CRDs, chart CRD copies) match their source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepseek_operator.controllers.manifests import expected_files
+from deepseek_operator.controllers.rbac import cluster_rules
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generated_files_do_not_drift() -> None:
+    stale = [
+        str(rel)
+        for rel, text in expected_files(ROOT).items()
+        if not (ROOT / rel).is_file() or (ROOT / rel).read_text() != text
+    ]
+    assert not stale, (
+        f"regenerate with `python -m deepseek_operator.controllers.manifests`: {stale}"
+    )
+
+
+def test_rbac_is_least_privilege() -> None:
+    rules = cluster_rules()
+    for rule in rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        assert "*" not in rule["apiGroups"]
+        assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(
+            rule["verbs"]
+        )
+    resources = {r for rule in rules for r in rule["resources"]}
+    assert not {"secrets", "pods", "customresourcedefinitions", "namespaces"} & resources
+
+
+def test_kustomize_deployment_is_restricted() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "manifests/base/deployment.yaml").read_text()))
+    pod = docs[0]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    ctr = pod["containers"][0]
+    assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
+    assert ctr["securityContext"]["allowPrivilegeEscalation"] is False
+    assert ctr["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert ctr["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--liveness=http://0.0.0.0:8080/healthz" in ctr["args"]
