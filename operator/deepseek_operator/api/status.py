@@ -1,0 +1,173 @@
+"""``DeepSeekDeploymentStatus``: what the operator observed and decided.
+
+Conditions follow the metav1.Condition shape and kstatus conventions (``Ready``,
+``observedGeneration``) so Argo CD and Flux health checks understand the DSD. Condition
+bookkeeping is a method on the status type; the controller calls it and patches the result.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from deepseek_operator.api.base import StatusModel
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+Phase = Literal["Pending", "Planning", "Progressing", "Ready", "Degraded", "Failed"]
+CONDITION_TYPES = ("Planned", "Available", "Progressing", "Degraded", "Ready")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Condition(StatusModel):
+    """One observation of the DSD's state (metav1.Condition)."""
+
+    type: Annotated[str, Field(max_length=316)]
+    """Condition type: Planned, Available, Progressing, Degraded or Ready."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: Annotated[str, Field(max_length=1024)] = ""
+    """CamelCase reason for the last transition."""
+    message: Annotated[str, Field(max_length=32768)] = ""
+    """Human-readable detail: for a failed plan, what to change."""
+    last_transition_time: str | None = None
+    """When ``status`` last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """``metadata.generation`` the condition was computed from."""
+
+
+class PlanStatus(StatusModel):
+    """The sharding plan in effect (``deepseek_operator.planning.Plan.to_status()``)."""
+
+    model_name: str | None = None
+    """Catalog entry or config the plan was computed for."""
+    quantization: str | None = None
+    """Weight format the plan assumes (bf16, fp8, int8, int4)."""
+    gpu_product: str | None = None
+    """GPU product (``nvidia.com/gpu.product``) of the chosen pool."""
+    gpu_memory_mib: int | None = Field(default=None, alias="gpuMemoryMiB")
+    """Memory per GPU of the chosen pool, MiB."""
+    gpus_per_replica: int | None = None
+    """GPUs per replica (tensor × pipeline)."""
+    nodes_per_replica: int | None = None
+    """Nodes per replica (the pipeline degree)."""
+    tensor: int | None = None
+    """Tensor-parallel degree."""
+    pipeline: int | None = None
+    """Pipeline-parallel degree."""
+    expert: int | None = None
+    """Expert-parallel degree (1: none)."""
+    data: int | None = None
+    """Data-parallel degree."""
+    weight_bytes_per_gpu: int | None = None
+    """Weight bytes on each GPU."""
+    kv_cache_bytes_per_gpu: int | None = None
+    """KV cache bytes on each GPU."""
+    max_tokens_in_cache: int | None = None
+    """Tokens the KV cache of one replica holds."""
+    gpu_summary: str | None = None
+    """Short form for ``kubectl get``: ``8xH200`` or ``2x8xH100``."""
+    layout: str | None = None
+    """Short form TPxPPxEP, e.g. ``8x2x16``."""
+    reasons: list[str] = Field(default_factory=list)
+    """Why each choice was made."""
+
+
+class CanaryStatus(StatusModel):
+    """Progress of a canary rollout."""
+
+    revision: str | None = None
+    """Revision (spec hash) under test."""
+    stable_revision: str | None = None
+    """Revision serving the rest of the traffic."""
+    step: int | None = None
+    """Index of the current step in ``rollout.canary.steps``."""
+    weight: int | None = None
+    """Percent of traffic on the canary now."""
+    failures: int | None = None
+    """Failed analysis runs in this rollout."""
+    last_analysis: str | None = None
+    """Time of the last analysis run (RFC 3339)."""
+    phase: Literal["Progressing", "Promoted", "RolledBack", "Paused"] | None = None
+    """Canary phase."""
+
+
+class DeepSeekDeploymentStatus(StatusModel):
+    """Observed state of a DeepSeekDeployment."""
+
+    observed_generation: int | None = None
+    """``metadata.generation`` this status describes."""
+    phase: Phase | None = None
+    """One-word summary of the conditions."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Planned, Available, Progressing, Degraded and Ready."""
+    plan: PlanStatus | None = None
+    """The sharding plan in effect."""
+    replicas: int | None = None
+    """Replicas that exist (scale subresource status path)."""
+    ready_replicas: int | None = None
+    """Replicas whose pods are all ready."""
+    selector: str | None = None
+    """Label selector of the serving pods (scale subresource selector path)."""
+    canary: CanaryStatus | None = None
+    """Canary progress, while one runs."""
+    endpoint: str | None = None
+    """In-cluster base URL of the OpenAI-compatible API."""
+
+    def get_condition(self, type_: str) -> Condition | None:
+        """Return the condition of this type, or None."""
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def set_condition(
+        self,
+        type_: str,
+        status: ConditionStatus | bool,
+        reason: str,
+        message: str = "",
+        generation: int | None = None,
+        *,
+        now: str | None = None,
+    ) -> bool:
+        """Set a condition in place; ``lastTransitionTime`` moves only when status changes.
+
+        Args:
+            type_: condition type.
+            status: "True"/"False"/"Unknown" or a bool.
+            reason: CamelCase reason.
+            message: human-readable detail.
+            generation: the ``metadata.generation`` observed.
+            now: timestamp to use (RFC 3339); the current time when omitted.
+
+        Returns:
+            True when anything about the condition changed.
+        """
+        value: ConditionStatus = (
+            ("True" if status else "False") if isinstance(status, bool) else status
+        )
+        old = self.get_condition(type_)
+        if old is None:
+            self.conditions = [
+                *self.conditions,
+                Condition(type=type_, status=value, reason=reason, message=message,
+                          last_transition_time=now or _now(), observed_generation=generation),
+            ]
+            return True
+        changed = (old.status, old.reason, old.message, old.observed_generation) != (
+            value, reason, message, generation)
+        if old.status != value:
+            old.last_transition_time = now or _now()
+        old.status, old.reason, old.message = value, reason, message
+        old.observed_generation = generation
+        return changed
+
+    def is_true(self, type_: str) -> bool:
+        """True when the condition exists with status True."""
+        cond = self.get_condition(type_)
+        return cond is not None and cond.status == "True"

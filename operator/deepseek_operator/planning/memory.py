@@ -1,0 +1,132 @@
+"""Memory model: bytes of weights, KV cache and overhead on each GPU of a replica.
+
+::
+
+    usable = GPU memory × gpuMemoryUtilization
+    usable = weights/GPU + runtime overhead + activations + KV cache/GPU
+                                                           └─ must hold maxModelLen ×
+                                                              minSequences tokens
+
+Weights: quantized parameters at their width (fp8/int8 1 byte, int4 ½ byte plus group
+scales, bf16 2 bytes); embeddings and the LM head stay bf16. Attention and dense MLP are
+sliced over the tensor degree; routed experts over the expert degree when expert
+parallelism is on (else sliced like the rest); layers over the pipeline stages, the largest
+stage (``ceil(layers / pipeline)``) bounding every GPU.
+
+Pure; called by the planner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from deepseek_operator.planning.architecture import ModelArchitecture
+
+WeightFormat = Literal["bf16", "fp8", "int8", "int4"]
+GIB: Final = 1024**3
+MIB: Final = 1024**2
+
+BYTES_PER_PARAM: Final[dict[str, float]] = {
+    "bf16": 2.0,
+    "fp8": 1.0 + 4 / (128 * 128),  # e4m3 with one fp32 scale per 128x128 block
+    "int8": 1.0 + 2 / 4096,  # per-output-channel bf16 scales (hidden >= 4096)
+    "int4": 0.5 + 4 / 128,  # groups of 128 with bf16 scale and zero point
+}
+RUNTIME_OVERHEAD_BYTES: Final = 2 * GIB  # CUDA context, NCCL buffers, CUDA graphs
+ACTIVATION_FACTOR: Final = 16  # live hidden-sized bf16 buffers per batched token
+
+
+@dataclass(frozen=True, slots=True)
+class Sharding:
+    """Degrees of one replica."""
+
+    tensor: int
+    pipeline: int
+    expert: int
+    data: int = 1
+
+    @property
+    def gpus(self) -> int:
+        """GPUs in one replica."""
+        return self.tensor * self.pipeline * self.data
+
+
+@dataclass(frozen=True, slots=True)
+class GpuMemory:
+    """Memory use of the busiest GPU of a replica, in bytes."""
+
+    usable: int
+    weights: int
+    overhead: int
+    kv_bytes_per_token: int
+
+    @property
+    def kv_budget(self) -> int:
+        """Bytes left for the KV cache (negative when weights alone do not fit)."""
+        return self.usable - self.weights - self.overhead
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the KV cache of the replica holds."""
+        return max(0, self.kv_budget) // self.kv_bytes_per_token if self.kv_bytes_per_token else 0
+
+
+def checkpoint_bytes(arch: ModelArchitecture, fmt: WeightFormat) -> int:
+    """Total weight bytes of the model in ``fmt`` (embeddings and LM head in bf16)."""
+    body = arch.total_params - arch.embedding_params
+    return int(body * BYTES_PER_PARAM[fmt] + arch.embedding_params * 2)
+
+
+def weight_bytes_per_gpu(arch: ModelArchitecture, fmt: WeightFormat, s: Sharding) -> int:
+    """Weight bytes on the busiest GPU of a replica sharded as ``s``."""
+    width = BYTES_PER_PARAM[fmt]
+    stage_share = -(-arch.num_layers // s.pipeline) / arch.num_layers
+    dense = arch.dense_params * width * stage_share / s.tensor
+    expert_ranks = s.expert if s.expert > 1 else s.tensor
+    experts = arch.expert_params * width * stage_share / expert_ranks
+    # Vocabulary-parallel embedding and LM head: both on one stage when pipeline == 1.
+    embed_share = 1.0 if s.pipeline == 1 else 0.5
+    embeddings = arch.embedding_params * 2 * embed_share / s.tensor
+    return int(dense + experts + embeddings)
+
+
+def kv_bytes_per_token(arch: ModelArchitecture, s: Sharding, kv_dtype_bytes: int) -> int:
+    """KV cache bytes one GPU stores per token (its pipeline stage's layers)."""
+    layers = -(-arch.num_layers // s.pipeline)
+    return arch.kv_elements_per_token_layer(s.tensor) * layers * kv_dtype_bytes
+
+
+def activation_bytes(arch: ModelArchitecture, batched_tokens: int, max_seqs: int) -> int:
+    """Peak activation bytes per GPU: batched hidden states plus fp32 logits."""
+    hidden = batched_tokens * arch.hidden_size * 2 * ACTIVATION_FACTOR
+    logits = max_seqs * arch.vocab_size * 4
+    return hidden + logits
+
+
+def gpu_memory(
+    arch: ModelArchitecture,
+    fmt: WeightFormat,
+    s: Sharding,
+    *,
+    gpu_memory_bytes: int,
+    utilization: float,
+    kv_dtype_bytes: int,
+    batched_tokens: int,
+    max_seqs: int,
+) -> GpuMemory:
+    """Memory use of the busiest GPU of a replica."""
+    return GpuMemory(
+        usable=int(gpu_memory_bytes * utilization),
+        weights=weight_bytes_per_gpu(arch, fmt, s),
+        overhead=RUNTIME_OVERHEAD_BYTES + activation_bytes(arch, batched_tokens, max_seqs),
+        kv_bytes_per_token=kv_bytes_per_token(arch, s, kv_dtype_bytes),
+    )
+
+
+def human_bytes(n: float) -> str:
+    """``1.3 TiB``, ``84.1 GiB``, ``512 MiB``."""
+    for unit, size in (("TiB", 1024**4), ("GiB", GIB), ("MiB", MIB)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
