@@ -1,0 +1,127 @@
+"""Settings of ``deepseek-runtime serve``, validated once at start-up.
+
+Every field is a command-line option (``--max-num-seqs``) and an environment variable
+(``DSR_MAX_NUM_SEQS``) so that the pods the operator renders can be configured either way;
+the command line wins over the environment, which wins over the default. Used by
+``server.cli`` (parsing), ``server.app`` (limits) and ``backends`` (engine options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "DSR_"
+
+
+class ServerConfig(BaseModel):
+    """All options of the server; the field description is the ``--help`` text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(description="checkpoint directory (config.json, safetensors, tokenizer)")
+    served_model_name: str | None = Field(
+        None, description="model name clients use (default: the directory's name)"
+    )
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port (0 picks a free one)")
+    grpc_port: int | None = Field(
+        None, ge=0, le=65535, description="KServe v2 gRPC port (off unless set)"
+    )
+    engine: Literal["native", "vllm", "triton"] = Field("native", description="inference engine")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weight/activation dtype (auto: float32 on CPU, bfloat16 on GPU)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="device for the engine")
+    max_model_len: int | None = Field(None, ge=1, description="longest prompt + completion")
+    max_num_seqs: int = Field(64, ge=1, description="most sequences in one batch")
+    max_num_batched_tokens: int = Field(2048, ge=1, description="token budget of one step")
+    block_size: int = Field(16, ge=1, description="KV cache block size in tokens")
+    num_blocks: int | None = Field(None, ge=1, description="KV cache blocks (default: sized)")
+    kv_cache_memory_bytes: int | None = Field(None, ge=1, description="KV cache memory budget")
+    enable_prefix_caching: bool = Field(True, description="reuse cached prompt prefixes")
+    max_waiting: int = Field(256, ge=1, description="waiting-queue bound; beyond it: 429")
+    max_n: int = Field(16, ge=1, description="largest n (choices per request)")
+    max_body_bytes: int = Field(4 << 20, ge=1024, description="largest request body (else 413)")
+    retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with 429/503")
+    drain_timeout: float = Field(
+        30.0, ge=0, description="seconds in-flight requests get on SIGTERM"
+    )
+    # security
+    api_keys_file: Path | None = Field(None, description="file with one API key per line")
+    api_keys: str | None = Field(None, description="comma-separated API keys (prefer the file)")
+    rate_limit_rps: float | None = Field(None, gt=0, description="requests/s per API key")
+    rate_limit_tpm: int | None = Field(None, gt=0, description="tokens/min per API key")
+    content_filter: Path | None = Field(None, description="content policy file (YAML or JSON)")
+    audit_log: str | None = Field(None, description="audit log path ('-' for stdout)")
+    log_prompts: bool = Field(False, description="put (PII-redacted) prompts in the audit log")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    # vLLM engine
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallel size")
+    pipeline_parallel_size: int = Field(1, ge=1, description="vLLM pipeline parallel size")
+    enable_expert_parallel: bool = Field(False, description="vLLM expert parallelism")
+    quantization: str | None = Field(None, description="vLLM quantization method (e.g. fp8)")
+    kv_cache_dtype: str = Field("auto", description="vLLM KV cache dtype (auto, fp8, ...)")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vLLM fraction of GPU memory to use"
+    )
+    # Triton engine
+    triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address (host:port)")
+    triton_model: str | None = Field(None, description="model name on Triton (default: served)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ServerConfig:
+        if self.num_blocks is not None and self.kv_cache_memory_bytes is not None:
+            raise ValueError("set at most one of num_blocks and kv_cache_memory_bytes")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The name clients put in ``model``."""
+        return self.served_model_name or Path(self.model).resolve().name
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per field; defaults stay ``None`` so the environment can fill them."""
+    for name, info in ServerConfig.model_fields.items():
+        env = ENV_PREFIX + name.upper()
+        help_text = f"{info.description} [env {env}]"
+        if info.annotation is bool:
+            parser.add_argument(
+                _option(name), action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(_option(name), default=None, help=help_text)
+
+
+def config_from_args(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> ServerConfig:
+    """Merge command line > environment > defaults; ValueError naming the bad option."""
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for name in ServerConfig.model_fields:
+        value = getattr(args, name, None)
+        if value is None:
+            value = environ.get(ENV_PREFIX + name.upper())
+            if value == "":
+                value = None
+        if value is not None:
+            values[name] = value
+    try:
+        return ServerConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_option(str(err['loc'][0])) if err['loc'] else 'options'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(problems) from None
