@@ -53,7 +53,7 @@ class RopeSpec:
 
 
 def yarn_get_mscale(scale: float, mscale: float = 1.0) -> float:
-    """YaRN's attention temperature correction ``0.1 * mscale * ln(scale) + 1`` (1 when scale <= 1)."""
+    """YaRN attention temperature ``0.1 * mscale * ln(scale) + 1`` (1 when scale <= 1)."""
     if scale <= 1:
         return 1.0
     return 0.1 * mscale * math.log(scale) + 1.0
@@ -117,7 +117,9 @@ class DeepseekConfig(BaseModel):
         if self.hidden_act != "silu":
             raise ValueError(f"hidden_act: only 'silu' is supported, got {self.hidden_act!r}")
         if self.num_key_value_heads not in (None, self.num_attention_heads):
-            raise ValueError("num_key_value_heads: MLA needs num_key_value_heads == num_attention_heads")
+            raise ValueError(
+                "num_key_value_heads: MLA needs num_key_value_heads == num_attention_heads"
+            )
         if self.qk_rope_head_dim % 2:
             raise ValueError("qk_rope_head_dim: must be even")
         if not 0 <= self.first_k_dense_replace <= self.num_hidden_layers:
@@ -145,7 +147,9 @@ class DeepseekConfig(BaseModel):
             if top_groups is None or not 1 <= top_groups <= groups:
                 raise ValueError("topk_group: must be in [1, n_group]")
             if top_groups * (experts // groups) < top_k:
-                raise ValueError("topk_group: selected groups hold fewer experts than num_experts_per_tok")
+                raise ValueError(
+                    "topk_group: selected groups hold fewer experts than num_experts_per_tok"
+                )
             if method == "noaux_tc" and experts // groups < 2:
                 raise ValueError("n_group: noaux_tc routing needs at least 2 experts per group")
 
@@ -170,7 +174,9 @@ class DeepseekConfig(BaseModel):
     def is_moe_layer(self, index: int) -> bool:
         """Whether decoder layer ``index`` uses DeepSeekMoE (else a dense MLP)."""
         return (
-            self.has_moe and index >= self.first_k_dense_replace and index % self.moe_layer_freq == 0
+            self.has_moe
+            and index >= self.first_k_dense_replace
+            and index % self.moe_layer_freq == 0
         )
 
     @property
@@ -232,7 +238,7 @@ class DeepseekConfig(BaseModel):
         if rope.rope_type == "yarn" and self.yarn_softmax_mscale and rope.mscale_all_dim:
             m = yarn_get_mscale(rope.factor, rope.mscale_all_dim)
             scale *= m * m
-        return scale
+        return float(scale)
 
 
 def _opt_float(value: Any) -> float | None:
@@ -251,7 +257,8 @@ def parse_config(data: dict[str, Any], source: str = "config.json") -> DeepseekC
         config.rope()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ConfigError(f"{source}: {problems}") from None
     return config

@@ -86,13 +86,15 @@ def _write_shards(out_dir: Path, tensors: dict[str, torch.Tensor], shards: int) 
     weight_map: dict[str, str] = {}
     for i, group in enumerate(groups, start=1):
         filename = f"model-{i:05d}-of-{shards:05d}.safetensors"
-        save_file({n: tensors[n] for n in group}, str(out_dir / filename), metadata={"format": "pt"})
+        save_file(
+            {n: tensors[n] for n in group}, str(out_dir / filename), metadata={"format": "pt"}
+        )
         weight_map.update({n: filename for n in group})
     index_doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out_dir / INDEX_FILE).write_text(json.dumps(index_doc, indent=2) + "\n", encoding="utf-8")
 
 
-def make_tiny_checkpoint(
+def make_tiny_checkpoint(  # noqa: PLR0917 (positional order is the documented API)
     out_dir: str | Path,
     arch: str = "v3",
     seed: int = 0,
@@ -135,13 +137,20 @@ def make_tiny_checkpoint(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = random_weights(config, seed, mtp=mtp)
-    tensors = {n: t.to(_DTYPES[dtype_name]) if t.is_floating_point() else t for n, t in tensors.items()}
+    tensors = {
+        n: t.to(_DTYPES[dtype_name]) if t.is_floating_point() else t for n, t in tensors.items()
+    }
     if fp8:
         tensors = _quantize(tensors, fp8_block)
     _write_shards(out, tensors, shards)
     (out / "config.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    generation = {"bos_token_id": data.get("bos_token_id"), "eos_token_id": data.get("eos_token_id")}
-    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
+    generation = {
+        "bos_token_id": data.get("bos_token_id"),
+        "eos_token_id": data.get("eos_token_id"),
+    }
+    (out / "generation_config.json").write_text(
+        json.dumps(generation, indent=2) + "\n", encoding="utf-8"
+    )
     write_tokenizer(out, config.vocab_size, config.max_position_embeddings)
     return out
 
@@ -151,20 +160,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config field (value parsed as JSON: ints, floats, true, null, ...)",
     )
     parser.add_argument("--shards", type=int, default=1, help="number of safetensors shards")
     parser.add_argument("--fp8", action="store_true", help="store linear weights as FP8 e4m3")
     parser.add_argument("--fp8-block", type=int, default=128, help="FP8 scale block size")
-    parser.add_argument("--mtp", action="store_true", help="also write a multi-token-prediction layer")
+    parser.add_argument(
+        "--mtp", action="store_true", help="also write a multi-token-prediction layer"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         out = make_tiny_checkpoint(
-            args.out, args.arch, args.seed, parse_overrides(args.overrides),
-            args.shards, args.fp8, args.fp8_block, args.mtp,
+            args.out,
+            args.arch,
+            args.seed,
+            parse_overrides(args.overrides),
+            args.shards,
+            args.fp8,
+            args.fp8_block,
+            args.mtp,
         )
     except ValueError as exc:
         print(f"make-tiny: error: {exc}")

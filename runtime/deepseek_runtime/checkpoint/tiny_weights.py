@@ -67,11 +67,16 @@ def _layer(g: _Gen, c: DeepseekConfig, index: int, moe: bool) -> None:
     for e in range(experts):
         _mlp(g, f"{p}.mlp.experts.{e}", c.hidden_size, c.moe_intermediate_size)
     if c.n_shared_experts:
-        _mlp(g, f"{p}.mlp.shared_experts", c.hidden_size, c.moe_intermediate_size * c.n_shared_experts)
+        _mlp(
+            g,
+            f"{p}.mlp.shared_experts",
+            c.hidden_size,
+            c.moe_intermediate_size * c.n_shared_experts,
+        )
 
 
 def random_weights(config: DeepseekConfig, seed: int, mtp: bool = False) -> dict[str, torch.Tensor]:
-    """All tensors of ``config`` (fp32), plus an MTP layer at index ``num_hidden_layers`` if asked."""
+    """All tensors of ``config`` (fp32); with ``mtp``, an MTP layer at ``num_hidden_layers``."""
     g = _Gen(seed)
     g.out["model.embed_tokens.weight"] = torch.randn(
         config.vocab_size, config.hidden_size, generator=g.gen

@@ -21,11 +21,16 @@ SPECIAL_TOKENS = [BOS, EOS, USER, ASSISTANT, "<think>", "</think>"]  # ids 0 .. 
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
-    "{%- for message in messages if message['role'] == 'system' -%}{{ message['content'] }}{%- endfor -%}"
+    "{%- for message in messages if message['role'] == 'system' -%}"
+    "{{ message['content'] }}"
+    "{%- endfor -%}"
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'user' -%}" + USER + "{{ message['content'] }}"
-    "{%- elif message['role'] == 'assistant' -%}" + ASSISTANT + "{{ message['content'] }}" + EOS +
-    "{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    + ASSISTANT
+    + "{{ message['content'] }}"
+    + EOS
+    + "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}" + ASSISTANT + "{%- endif -%}"
 )

@@ -54,14 +54,16 @@ class WeightStore:
             for name, filename in weight_map.items():
                 path = self.model_dir / filename
                 if not path.is_file():
-                    raise CheckpointError(f"{index}: shard {filename!r} (holding {name!r}) is missing")
+                    raise CheckpointError(
+                        f"{index}: shard {filename!r} (holding {name!r}) is missing"
+                    )
                 self._files[name] = path
             return
         shards = sorted(self.model_dir.glob("*.safetensors"))
         if not shards:
             raise CheckpointError(f"{self.model_dir}: no *.safetensors files and no {INDEX_FILE}")
         for path in shards:
-            for name in self._handle(path).keys():
+            for name in self._handle(path).keys():  # noqa: SIM118 (safe_open is not iterable)
                 self._files[name] = path
 
     def _handle(self, path: Path) -> Any:
@@ -93,7 +95,9 @@ class WeightStore:
         tensor: torch.Tensor = self._handle(path).get_tensor(name)
         return tensor
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> torch.Tensor:
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         """Tensor ``name`` as ``dtype`` (default: the store's), checked against ``shape``."""
         tensor = self.raw(name)
         if tuple(tensor.shape) != tuple(shape):

@@ -15,7 +15,9 @@ FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8_DTYPE).max)  # 448.0
 
 
-def _expand_scales(scale_inv: torch.Tensor, shape: torch.Size, block: tuple[int, int]) -> torch.Tensor:
+def _expand_scales(
+    scale_inv: torch.Tensor, shape: torch.Size, block: tuple[int, int]
+) -> torch.Tensor:
     rows, cols = shape
     bo, bi = block
     want = ((rows + bo - 1) // bo, (cols + bi - 1) // bi)

@@ -51,7 +51,9 @@ class MLAAttention:
         else:
             self.q_a_proj = store.get(f"{prefix}.q_a_proj.weight", (c.q_lora_rank, hidden))
             self.q_a_bias = _maybe_bias(store, f"{prefix}.q_a_proj", c.q_lora_rank, bias)
-            self.q_a_norm = RMSNorm.load(store, f"{prefix}.q_a_layernorm", c.q_lora_rank, LORA_NORM_EPS)
+            self.q_a_norm = RMSNorm.load(
+                store, f"{prefix}.q_a_layernorm", c.q_lora_rank, LORA_NORM_EPS
+            )
             self.q_b_proj = store.get(f"{prefix}.q_b_proj.weight", (q_out, c.q_lora_rank))
         self.kv_a_proj = store.get(f"{prefix}.kv_a_proj_with_mqa.weight", (c.latent_dim, hidden))
         self.kv_a_bias = _maybe_bias(store, f"{prefix}.kv_a_proj_with_mqa", c.latent_dim, bias)

@@ -41,10 +41,14 @@ class Router:
         self.norm_topk_prob = config.norm_topk_prob
         self.scaling = config.routed_scaling_factor
         self.mask_value = float("-inf") if config.router_group_mask == "-inf" else 0.0
-        self.weight = store.get(f"{prefix}.weight", (self.num_experts, config.hidden_size), torch.float32)
+        self.weight = store.get(
+            f"{prefix}.weight", (self.num_experts, config.hidden_size), torch.float32
+        )
         self.bias: torch.Tensor | None = None
         if self.method == "noaux_tc":
-            self.bias = store.get(f"{prefix}.e_score_correction_bias", (self.num_experts,), torch.float32)
+            self.bias = store.get(
+                f"{prefix}.e_score_correction_bias", (self.num_experts,), torch.float32
+            )
 
     def _group_mask(self, group_scores: torch.Tensor) -> torch.Tensor:
         chosen = torch.topk(group_scores, k=self.topk_group, dim=-1, sorted=False)[1]
@@ -57,10 +61,7 @@ class Router:
         """``(topk_ids [N, K], topk_weights [N, K] fp32)`` for ``x`` ``[N, hidden]``."""
         logits = linear(x.to(torch.float32), self.weight)
         per_group = self.num_experts // self.n_group
-        if self.scoring == "sigmoid":
-            scores = logits.sigmoid()
-        else:
-            scores = logits.softmax(dim=-1)
+        scores = logits.sigmoid() if self.scoring == "sigmoid" else logits.softmax(dim=-1)
         if self.method == "noaux_tc":
             assert self.bias is not None
             choice = scores + self.bias
@@ -87,7 +88,9 @@ class MoE:
         hidden, inter = config.hidden_size, config.moe_intermediate_size
         experts = int(config.n_routed_experts or 0)
         self.router = Router(config, store, f"{prefix}.gate")
-        self.w_gate_up, self.w_down = _load_experts(store, f"{prefix}.experts", experts, hidden, inter)
+        self.w_gate_up, self.w_down = _load_experts(
+            store, f"{prefix}.experts", experts, hidden, inter
+        )
         self.shared: DenseMLP | None = None
         if config.n_shared_experts:
             self.shared = DenseMLP(

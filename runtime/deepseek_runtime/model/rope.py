@@ -21,9 +21,9 @@ def _yarn_inv_freq(spec: RopeSpec, dim: int) -> torch.Tensor:
     base = spec.theta
 
     def correction_dim(rotations: float) -> float:
-        return (dim * math.log(spec.original_max_position_embeddings / (rotations * 2 * math.pi))) / (
-            2 * math.log(base)
-        )
+        return (
+            dim * math.log(spec.original_max_position_embeddings / (rotations * 2 * math.pi))
+        ) / (2 * math.log(base))
 
     low, high = correction_dim(spec.beta_fast), correction_dim(spec.beta_slow)
     if spec.truncate:
@@ -49,13 +49,15 @@ class RotaryEmbedding:
             if spec.attention_factor is not None:
                 self.attention_scaling = spec.attention_factor
             elif spec.mscale and spec.mscale_all_dim:
-                self.attention_scaling = yarn_get_mscale(spec.factor, spec.mscale) / yarn_get_mscale(
-                    spec.factor, spec.mscale_all_dim
-                )
+                self.attention_scaling = yarn_get_mscale(
+                    spec.factor, spec.mscale
+                ) / yarn_get_mscale(spec.factor, spec.mscale_all_dim)
             else:
                 self.attention_scaling = yarn_get_mscale(spec.factor)
         else:
-            self.inv_freq = 1.0 / (spec.theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+            self.inv_freq = 1.0 / (
+                spec.theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+            )
             self.attention_scaling = 1.0
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -68,7 +69,11 @@ class ModelRunner:
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.kv_cache = torch.zeros(
-            config.num_hidden_layers, num_blocks * block_size, config.latent_dim, dtype=dtype, device=device
+            config.num_hidden_layers,
+            num_blocks * block_size,
+            config.latent_dim,
+            dtype=dtype,
+            device=device,
         )
 
     @classmethod
@@ -81,24 +86,33 @@ class ModelRunner:
         block_size: int = 16,
         num_blocks: int | None = None,
         kv_cache_memory_bytes: int | None = None,
+        config_overrides: dict[str, Any] | None = None,
     ) -> ModelRunner:
         """Load a Hugging Face checkpoint and allocate the KV cache.
 
         The cache holds ``num_blocks`` blocks if given, else as many as fit in
-        ``kv_cache_memory_bytes`` (default 256 MiB).
+        ``kv_cache_memory_bytes`` (default 256 MiB). ``config_overrides`` replace
+        ``config.json`` fields (e.g. the runtime switches ``router_group_mask`` and
+        ``yarn_softmax_mscale``).
         """
         if device != "cpu":
             raise ValueError(f"device {device!r}: only 'cpu' is supported by the reference kernels")
-        config = load_config(model_dir)
+        config = load_config(model_dir, config_overrides)
         with WeightStore(model_dir, dtype=dtype, fp8_block=config.fp8_block) as store:
             model = DeepseekModel(config, store)
         per_block = cls.bytes_per_block(config, block_size, dtype)
         if num_blocks is None:
-            budget = DEFAULT_KV_CACHE_BYTES if kv_cache_memory_bytes is None else kv_cache_memory_bytes
+            budget = (
+                DEFAULT_KV_CACHE_BYTES if kv_cache_memory_bytes is None else kv_cache_memory_bytes
+            )
             num_blocks = budget // per_block
             if num_blocks < 1:
-                raise ValueError(f"kv_cache_memory_bytes={budget} is less than one block ({per_block} bytes)")
-        return cls(config, model, dtype=dtype, device=device, block_size=block_size, num_blocks=num_blocks)
+                raise ValueError(
+                    f"kv_cache_memory_bytes={budget} is less than one block ({per_block} bytes)"
+                )
+        return cls(
+            config, model, dtype=dtype, device=device, block_size=block_size, num_blocks=num_blocks
+        )
 
     @staticmethod
     def bytes_per_block(config: DeepseekConfig, block_size: int, dtype: torch.dtype) -> int:
@@ -178,7 +192,9 @@ class ModelRunner:
         vocab = self.config.vocab_size
         bad = [t for t in chunk.token_ids if not 0 <= t < vocab]
         if bad:
-            raise ValueError(f"chunk {index}: token id {bad[0]} outside the vocabulary [0, {vocab})")
+            raise ValueError(
+                f"chunk {index}: token id {bad[0]} outside the vocabulary [0, {vocab})"
+            )
         needed = (end + self.block_size - 1) // self.block_size
         if len(chunk.block_table) < needed:
             raise ValueError(
@@ -187,4 +203,6 @@ class ModelRunner:
             )
         bad_blocks = [b for b in chunk.block_table[:needed] if not 0 <= b < self.num_blocks]
         if bad_blocks:
-            raise ValueError(f"chunk {index}: block id {bad_blocks[0]} outside [0, {self.num_blocks})")
+            raise ValueError(
+                f"chunk {index}: block id {bad_blocks[0]} outside [0, {self.num_blocks})"
+            )
