@@ -6,13 +6,14 @@ Pools (labels as NVIDIA GPU feature discovery sets them, every node tainted
 =================  ======  ==========  =========================
 pool               nodes   GPUs/node   nvidia.com/gpu.product
 =================  ======  ==========  =========================
-h200               2       8 × 141 GB  NVIDIA-H200
 h100               4       8 × 80 GB   NVIDIA-H100-80GB-HBM3
-a100               2       8 × 80 GB   NVIDIA-A100-SXM4-80GB
-l40s               2       4 × 48 GB   NVIDIA-L40S
+h200               4       8 × 141 GB  NVIDIA-H200
+a100               4       8 × 80 GB   NVIDIA-A100-SXM4-80GB
+l40s               4       4 × 48 GB   NVIDIA-L40S
 =================  ======  ==========  =========================
 
-Pure data; also used by tests.
+The same pools as the local control plane's ``e2e/pools.yaml``, so ``deepseek-operator
+plan`` without ``--nodes`` answers what the demo cluster will. Pure data; also used by tests.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 EXAMPLE_POOLS: Final = (
-    ("h200", 2, 8, "NVIDIA-H200", 143771),
     ("h100", 4, 8, "NVIDIA-H100-80GB-HBM3", 81559),
-    ("a100", 2, 8, "NVIDIA-A100-SXM4-80GB", 81920),
-    ("l40s", 2, 4, "NVIDIA-L40S", 46068),
+    ("h200", 4, 8, "NVIDIA-H200", 143771),
+    ("a100", 4, 8, "NVIDIA-A100-SXM4-80GB", 81920),
+    ("l40s", 4, 4, "NVIDIA-L40S", 46068),
 )
 
 
@@ -56,7 +57,7 @@ def gpu_node(name: str, product: str, memory_mib: int, gpus: int, *,
 def example_nodes(pools: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Node dicts of the example inventory, optionally only the named pools."""
     return [
-        gpu_node(f"{pool}-{i}", product, mib, gpus, pool=pool)
+        gpu_node(f"gpu-{pool}-{i}", product, mib, gpus, pool=pool)
         for pool, count, gpus, product, mib in EXAMPLE_POOLS
         if pools is None or pool in pools
         for i in range(count)

@@ -1,0 +1,72 @@
+"""Pure rendering: (DeepSeekDeployment, Plan) -> the Kubernetes objects that serve it.
+
+:func:`render_children` returns plain dicts in apply order (storage, Services, workloads,
+disruption budget, autoscaler, traffic policy, network policy, monitoring). No I/O and no
+Kubernetes client (enforced by ``.importlinter``); the controller applies the list with
+server-side apply, the CLI prints it, golden tests compare it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.api.resource import DeepSeekDeployment
+from deepseek_operator.planning.plan import Plan
+from deepseek_operator.render.autoscaling import autoscaler
+from deepseek_operator.render.common import (
+    LABEL_DEPLOYMENT,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    canary_active,
+    endpoint,
+    selector_string,
+    spec_revision,
+    workload_name,
+)
+from deepseek_operator.render.istio import destination_rule, virtual_service
+from deepseek_operator.render.monitoring import prometheus_rule, service_monitor
+from deepseek_operator.render.network import (
+    api_service,
+    disruption_budget,
+    headless_service,
+    network_policy,
+)
+from deepseek_operator.render.source import cache_claim
+from deepseek_operator.render.workload import workload
+
+__all__ = [
+    "LABEL_DEPLOYMENT",
+    "LABEL_MANAGED_BY",
+    "MANAGED_BY",
+    "canary_active",
+    "endpoint",
+    "render_children",
+    "selector_string",
+    "spec_revision",
+    "workload_name",
+]
+
+
+def render_children(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
+    """Every child object of ``dsd`` under ``plan``, in apply order.
+
+    While a canary runs (:func:`canary_active`) the list holds ``<name>-canary`` and *not*
+    the stable workload: the controller must keep the existing stable workload as it is
+    (not prune it) until the canary is promoted or rolled back.
+    """
+    workloads = ([workload(dsd, plan, "canary")] if canary_active(dsd)
+                 else [workload(dsd, plan, "stable")])
+    children = [
+        cache_claim(dsd),
+        headless_service(dsd),
+        api_service(dsd),
+        *workloads,
+        disruption_budget(dsd),
+        autoscaler(dsd, plan),
+        destination_rule(dsd),
+        virtual_service(dsd),
+        network_policy(dsd),
+        service_monitor(dsd),
+        prometheus_rule(dsd),
+    ]
+    return [c for c in children if c is not None]

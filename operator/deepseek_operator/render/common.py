@@ -1,0 +1,109 @@
+"""Names, labels, owner references and revisions shared by every rendered child.
+
+Every child carries ``app.kubernetes.io/managed-by: deepseek-operator`` and
+``deepseek.ai/deployment: <name>`` (the controller lists and prunes children by them)
+and an ownerReference to the DSD with ``controller: true`` (garbage collection deletes
+them with it). Pure; used by the other render modules and by the controller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Final
+
+from deepseek_operator.api.resource import DeepSeekDeployment
+
+MANAGED_BY: Final = "deepseek-operator"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_DEPLOYMENT: Final = "deepseek.ai/deployment"
+LABEL_TRACK: Final = "deepseek.ai/track"  # stable | canary
+LABEL_ROLE: Final = "deepseek.ai/role"  # server (answers HTTP) | worker (LWS follower)
+LABEL_REVISION: Final = "deepseek.ai/revision"
+LABEL_SERVICE: Final = "deepseek.ai/service"  # api | headless
+ANNOTATION_PLAN: Final = "deepseek.ai/plan"
+CLUSTER_DOMAIN: Final = "cluster.local"
+SERVICE_PORT: Final = 80
+
+
+def base_labels(dsd: DeepSeekDeployment, component: str) -> dict[str, str]:
+    """Labels on every child: managed-by, deployment name, component."""
+    return {
+        LABEL_NAME: "deepseek",
+        LABEL_INSTANCE: dsd.name,
+        LABEL_COMPONENT: component,
+        LABEL_PART_OF: "deepseek-k8s",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_DEPLOYMENT: dsd.name,
+    }
+
+
+def metadata(dsd: DeepSeekDeployment, name: str, component: str,
+             labels: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """ObjectMeta of a child: name, namespace, labels, ownerReference to the DSD."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": dsd.namespace,
+        "labels": {**base_labels(dsd, component), **(labels or {})},
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    meta["ownerReferences"] = [dsd.owner_reference()]
+    return meta
+
+
+def pod_selector(dsd: DeepSeekDeployment, track: str = "stable") -> dict[str, str]:
+    """Immutable selector labels of one workload's pods."""
+    return {LABEL_DEPLOYMENT: dsd.name, LABEL_TRACK: track}
+
+
+def selector_string(dsd: DeepSeekDeployment) -> str:
+    """``status.selector`` for the scale subresource: the stable serving pods."""
+    return ",".join(f"{k}={v}" for k, v in {**pod_selector(dsd), LABEL_ROLE: "server"}.items())
+
+
+def service_host(dsd: DeepSeekDeployment) -> str:
+    """Cluster-local DNS name of the API Service."""
+    return f"{dsd.name}.{dsd.namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def endpoint(dsd: DeepSeekDeployment) -> str:
+    """``status.endpoint``: base URL of the OpenAI-compatible API inside the cluster."""
+    return f"http://{service_host(dsd)}/v1"
+
+
+def spec_revision(dsd: DeepSeekDeployment) -> str:
+    """Hash of the spec sections that change the pods; names a canary revision."""
+    s = dsd.spec
+    parts = {k: getattr(s, k).to_k8s() for k in
+             ("model", "engine", "placement", "parallelism", "serving", "resilience")}
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return digest[:10]
+
+
+def canary_active(dsd: DeepSeekDeployment) -> bool:
+    """True while a canary runs (``status.canary.phase == Progressing``).
+
+    Then the stable workload is *not* rendered (the controller must leave the existing
+    one as it is) and ``<name>-canary`` serves the new revision.
+    """
+    status = dsd.status
+    return (dsd.spec.rollout.strategy == "Canary" and status is not None
+            and status.canary is not None and status.canary.phase == "Progressing")
+
+
+def canary_weight(dsd: DeepSeekDeployment) -> int:
+    """Percent of traffic on the canary now (0 outside a canary)."""
+    if not canary_active(dsd) or dsd.status is None or dsd.status.canary is None:
+        return 0
+    return dsd.status.canary.weight or 0
+
+
+def workload_name(dsd: DeepSeekDeployment, track: str = "stable") -> str:
+    """Name of the Deployment / LeaderWorkerSet of a track."""
+    return dsd.name if track == "stable" else f"{dsd.name}-canary"

@@ -1,0 +1,125 @@
+"""Engine command lines and environment for the serving container.
+
+``native`` / ``triton``: ``deepseek-runtime serve --model DIR --host 0.0.0.0 --port P
+--dtype auto --engine KIND``, everything else as ``DSR_*`` environment variables.
+
+``vllm``: ``vllm serve DIR`` with vLLM's own flags (``--tensor-parallel-size``,
+``--pipeline-parallel-size``, ``--enable-expert-parallel``, ``--max-model-len``,
+``--quantization``, ``--kv-cache-dtype``, ``--gpu-memory-utilization`` …). Multi-node
+vLLM replicas use Ray the way the LeaderWorkerSet guide does: the leader starts the Ray
+head then ``vllm serve``; workers join the head at ``$(LWS_LEADER_ADDRESS)``.
+
+Pure; called by :mod:`.pod`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any, Final
+
+from deepseek_operator.api import defaults
+from deepseek_operator.api.resource import DeepSeekDeployment
+from deepseek_operator.planning.plan import Plan
+
+RAY_PORT: Final = 6379
+DIST_PORT: Final = 29500
+API_KEYS_DIR: Final = "/etc/deepseek/auth"
+FILTER_DIR: Final = "/etc/deepseek/filter"
+
+
+def engine_image(dsd: DeepSeekDeployment) -> str:
+    """The engine image: the spec's, else the pinned default of the engine kind."""
+    e = dsd.spec.engine
+    return e.image or (defaults.VLLM_IMAGE if e.kind == "vllm" else defaults.NATIVE_IMAGE)
+
+
+def _vllm_args(dsd: DeepSeekDeployment, plan: Plan, model_dir: str) -> list[str]:
+    s, e = dsd.spec, dsd.spec.engine
+    args = [model_dir, "--served-model-name", s.model.name, "--host", "0.0.0.0",
+            "--port", str(e.port),
+            "--tensor-parallel-size", str(plan.tensor),
+            "--pipeline-parallel-size", str(plan.pipeline)]
+    if plan.data > 1:
+        args += ["--data-parallel-size", str(plan.data)]
+    if plan.expert > 1:
+        args.append("--enable-expert-parallel")
+    args += ["--max-model-len", str(s.model.max_model_len)]
+    if s.model.quantization == "fp8":
+        args += ["--quantization", "fp8"]
+    args += ["--kv-cache-dtype", e.kv_cache.dtype,
+             "--gpu-memory-utilization", f"{e.gpu_memory_utilization:g}",
+             "--max-num-seqs", str(e.max_num_seqs),
+             "--max-num-batched-tokens", str(e.max_num_batched_tokens),
+             "--block-size", str(e.kv_cache.block_size),
+             "--enable-prefix-caching" if e.kv_cache.prefix_caching
+             else "--no-enable-prefix-caching"]
+    if plan.nodes_per_replica > 1:
+        args += ["--distributed-executor-backend", "ray"]
+    return args + list(e.args)
+
+
+def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
+    s, e = dsd.spec, dsd.spec.engine
+    pairs = [
+        ("DSR_SERVED_MODEL_NAME", s.model.name),
+        ("DSR_MAX_MODEL_LEN", str(s.model.max_model_len)),
+        ("DSR_QUANTIZATION", plan.quantization),
+        ("DSR_TENSOR_PARALLEL_SIZE", str(plan.tensor)),
+        ("DSR_PIPELINE_PARALLEL_SIZE", str(plan.pipeline)),
+        ("DSR_EXPERT_PARALLEL_SIZE", str(plan.expert)),
+        ("DSR_DATA_PARALLEL_SIZE", str(plan.data)),
+        ("DSR_GPU_MEMORY_UTILIZATION", f"{e.gpu_memory_utilization:g}"),
+        ("DSR_MAX_NUM_SEQS", str(e.max_num_seqs)),
+        ("DSR_MAX_NUM_BATCHED_TOKENS", str(e.max_num_batched_tokens)),
+        ("DSR_KV_CACHE_DTYPE", e.kv_cache.dtype),
+        ("DSR_BLOCK_SIZE", str(e.kv_cache.block_size)),
+        ("DSR_ENABLE_PREFIX_CACHING", "true" if e.kv_cache.prefix_caching else "false"),
+    ]
+    rl = s.serving.rate_limit
+    if rl.requests_per_second is not None:
+        pairs.append(("DSR_RATE_LIMIT_RPS", f"{rl.requests_per_second:g}"))
+    if rl.tokens_per_minute is not None:
+        pairs.append(("DSR_RATE_LIMIT_TPM", str(rl.tokens_per_minute)))
+    if s.serving.auth.api_keys_secret_ref is not None:
+        pairs.append(("DSR_API_KEYS_FILE", f"{API_KEYS_DIR}/api-keys"))
+    if s.serving.content_filter.config_map_ref is not None:
+        pairs.append(("DSR_CONTENT_FILTER_DIR", FILTER_DIR))
+    if plan.nodes_per_replica > 1:
+        pairs += [("DSR_NNODES", str(plan.nodes_per_replica)),
+                  ("DSR_MASTER_ADDR", "$(LWS_LEADER_ADDRESS)"),
+                  ("DSR_MASTER_PORT", str(DIST_PORT)),
+                  ("DSR_NODE_RANK", "$(LWS_WORKER_INDEX)")]
+    return [{"name": k, "value": v} for k, v in pairs]
+
+
+def common_env(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
+    """Environment every engine container gets (caches on writable volumes)."""
+    return [{"name": "HOME", "value": "/tmp"},
+            {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+
+
+def container_command(dsd: DeepSeekDeployment, plan: Plan, model_dir: str,
+                      role: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """(command, args, env) of the engine container for ``role`` server or worker."""
+    e = dsd.spec.engine
+    env = common_env(dsd)
+    if e.kind == "vllm":
+        if dsd.spec.serving.auth.api_keys_secret_ref is not None:
+            ref = dsd.spec.serving.auth.api_keys_secret_ref
+            env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
+                "name": ref.name, "key": ref.key or "api-keys"}}})
+        env += [{"name": "VLLM_NO_USAGE_STATS", "value": "1"}]
+        if plan.nodes_per_replica == 1:
+            return ["vllm", "serve"], _vllm_args(dsd, plan, model_dir), env
+        if role == "worker":
+            script = f"ray start --address=$LWS_LEADER_ADDRESS:{RAY_PORT} --block"
+        else:
+            serve = shlex.join(["vllm", "serve", *_vllm_args(dsd, plan, model_dir)])
+            script = (f"ray start --head --port={RAY_PORT} && "
+                      f"exec {serve}")
+        return ["/bin/sh", "-c"], [script], env
+    args = ["--model", model_dir, "--host", "0.0.0.0", "--port", str(e.port),
+            "--dtype", "auto", "--engine", e.kind]
+    return ["deepseek-runtime", "serve"], args + list(e.args), env + _native_env(dsd, plan)
