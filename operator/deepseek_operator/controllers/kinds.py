@@ -16,6 +16,7 @@ PRUNE_KINDS: tuple[tuple[str, str], ...] = (
     *WORKLOAD_KINDS,
     ("v1", "Service"),
     ("v1", "ConfigMap"),
+    ("v1", "PersistentVolumeClaim"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("policy/v1", "PodDisruptionBudget"),

@@ -20,7 +20,13 @@ from typing import Any
 import structlog
 
 from deepseek_operator.api import GROUP, KIND, VERSION
-from deepseek_operator.render import render_children
+from deepseek_operator.render import (
+    canary_active,
+    endpoint,
+    render_children,
+    selector_string,
+    workload_name,
+)
 
 from .decide import EventSpec, PlanResult, owned_by, plan_events, plan_outcome
 from .kinds import PRUNE_KINDS, WORKLOAD_KINDS, owner_selector
@@ -141,10 +147,6 @@ def write_status(
     raise KubeError(f"status of {namespace}/{name} kept conflicting", 409)
 
 
-def endpoint_of(name: str, namespace: str) -> str:
-    return f"http://{name}.{namespace}.svc.cluster.local/v1"
-
-
 def reconcile(
     body: dict[str, Any],
     nodes: list[dict[str, Any]],
@@ -158,25 +160,36 @@ def reconcile(
     generation = int(meta.get("generation") or 1)
     result = result or plan_outcome(body, nodes)
     report = PassReport(outcome=result.outcome)
+    url: str | None = None
+    selector: str | None = None
+    workload_kinds = {k for _, k in WORKLOAD_KINDS}
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
         desired = render_children(result.dsd, result.plan)
         live = apply_children(kube, desired, report)
-        prune_children(kube, namespace, name, uid, keep=set(live), report=report)
-        workloads = [
-            workload_state(o)
-            for (kind, _), o in live.items()
-            if kind in {k for _, k in WORKLOAD_KINDS}
-        ]
+        keep = set(live)
+        if canary_active(result.dsd):  # the stable workload serves until promotion
+            keep |= {(kind, workload_name(result.dsd)) for kind in workload_kinds}
+        prune_children(kube, namespace, name, uid, keep=keep, report=report)
+        workloads = [workload_state(o) for (kind, _), o in live.items() if kind in workload_kinds]
+        if canary_active(result.dsd):
+            stable = workload_name(result.dsd)
+            workloads += [w for w in list_workloads(kube, namespace, name, uid) if w.name == stable]
+        url, selector = endpoint(result.dsd), selector_string(result.dsd)
     else:
         workloads = list_workloads(kube, namespace, name, uid)
     events = plan_events(body.get("status"), result.outcome)
-    endpoint = endpoint_of(name, namespace) if result.outcome.ok else None
     report.status_written = write_status(
         kube,
         namespace,
         name,
         lambda cur: compute_status(
-            cur, generation, result.outcome, workloads, now=now_rfc3339(), endpoint=endpoint
+            cur,
+            generation,
+            result.outcome,
+            workloads,
+            now=now_rfc3339(),
+            endpoint=url,
+            selector=selector,
         ),
     )
     for event in events:

@@ -122,6 +122,7 @@ def compute_status(
     *,
     now: str,
     endpoint: str | None = None,
+    selector: str | None = None,
 ) -> dict[str, Any]:
     """Compute the full status.
 
@@ -133,6 +134,8 @@ def compute_status(
         workloads: live workloads owned by the DSD.
         now: RFC 3339 timestamp used for changed conditions.
         endpoint: the in-cluster URL of the served model, when known.
+        selector: the serving pods' label selector (scale subresource); when None the
+            recorded one is kept, else the first workload's.
     """
     cur = copy.deepcopy(current or {})
     previous = {c["type"]: c for c in cur.get("conditions") or [] if "type" in c}
@@ -176,7 +179,9 @@ def compute_status(
     out["replicas"] = sum(w.current for w in workloads)
     out["readyReplicas"] = ready
     selectors = [w.selector for w in workloads if w.selector]
-    if selectors:
+    if selector:
+        out["selector"] = selector
+    elif selectors and not out.get("selector"):
         out["selector"] = selectors[0]
     if endpoint:
         out["endpoint"] = endpoint

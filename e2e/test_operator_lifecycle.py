@@ -1,0 +1,254 @@
+"""E2E: the operator serves DeepSeekDeployments on the local control plane.
+
+A real kube-apiserver accepts every child, the real scheduler places the pods on the
+GPU pool the plan chose, kwok runs them, and the DSD becomes Ready with the plan in
+its status. Also: ``kubectl scale dsd`` through the scale subresource, a spec change
+rolls out, delete removes every child, and a no-op resync writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.devcluster import ClusterInfo
+from e2e.operator_harness import (
+    Kube,
+    OperatorProcess,
+    children,
+    condition,
+    current,
+    dsd,
+    install_crds,
+    is_true,
+    pods_by_pool,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+R1 = "deepseek-ai/DeepSeek-R1"
+V2_LITE = "deepseek-ai/DeepSeek-V2-Lite"
+DISTILL_7B = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+
+
+@pytest.fixture(scope="module")
+def kube(cluster: ClusterInfo) -> Kube:
+    k = Kube(cluster.kubectl, cluster.kubeconfig)
+    install_crds(k)
+    return k
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: ClusterInfo, kube: Kube, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    op = OperatorProcess(cluster.kubeconfig, log, resync_seconds=3).start()
+    op.wait_started()
+    yield op
+    op.stop()
+    print(f"operator log: {log}")
+
+
+def get_dsd(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    return dict(kube.json("get", "dsd", name, "-n", ns))
+
+
+def wait_ready(kube: Kube, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        obj = get_dsd(kube, ns, name)
+        return obj if current(obj) else None
+
+    try:
+        return wait_for(f"dsd/{name} Ready", ready, timeout)
+    except AssertionError:
+        print(json.dumps(get_dsd(kube, ns, name).get("status"), indent=1))
+        raise
+
+
+CASES = {
+    # name: (model, products, expected pool, quantization)
+    "r1-h200": (R1, ["H200"], "h200", "fp8"),
+    "v2-lite-a100": (V2_LITE, ["A100"], "a100", None),
+    "distill-l40s": (DISTILL_7B, ["L40S"], "l40s", None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_single_node_sample_becomes_ready_on_the_planned_pool(
+    kube: Kube, operator: OperatorProcess, namespace: str, name: str
+) -> None:
+    model, products, pool, quantization = CASES[name]
+    obj = dsd(name, model, products=products)
+    if quantization:
+        obj["spec"]["model"]["quantization"] = quantization
+    kube.apply(obj, namespace)
+    ready = wait_ready(kube, namespace, name)
+    status = ready["status"]
+    assert status["phase"] == "Ready"
+    assert status["readyReplicas"] == status["replicas"] == 1
+    assert status["plan"]["nodesPerReplica"] == 1
+    assert products[0] in status["plan"]["gpuProduct"]
+    assert status["plan"]["reasons"], "a plan carries its reasons"
+    for ctype in ("Planned", "Available", "Ready"):
+        assert is_true(ready, ctype), condition(ready, ctype)
+    assert not is_true(ready, "Degraded") and not is_true(ready, "Progressing")
+    kinds = {c["kind"] for c in children(kube, namespace, name)}
+    assert {"Deployment", "Service"} <= kinds
+    placed = pods_by_pool(kube, namespace, status["selector"])
+    assert placed and set(placed.values()) == {pool}, placed
+    pods = kube.json("get", "pods", "-n", namespace, "-l", status["selector"])["items"]
+    assert all(p["status"].get("phase") == "Running" for p in pods)
+    gpus = pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    assert int(gpus) == status["plan"]["gpusPerReplica"]
+    events = kube.json(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    assert any(e["reason"] == "Planned" for e in events)
+
+
+def test_r1_on_h100_is_multi_node_leaderworkerset(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        dsd(
+            "r1-h100",
+            R1,
+            products=["H100"],
+            model={"name": R1, "source": {"uri": f"hf://{R1}"}, "quantization": "fp8"},
+        ),
+        namespace,
+    )
+
+    def planned() -> dict[str, Any] | None:
+        obj = get_dsd(kube, namespace, "r1-h100")
+        return obj if is_true(obj, "Planned") else None
+
+    obj = wait_for("r1-h100 planned", planned, 60)
+    plan = obj["status"]["plan"]
+    assert plan["nodesPerReplica"] == 2 and "H100" in plan["gpuProduct"]
+    lws = wait_for(
+        "LeaderWorkerSet",
+        lambda: kube.json(
+            "get", "leaderworkersets", "-n", namespace, "-l", "app.kubernetes.io/instance=r1-h100"
+        )["items"],
+        30,
+    )
+    assert len(lws) == 1
+    spec = lws[0]["spec"]
+    assert spec["leaderWorkerTemplate"]["size"] == 2
+    assert not kube.json(
+        "get", "deployments", "-n", namespace, "-l", "app.kubernetes.io/instance=r1-h100"
+    )["items"]
+    # Readiness comes from the LeaderWorkerSet's own status, never assumed.
+    lws_ready = int((lws[0].get("status") or {}).get("readyReplicas") or 0)
+    obj = get_dsd(kube, namespace, "r1-h100")
+    assert obj["status"]["readyReplicas"] == min(lws_ready, 1)
+    if lws_ready < 1:
+        assert not is_true(obj, "Ready")
+        assert condition(obj, "Ready")["reason"] == "WaitingForReplicas"
+
+
+def test_scale_spec_change_and_delete(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    name = "scaled"
+    kube.apply(dsd(name, DISTILL_7B, products=["L40S"]), namespace)
+    first = wait_ready(kube, namespace, name)
+    # scale through the scale subresource
+    kube("scale", "dsd", name, "-n", namespace, "--replicas=2")
+    scaled = wait_for(
+        "2 ready replicas",
+        lambda: (
+            (o := get_dsd(kube, namespace, name))["status"].get("readyReplicas") == 2
+            and current(o)
+            and o
+        ),
+        90,
+    )
+    assert scaled["spec"]["replicas"] == 2
+    dep = kube.json(
+        "get", "deployments", "-n", namespace, "-l", f"app.kubernetes.io/instance={name}"
+    )["items"][0]
+    assert dep["spec"]["replicas"] == 2
+    # a spec change rolls out: new pod template, new generation observed
+    old_template = json.dumps(dep["spec"]["template"]["spec"], sort_keys=True)
+    kube(
+        "patch",
+        "dsd",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"model": {"maxModelLen": 8192}}}),
+    )
+    rolled = wait_ready(kube, namespace, name)
+    assert rolled["metadata"]["generation"] > first["metadata"]["generation"]
+    assert rolled["status"]["observedGeneration"] == rolled["metadata"]["generation"]
+    dep2 = kube.json("get", "deployment", dep["metadata"]["name"], "-n", namespace)
+    assert json.dumps(dep2["spec"]["template"]["spec"], sort_keys=True) != old_template
+    assert dep2["metadata"]["generation"] > dep["metadata"]["generation"]
+    # delete removes every child
+    assert children(kube, namespace, name)
+    kube("delete", "dsd", name, "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for("children gone", lambda: not children(kube, namespace, name), 60)
+    wait_for(
+        "pods gone",
+        lambda: (
+            not kube.json("get", "pods", "-n", namespace, "-l", rolled["status"]["selector"])[
+                "items"
+            ]
+        ),
+        60,
+    )
+
+
+def _versions(kube: Kube, namespace: str, name: str) -> dict[str, str]:
+    objs = [get_dsd(kube, namespace, name), *children(kube, namespace, name)]
+    return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in objs}
+
+
+def test_noop_resync_and_restart_write_nothing(
+    cluster: ClusterInfo,
+    kube: Kube,
+    operator: OperatorProcess,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    name = "quiet"
+    kube.apply(dsd(name, V2_LITE, products=["A100"]), namespace)
+    wait_ready(kube, namespace, name)
+    time.sleep(2)  # let the last workload events settle
+    before = _versions(kube, namespace, name)
+    mark = operator.mark()
+    time.sleep(8)  # > 2 resync periods (3 s)
+    assert operator.writes_since(mark) == []
+    assert _versions(kube, namespace, name) == before
+    # a second operator process resumes every DSD: still no write
+    operator.stop()
+    try:
+        second = OperatorProcess(
+            cluster.kubeconfig, tmp_path / "second.log", resync_seconds=3
+        ).start()
+        second.wait_started()
+        wait_for(
+            "resume pass",
+            lambda: any(
+                r.get("event") == "reconciled" and r.get("name") == name for r in second.log_lines()
+            ),
+            30,
+        )
+        time.sleep(7)
+        writes = [w for w in second.writes() if w.get("namespace") == namespace]
+        second.stop()
+    finally:
+        operator.start()
+        operator.wait_started()
+    assert writes == []
+    assert _versions(kube, namespace, name) == before
