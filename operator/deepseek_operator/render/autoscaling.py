@@ -41,7 +41,7 @@ def quantity(value: float) -> str:
 def _target_ref(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, str]:
     if plan.multi_node:
         return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-                "name": workload_name(dsd)}
+                "name": workload_name(dsd, multi_node=True)}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload_name(dsd)}
 
 

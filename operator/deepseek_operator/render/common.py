@@ -104,6 +104,10 @@ def canary_weight(dsd: DeepSeekDeployment) -> int:
     return dsd.status.canary.weight or 0
 
 
-def workload_name(dsd: DeepSeekDeployment, track: str = "stable") -> str:
-    """Name of the Deployment / LeaderWorkerSet of a track."""
-    return dsd.name if track == "stable" else f"{dsd.name}-canary"
+def workload_name(dsd: DeepSeekDeployment, track: str = "stable", multi_node: bool = False
+                  ) -> str:
+    """Name of the Deployment (``<name>``, ``<name>-canary``) or LeaderWorkerSet
+    (``<name>-lws``, ``<name>-canary-lws``: the LWS controller creates a headless Service
+    named after the LWS, which must not collide with the API Service ``<name>``)."""
+    base = dsd.name if track == "stable" else f"{dsd.name}-canary"
+    return f"{base}-lws" if multi_node else base

@@ -3,6 +3,10 @@
 ``native`` / ``triton``: ``deepseek-runtime serve --model DIR --host 0.0.0.0 --port P
 --dtype auto --engine KIND``, everything else as ``DSR_*`` environment variables.
 
+Multi-node native replicas start through ``/bin/sh -c`` so ``DSR_MASTER_ADDR`` and
+``DSR_NODE_RANK`` come from the ``LWS_LEADER_ADDRESS`` / ``LWS_WORKER_INDEX`` variables the
+LeaderWorkerSet controller injects.
+
 ``vllm``: ``vllm serve DIR`` with vLLM's own flags (``--tensor-parallel-size``,
 ``--pipeline-parallel-size``, ``--enable-expert-parallel``, ``--max-model-len``,
 ``--quantization``, ``--kv-cache-dtype``, ``--gpu-memory-utilization`` …). Multi-node
@@ -86,9 +90,7 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
         pairs.append(("DSR_CONTENT_FILTER_DIR", FILTER_DIR))
     if plan.nodes_per_replica > 1:
         pairs += [("DSR_NNODES", str(plan.nodes_per_replica)),
-                  ("DSR_MASTER_ADDR", "$(LWS_LEADER_ADDRESS)"),
-                  ("DSR_MASTER_PORT", str(DIST_PORT)),
-                  ("DSR_NODE_RANK", "$(LWS_WORKER_INDEX)")]
+                  ("DSR_MASTER_PORT", str(DIST_PORT))]
     return [{"name": k, "value": v} for k, v in pairs]
 
 
@@ -121,5 +123,11 @@ def container_command(dsd: DeepSeekDeployment, plan: Plan, model_dir: str,
                       f"exec {serve}")
         return ["/bin/sh", "-c"], [script], env
     args = ["--model", model_dir, "--host", "0.0.0.0", "--port", str(e.port),
-            "--dtype", "auto", "--engine", e.kind]
-    return ["deepseek-runtime", "serve"], args + list(e.args), env + _native_env(dsd, plan)
+            "--dtype", "auto", "--engine", e.kind, *e.args]
+    env += _native_env(dsd, plan)
+    if plan.nodes_per_replica == 1:
+        return ["deepseek-runtime", "serve"], args, env
+    # LWS injects LWS_LEADER_ADDRESS and LWS_WORKER_INDEX; the shell reads them at start.
+    script = ("export DSR_MASTER_ADDR=\"$LWS_LEADER_ADDRESS\" DSR_NODE_RANK=\"$LWS_WORKER_INDEX\"; "
+              f"exec {shlex.join(['deepseek-runtime', 'serve', *args])}")
+    return ["/bin/sh", "-c"], [script], env

@@ -35,7 +35,7 @@ def _replicas(dsd: DeepSeekDeployment, track: str) -> int | None:
 
 def workload(dsd: DeepSeekDeployment, plan: Plan, track: str = "stable") -> dict[str, Any]:
     """The Deployment or LeaderWorkerSet of one track."""
-    name = workload_name(dsd, track)
+    name = workload_name(dsd, track, plan.multi_node)
     selector = pod_selector(dsd, track)
     labels = {**base_labels(dsd, "server"), **selector}
     revision = spec_revision(dsd)
