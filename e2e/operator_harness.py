@@ -267,3 +267,21 @@ def pods_by_pool(kube: Kube, namespace: str, selector: str) -> dict[str, str]:
         )
         for p in pods
     }
+
+
+def get_dsd(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    return dict(kube.json("get", "dsd", name, "-n", namespace))
+
+
+def wait_current(kube: Kube, namespace: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the DSD is kstatus-Current (Ready for its latest generation)."""
+
+    def ready() -> dict[str, Any] | None:
+        obj = get_dsd(kube, namespace, name)
+        return obj if current(obj) else None
+
+    try:
+        return wait_for(f"dsd/{name} Ready", ready, timeout)
+    except AssertionError:
+        print(json.dumps(get_dsd(kube, namespace, name).get("status"), indent=1))
+        raise

@@ -24,9 +24,11 @@ from e2e.operator_harness import (
     condition,
     current,
     dsd,
+    get_dsd,
     install_crds,
     is_true,
     pods_by_pool,
+    wait_current,
     wait_for,
 )
 
@@ -55,22 +57,6 @@ def operator(
     print(f"operator log: {log}")
 
 
-def get_dsd(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    return dict(kube.json("get", "dsd", name, "-n", ns))
-
-
-def wait_ready(kube: Kube, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        obj = get_dsd(kube, ns, name)
-        return obj if current(obj) else None
-
-    try:
-        return wait_for(f"dsd/{name} Ready", ready, timeout)
-    except AssertionError:
-        print(json.dumps(get_dsd(kube, ns, name).get("status"), indent=1))
-        raise
-
-
 CASES = {
     # name: (model, products, expected pool, quantization)
     "r1-h200": (R1, ["H200"], "h200", "fp8"),
@@ -88,7 +74,7 @@ def test_single_node_sample_becomes_ready_on_the_planned_pool(
     if quantization:
         obj["spec"]["model"]["quantization"] = quantization
     kube.apply(obj, namespace)
-    ready = wait_ready(kube, namespace, name)
+    ready = wait_current(kube, namespace, name)
     status = ready["status"]
     assert status["phase"] == "Ready"
     assert status["readyReplicas"] == status["replicas"] == 1
@@ -159,7 +145,7 @@ def test_scale_spec_change_and_delete(
 ) -> None:
     name = "scaled"
     kube.apply(dsd(name, DISTILL_7B, products=["L40S"]), namespace)
-    first = wait_ready(kube, namespace, name)
+    first = wait_current(kube, namespace, name)
     # scale through the scale subresource
     kube("scale", "dsd", name, "-n", namespace, "--replicas=2")
     scaled = wait_for(
@@ -188,7 +174,7 @@ def test_scale_spec_change_and_delete(
         "-p",
         json.dumps({"spec": {"model": {"maxModelLen": 8192}}}),
     )
-    rolled = wait_ready(kube, namespace, name)
+    rolled = wait_current(kube, namespace, name)
     assert rolled["metadata"]["generation"] > first["metadata"]["generation"]
     assert rolled["status"]["observedGeneration"] == rolled["metadata"]["generation"]
     dep2 = kube.json("get", "deployment", dep["metadata"]["name"], "-n", namespace)
@@ -223,7 +209,7 @@ def test_noop_resync_and_restart_write_nothing(
 ) -> None:
     name = "quiet"
     kube.apply(dsd(name, V2_LITE, products=["A100"]), namespace)
-    wait_ready(kube, namespace, name)
+    wait_current(kube, namespace, name)
     time.sleep(2)  # let the last workload events settle
     before = _versions(kube, namespace, name)
     mark = operator.mark()

@@ -1,0 +1,151 @@
+"""Demo: the operator serving the sample DeepSeekDeployments on the local control plane.
+
+``python -m e2e.demo_operator`` ensures the kwok cluster, installs the CRD, runs the
+operator in the background, applies the samples (``manifests/samples/``, or the e2e
+fixtures when there are none), waits for them, and prints ``kubectl get dsd``, each
+plan with its reasons, and where every pod landed (node → GPU pool). The operator is
+stopped at the end; the cluster stays up (``python -m e2e.devcluster down`` removes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.devcluster import ensure_cluster
+from e2e.operator_harness import (
+    FIXTURES_DIR,
+    SAMPLES_DIR,
+    Kube,
+    OperatorProcess,
+    condition,
+    current,
+    install_crds,
+)
+
+NAMESPACE = "deepseek-demo"
+
+
+def sample_files() -> list[Path]:
+    files = sorted(SAMPLES_DIR.glob("*.yaml")) if SAMPLES_DIR.is_dir() else []
+    return files or sorted(FIXTURES_DIR.glob("*.yaml"))
+
+
+def load_samples(files: list[Path]) -> list[dict[str, Any]]:
+    docs = []
+    for f in files:
+        for doc in yaml.safe_load_all(f.read_text()):
+            if doc and doc.get("kind") == "DeepSeekDeployment":
+                doc.setdefault("metadata", {}).pop("namespace", None)
+                docs.append(doc)
+    return docs
+
+
+def settled(obj: dict[str, Any]) -> bool:
+    """Ready, or as far as this cluster can take it (plan failed / waiting on LWS)."""
+    planned = condition(obj, "Planned")
+    if planned and planned["status"] == "False":
+        return True
+    return current(obj)
+
+
+def print_plans(kube: Kube, names: list[str]) -> None:
+    for name in names:
+        obj = kube.json("get", "dsd", name, "-n", NAMESPACE)
+        st = obj.get("status") or {}
+        plan = st.get("plan") or {}
+        ready = condition(obj, "Ready") or {}
+        print(
+            f"\n== {name}: phase={st.get('phase')} ready={ready.get('status')} "
+            f"({ready.get('reason')}: {ready.get('message')})"
+        )
+        if plan:
+            print(
+                f"   plan: {plan.get('gpuSummary')} TPxPPxEP={plan.get('layout')} "
+                f"weights/GPU={plan.get('weightBytesPerGpu', 0) / 2**30:.1f} GiB "
+                f"KV/GPU={plan.get('kvCacheBytesPerGpu', 0) / 2**30:.1f} GiB "
+                f"tokens in cache={plan.get('maxTokensInCache')}"
+            )
+            for reason in plan.get("reasons", []):
+                print(f"   - {reason}")
+        else:
+            planned = condition(obj, "Planned") or {}
+            print(f"   not planned: {planned.get('message')}")
+
+
+def print_placement(kube: Kube) -> None:
+    pods = kube.json("get", "pods", "-n", NAMESPACE)["items"]
+    nodes = {
+        n["metadata"]["name"]: n["metadata"].get("labels", {})
+        for n in kube.json("get", "nodes")["items"]
+    }
+    print("\npod placement (pod -> node -> pool, GPU product):")
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        node = pod["spec"].get("nodeName", "")
+        labels = nodes.get(node, {})
+        gpus = (
+            pod["spec"]["containers"][0]
+            .get("resources", {})
+            .get("limits", {})
+            .get("nvidia.com/gpu", "0")
+        )
+        print(
+            f"  {pod['metadata']['name']:<44} {node or '<pending>':<14} "
+            f"{labels.get('deepseek.ai/pool', '-'):<6} "
+            f"{labels.get('nvidia.com/gpu.product', '-')} x{gpus} "
+            f"[{pod['status'].get('phase')}]"
+        )
+    lws = kube.json("get", "leaderworkersets", "-n", NAMESPACE)["items"]
+    for item in lws:
+        st = item.get("status") or {}
+        print(
+            f"  LeaderWorkerSet {item['metadata']['name']}: size="
+            f"{item['spec']['leaderWorkerTemplate']['size']} "
+            f"replicas={item['spec'].get('replicas')}"
+            f" readyReplicas={st.get('readyReplicas', 0)}"
+            + ("" if st else " (no LWS controller in this cluster: no pods yet)")
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=180)
+    args = parser.parse_args(argv)
+    info = ensure_cluster()
+    kube = Kube(info.kubectl, info.kubeconfig)
+    install_crds(kube)
+    kube("create", "namespace", NAMESPACE, check=False)
+    log = Path(tempfile.mkdtemp(prefix="deepseek-operator-")) / "operator.log"
+    operator = OperatorProcess(info.kubeconfig, log, resync_seconds=5).start()
+    try:
+        operator.wait_started()
+        docs = load_samples(sample_files())
+        names = [d["metadata"]["name"] for d in docs]
+        print(f"applying {len(docs)} DeepSeekDeployments: {', '.join(names)}")
+        kube.apply(docs, NAMESPACE)
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            objs = [kube.json("get", "dsd", n, "-n", NAMESPACE) for n in names]
+            if all(settled(o) for o in objs):
+                break
+            time.sleep(2)
+        print()
+        print(kube("get", "dsd", "-n", NAMESPACE).stdout)
+        print_plans(kube, names)
+        print_placement(kube)
+        writes = operator.writes()
+        print(f"\noperator API writes so far: {len(writes)} (log: {log})")
+    finally:
+        operator.stop()
+    print(f"operator stopped; cluster left up (namespace {NAMESPACE}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
