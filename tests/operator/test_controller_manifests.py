@@ -48,3 +48,12 @@ def test_kustomize_deployment_is_restricted() -> None:
     assert ctr["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert ctr["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "--liveness=http://0.0.0.0:8080/healthz" in ctr["args"]
+
+
+def test_every_rendered_alert_has_a_runbook() -> None:
+    from deepseek_operator.render.monitoring import ALERTS
+
+    for alert in ALERTS:
+        page = ROOT / "docs" / "runbooks" / f"{alert}.md"
+        assert page.is_file(), f"missing runbook {page}"
+        assert page.read_text().startswith(f"# {alert}")
