@@ -85,8 +85,11 @@ def plan_events(current_status: dict[str, Any] | None, outcome: PlanOutcome) -> 
     planned = next((c for c in cur.get("conditions") or [] if c.get("type") == "Planned"), None)
     old_plan = cur.get("plan")
     if not outcome.ok:
-        same = planned and planned.get("message") == outcome.message
-        if same and planned.get("status") == "False":
+        if (
+            planned is not None
+            and planned.get("message") == outcome.message
+            and planned.get("status") == "False"
+        ):
             return []
         return [EventSpec("Warning", outcome.reason, outcome.message[:1000])]
     if old_plan == outcome.plan and planned and planned.get("status") == "True":

@@ -15,9 +15,9 @@ and a per-DSD lock serialises passes over the same object.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import structlog
@@ -29,7 +29,7 @@ from .decide import EventSpec, owner_name, plan_outcome
 from .kinds import MANAGED_BY, MANAGED_BY_LABEL
 from .kube import Kube, KubeError
 from .nodes import fingerprint, project_node
-from .status import workload_state
+from .status import WorkloadState, workload_state
 
 log = structlog.get_logger("deepseek_operator.handlers")
 
@@ -49,13 +49,16 @@ class Runtime:
             return self.locks.setdefault((namespace, name), threading.Lock())
 
 
-def _nodes(index: kopf.Index[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _nodes(index: Any) -> list[dict[str, Any]]:
+    """Node dicts from the ``gpu_nodes`` kopf index (name -> [projected node])."""
     return [node for store in index.values() for node in store]
 
 
-def _emitter(body: kopf.Body) -> Callable[[EventSpec], None]:
+def _emitter(body: Mapping[str, Any]) -> Callable[[EventSpec], None]:
     def emit(event: EventSpec) -> None:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(
+            cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
+        )
 
     return emit
 
@@ -64,19 +67,28 @@ def _temporary(exc: KubeError) -> kopf.TemporaryError:
     return kopf.TemporaryError(str(exc), delay=5 if exc.status == 409 else 15)
 
 
+def _body(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(kwargs["body"])
+
+
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    """Register every handler of the operator into ``registry``."""
+    """Register every handler of the operator into ``registry``.
+
+    Handlers take ``**kwargs`` (kopf passes body, name, namespace, memo, indices…)
+    and read what they need, which keeps them compatible with kopf's callback types.
+    """
     dsd = (GROUP, VERSION, PLURAL)
     owned = {MANAGED_BY_LABEL: MANAGED_BY}
 
-    @kopf.index("", "v1", "nodes", registry=registry)  # type: ignore[arg-type]
-    def gpu_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-        return {name: project_node(dict(body))}
+    def gpu_nodes(**kwargs: Any) -> dict[str, dict[str, Any]]:
+        return {str(kwargs["name"]): project_node(_body(kwargs))}
 
-    def workload_index(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any] | None:
-        owner = owner_name(dict(body))
-        return {(namespace, owner): dict(body)} if owner else None
+    def workload_index(**kwargs: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
+        body = _body(kwargs)
+        owner = owner_name(body)
+        return {(str(kwargs["namespace"]), owner): body} if owner else None
 
+    kopf.index("", "v1", "nodes", registry=registry, id="gpu_nodes")(gpu_nodes)
     kopf.index(
         "apps", "v1", "deployments", labels=owned, registry=registry, id="workloads_deployments"
     )(workload_index)
@@ -90,81 +102,72 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             id="workloads_lws",
         )(workload_index)
 
-    def workloads_of(namespace: str, name: str, kwargs: dict[str, Any]) -> list[Any]:
-        out = []
+    def workloads_of(namespace: str, name: str, kwargs: Mapping[str, Any]) -> list[WorkloadState]:
+        out: list[WorkloadState] = []
         for key in ("workloads_deployments", "workloads_lws"):
             index = kwargs.get(key)
             if index is not None and (namespace, name) in index:
                 out += [workload_state(obj) for obj in index[(namespace, name)]]
         return out
 
-    def run_pass(body: kopf.Body, nodes: list[dict[str, Any]]) -> None:
+    def run_pass(body: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
         meta = body["metadata"]
         with rt.lock(meta["namespace"], meta["name"]):
             try:
-                rc.reconcile(dict(body), nodes, rt.kube, _emitter(body))
+                rc.reconcile(body, nodes, rt.kube, _emitter(body))
             except KubeError as exc:
                 raise _temporary(exc) from exc
 
-    @kopf.on.create(*dsd, registry=registry, id="reconcile")
-    @kopf.on.update(*dsd, registry=registry, id="reconcile")
-    @kopf.on.resume(*dsd, registry=registry, id="reconcile")
-    def reconcile_handler(
-        body: kopf.Body, gpu_nodes: kopf.Index[str, Any], memo: kopf.Memo, **_: Any
-    ) -> None:
-        nodes = _nodes(gpu_nodes)
-        memo["inventory"] = fingerprint(nodes)
-        run_pass(body, nodes)
+    def reconcile_handler(**kwargs: Any) -> None:
+        """create / update / resume: one full pass."""
+        nodes = _nodes(kwargs["gpu_nodes"])
+        kwargs["memo"]["inventory"] = fingerprint(nodes)
+        run_pass(_body(kwargs), nodes)
 
-    @kopf.timer(*dsd, registry=registry, interval=rt.resync_seconds, initial_delay=5, id="resync")
-    def resync(
-        body: kopf.Body,
-        gpu_nodes: kopf.Index[str, Any],
-        memo: kopf.Memo,
-        namespace: str,
-        name: str,
-        **kwargs: Any,
-    ) -> None:
+    for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        decorator(*dsd, registry=registry, id="reconcile")(reconcile_handler)
+
+    def resync(**kwargs: Any) -> None:
         """Re-plan when the GPU inventory changed; repair status drift. Usually a no-op."""
+        body, memo = _body(kwargs), kwargs["memo"]
+        namespace, name = str(kwargs["namespace"]), str(kwargs["name"])
         if body["metadata"].get("deletionTimestamp"):
             return
-        nodes = _nodes(gpu_nodes)
+        nodes = _nodes(kwargs["gpu_nodes"])
         inventory = fingerprint(nodes)
+        status: dict[str, Any] = body.get("status") or {}
         if memo.get("inventory") != inventory:
-            result = plan_outcome(dict(body), nodes)
-            status = body.get("status") or {}
-            planned = next(
-                (c for c in status.get("conditions") or [] if c.get("type") == "Planned"), {}
-            )
-            unchanged = (
-                result.outcome.plan == status.get("plan")
-                and (planned.get("status") == "True") == result.outcome.ok
-            )
-            if not unchanged:
+            result = plan_outcome(body, nodes)
+            if not same_decision(status, result.outcome.ok, result.outcome.plan):
                 log.info("inventory_changed", namespace=namespace, name=name)
                 with rt.lock(namespace, name):
                     try:
-                        rc.reconcile(dict(body), nodes, rt.kube, _emitter(body), result)
+                        rc.reconcile(body, nodes, rt.kube, _emitter(body), result)
                     except KubeError as exc:
                         raise _temporary(exc) from exc
             memo["inventory"] = inventory
             return
         workloads = workloads_of(namespace, name, kwargs)
-        expected = (body.get("status") or {}).get("readyReplicas") is not None
-        if not workloads and expected and planned_ok(body):
+        if not workloads and status.get("readyReplicas") is not None and planned_ok(status):
             run_pass(body, nodes)  # a workload vanished: recreate it
             return
         with rt.lock(namespace, name):
-            rc.refresh_status(rt.kube, namespace, name, workloads, dict(body.get("status") or {}))
+            rc.refresh_status(rt.kube, namespace, name, workloads, status)
 
-    def on_workload(event: dict[str, Any], body: kopf.Body, namespace: str, **kwargs: Any) -> None:
-        owner = owner_name(dict(body))
+    kopf.timer(*dsd, registry=registry, interval=rt.resync_seconds, initial_delay=5, id="resync")(
+        resync
+    )
+
+    def on_workload(**kwargs: Any) -> None:
+        """A Deployment / LeaderWorkerSet of a DSD changed: refresh (or recreate)."""
+        body, namespace = _body(kwargs), str(kwargs["namespace"])
+        owner = owner_name(body)
         if owner is None:
             return
-        if event.get("type") == "DELETED":
+        if kwargs.get("type") == "DELETED":
             live = rt.kube.get(rc.API_VERSION, KIND, namespace, owner)
             if live and not live["metadata"].get("deletionTimestamp"):
-                run_pass(kopf.Body(live), _nodes(kwargs["gpu_nodes"]))
+                run_pass(live, _nodes(kwargs["gpu_nodes"]))
             return
         others = [
             w
@@ -172,7 +175,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             if w.name != body["metadata"]["name"] or w.kind != body.get("kind")
         ]
         with rt.lock(namespace, owner):
-            rc.refresh_status(rt.kube, namespace, owner, [*others, workload_state(dict(body))])
+            rc.refresh_status(rt.kube, namespace, owner, [*others, workload_state(body)])
 
     kopf.on.event(
         "apps", "v1", "deployments", labels=owned, registry=registry, id="deployment_changed"
@@ -187,15 +190,24 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             id="lws_changed",
         )(on_workload)
 
-    @kopf.on.delete(*dsd, registry=registry, id="cleanup")
-    def cleanup(namespace: str, name: str, uid: str, **_: Any) -> None:
+    def cleanup(**kwargs: Any) -> None:
+        """DSD deleted: delete every child now (the finalizer waits for this)."""
+        namespace, name, uid = str(kwargs["namespace"]), str(kwargs["name"]), str(kwargs["uid"])
         try:
             deleted = rc.delete_children(rt.kube, namespace, name, uid)
         except KubeError as exc:
             raise _temporary(exc) from exc
         log.info("deleted_children", namespace=namespace, name=name, children=deleted)
 
+    kopf.on.delete(*dsd, registry=registry, id="cleanup")(cleanup)
 
-def planned_ok(body: kopf.Body) -> bool:
-    conditions = (body.get("status") or {}).get("conditions") or []
+
+def same_decision(status: Mapping[str, Any], ok: bool, plan: dict[str, Any] | None) -> bool:
+    """True when a fresh plan matches what status records (no re-plan needed)."""
+    return planned_ok(status) == ok and (not ok or plan == status.get("plan"))
+
+
+def planned_ok(status: Mapping[str, Any]) -> bool:
+    """True when status records ``Planned=True``."""
+    conditions = status.get("conditions") or []
     return any(c.get("type") == "Planned" and c.get("status") == "True" for c in conditions)

@@ -65,12 +65,18 @@ class Kube:
         """Build from a kubeconfig path, else in-cluster config, else ~/.kube/config."""
         configuration = k8s.Configuration()
         if kubeconfig:
-            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
         else:
             try:
-                k8s_config.load_incluster_config(client_configuration=configuration)
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
             except k8s_config.ConfigException:
-                k8s_config.load_kube_config(client_configuration=configuration)
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
         return cls(k8s.ApiClient(configuration))
 
     # -- transport -----------------------------------------------------------------
@@ -95,7 +101,7 @@ class Kube:
         )
         try:
             resp = self._api.call_api(*req, _request_timeout=30)
-            resp.read()
+            resp.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             if exc.status == 404:
                 return None
