@@ -8,6 +8,7 @@ server-side apply, the CLI prints it, golden tests compare it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from deepseek_operator.api.resource import DeepSeekDeployment
@@ -69,4 +70,7 @@ def render_children(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]
         service_monitor(dsd),
         prometheus_rule(dsd),
     ]
-    return [c for c in children if c is not None]
+    # A JSON round trip unshares nested dicts (one security context is reused by several
+    # containers): callers may mutate one part without touching another, YAML has no aliases.
+    out: list[dict[str, Any]] = json.loads(json.dumps([c for c in children if c is not None]))
+    return out

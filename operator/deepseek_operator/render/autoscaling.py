@@ -21,7 +21,7 @@ from typing import Any, Final
 from deepseek_operator.api.resource import DeepSeekDeployment
 from deepseek_operator.api.scaling import ScalingMetric
 from deepseek_operator.planning.plan import Plan
-from deepseek_operator.render.common import metadata, workload_name
+from deepseek_operator.render.common import metadata, pod_name_regex, workload_name
 
 HPA_METRICS: Final = {
     "QueueDepth": "vllm_num_requests_waiting",
@@ -59,7 +59,7 @@ def keda_query(dsd: DeepSeekDeployment, metric: ScalingMetric) -> tuple[str, str
     if metric.type == "TTFT":
         return ("histogram_quantile(0.95, sum by (le) "
                 f"(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[2m])))", "Value")
-    pods = f'namespace="{dsd.namespace}",pod=~"{dsd.name}-.*"'
+    pods = f'namespace="{dsd.namespace}",pod=~"{pod_name_regex(dsd)}"'
     return f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}})", "Value"
 
 

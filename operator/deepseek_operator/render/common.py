@@ -104,6 +104,13 @@ def canary_weight(dsd: DeepSeekDeployment) -> int:
     return dsd.status.canary.weight or 0
 
 
+def pod_name_regex(dsd: DeepSeekDeployment) -> str:
+    """PromQL regex matching exactly this DSD's pod names (Deployment or LWS, both tracks),
+    and not those of another DSD whose name merely starts with this one's."""
+    return (f"{dsd.name}-(canary-)?([a-z0-9]{{6,10}}-[a-z0-9]{{5}}"
+            "|lws-[0-9]+(-[0-9]+)?)")
+
+
 def workload_name(dsd: DeepSeekDeployment, track: str = "stable", multi_node: bool = False
                   ) -> str:
     """Name of the Deployment (``<name>``, ``<name>-canary``) or LeaderWorkerSet

@@ -25,6 +25,7 @@ from deepseek_operator.render.common import (
     LABEL_SERVICE,
     LABEL_TRACK,
     metadata,
+    pod_name_regex,
 )
 
 ALERTS = ("DeepSeekGPUSaturated", "DeepSeekKVCacheFragmented", "DeepSeekHighLatencyP95",
@@ -77,7 +78,7 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
         return None
     t = alerts.thresholds
     sel = f'namespace="{dsd.namespace}",service="{dsd.name}"'
-    pods = f'namespace="{dsd.namespace}",pod=~"{dsd.name}-.*"'
+    pods = f'namespace="{dsd.namespace}",pod=~"{pod_name_regex(dsd)}"'
     circuit = dsd.spec.resilience.circuit_breaker.error_rate_percent
     rules = [
         _rule(dsd, ALERTS[0], f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}}) > "

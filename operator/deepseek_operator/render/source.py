@@ -78,7 +78,7 @@ def model_mount(dsd: DeepSeekDeployment, plan: Plan, security: dict[str, Any],
             path=MODEL_ROOT,
             volumes=[{"name": "model", "image": {"reference": rest, "pullPolicy": "IfNotPresent"}}],
             mounts=[{"name": "model", "mountPath": MODEL_ROOT, "readOnly": True}])
-    local = f"{MODEL_ROOT}/{rest.strip('/')}"
+    local = f"{MODEL_ROOT}/{rest.strip('/').rsplit('/', 1)[-1]}"
     if dsd.spec.model.cache is not None:
         volume: dict[str, Any] = {"name": "model", "persistentVolumeClaim": {
             "claimName": cache_claim_name(dsd)}}
@@ -98,7 +98,8 @@ def model_mount(dsd: DeepSeekDeployment, plan: Plan, security: dict[str, Any],
         }
     else:
         backend = "s3" if scheme == "s3" else "gcs"
-        env, env_from = _secret_env(dsd, "RCLONE_CONFIG_PASS")
+        ref = dsd.spec.model.source.secret_ref  # AWS_* / GOOGLE_* keys, read by env auth
+        env, env_from = [], ([{"secretRef": {"name": ref.name}}] if ref else [])
         fetch = {
             "name": "fetch-model",
             "image": RCLONE_IMAGE,
