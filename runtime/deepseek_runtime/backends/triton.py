@@ -109,6 +109,10 @@ class TritonEngine(AsyncEngine):
         from tritonclient.utils import InferenceServerException  # noqa: PLC0415
 
         prompt = self._tok.decode(ids, skip_special_tokens=False)
+        bos = self._tok.bos_token
+        if bos and prompt.startswith(bos):
+            # the remote tokenises text_input with special tokens (as vLLM does): one BOS
+            prompt = prompt[len(bos):]
         inputs = self._inputs(prompt, params)
 
         async def requests() -> AsyncIterator[dict[str, Any]]:
