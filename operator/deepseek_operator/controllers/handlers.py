@@ -80,6 +80,12 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     dsd = (GROUP, VERSION, PLURAL)
     owned = {MANAGED_BY_LABEL: MANAGED_BY}
 
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """In-cluster service account first, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    kopf.on.login(registry=registry, id="login")(login)
+
     def gpu_nodes(**kwargs: Any) -> dict[str, dict[str, Any]]:
         return {str(kwargs["name"]): project_node(_body(kwargs))}
 

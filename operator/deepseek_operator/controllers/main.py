@@ -179,7 +179,7 @@ def run_operator(options: OperatorOptions) -> int:
             settings=build_settings(options),
             standalone=options.standalone,
             priority=options.priority,
-            peering_name=options.peering,
+            peering_name=None if options.standalone else options.peering,
             liveness_endpoint=options.liveness,
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
