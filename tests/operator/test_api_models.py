@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from dsd_factory import dsd, spec
 from pydantic import ValidationError
 
 from deepseek_operator.api import DeepSeekDeployment, DeepSeekDeploymentStatus, defaults
 from deepseek_operator.api.validation import duration_seconds
-
-from dsd_factory import dsd, spec
 
 pytestmark = pytest.mark.unit
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from dsd_factory import A100, H100, H200, L40S, inventory, pool, spec
 
+from deepseek_operator.api.status import PlanStatus
 from deepseek_operator.planning import PlanningError, plan_deployment
 
 pytestmark = pytest.mark.unit
@@ -63,7 +64,8 @@ def test_expected_plans(model: str, pools: list[Any], fields: dict[str, Any],
 # (id, model, pools, spec fields, field, regex of the message)
 REJECTIONS: list[tuple[str, str, list[Any], dict[str, Any], str, str]] = [
     ("tensor-3-for-128-heads", R1, [], {"parallelism": {"tensor": 3}},
-     "spec.parallelism.tensor", r"tensor 3 does not divide the 128 attention heads.*one of 1, 2, 4"),
+     "spec.parallelism.tensor",
+     r"tensor 3 does not divide the 128 attention heads.*one of 1, 2, 4"),
     ("tensor-3-for-gqa", QWEN_7B, [], {"parallelism": {"tensor": 3}},
      "spec.parallelism.tensor", r"28 attention heads .* 4 KV heads"),
     ("unknown-product", R1, [], {"placement": {"gpu": {"products": ["B300"]}}},
@@ -100,8 +102,6 @@ def test_rejections_say_why(model: str, pools: list[Any], fields: dict[str, Any]
 
 
 def test_plan_status_shape_matches_the_api() -> None:
-    from deepseek_operator.api.status import PlanStatus
-
     plan = plan_deployment(spec(R1), inventory(pool(H100, 4)))
     status = plan.to_status()
     assert PlanStatus.model_validate(status).to_k8s() == status
@@ -124,7 +124,7 @@ def test_cordoned_and_tainted_nodes_are_skipped() -> None:
     nodes[0]["spec"]["unschedulable"] = True
     nodes[1]["spec"]["taints"].append({"key": "dedicated", "value": "training",
                                        "effect": "NoSchedule"})
-    with pytest.raises(PlanningError, match="cordoned or not Ready.*taint dedicated=training"):
+    with pytest.raises(PlanningError, match=r"cordoned or not Ready.*taint dedicated=training"):
         plan_deployment(spec(R1), inventory(nodes))
     tolerated = spec(R1, placement={"tolerations": [
         {"key": "dedicated", "operator": "Equal", "value": "training", "effect": "NoSchedule"}]})

@@ -150,9 +150,10 @@ def plan_deployment(
         raise PlanningError(
             f"{arch.name} does not fit: weights need {human_bytes(total)} ({fmt}) plus "
             f"{human_bytes(need_tokens * _kv_full(arch, kv_width))} of KV cache for {min_seqs} × "
-            f"{max_len} tokens per replica. " + " ".join(failures)
-            + " Lower model.maxModelLen or engine.kvCache.minSequences, quantize "
-            "(model.quantization fp8/int4, engine.kvCache.dtype fp8), or add nodes.",
+            f"{max_len} tokens per replica. " + "; ".join(failures)
+            + ". To fit: add such nodes, lower model.maxModelLen or "
+            "engine.kvCache.minSequences, or quantize (model.quantization int4, "
+            "engine.kvCache.dtype fp8).",
             reasons, field="spec.placement")
     best = min(fits, key=lambda f: (f.sharding.gpus, f.sharding.pipeline,
                                     product_tier(f.pool.product), f.pool.memory_mib,
