@@ -35,10 +35,21 @@ def _constraints(node: dict[str, Any]) -> str:
     lo, hi = node.get("minimum"), node.get("maximum")
     if lo is not None or hi is not None:
         op = ">" if node.get("exclusiveMinimum") else "≥"
-        parts.append(", ".join(x for x in (f"{op} {lo}" if lo is not None else "",
-                                           f"≤ {hi}" if hi is not None else "") if x))
-    for key, label in (("maxLength", "max length"), ("maxItems", "max items"),
-                       ("pattern", "pattern")):
+        parts.append(
+            ", ".join(
+                x
+                for x in (
+                    f"{op} {lo}" if lo is not None else "",
+                    f"≤ {hi}" if hi is not None else "",
+                )
+                if x
+            )
+        )
+    for key, label in (
+        ("maxLength", "max length"),
+        ("maxItems", "max items"),
+        ("pattern", "pattern"),
+    ):
         if key in node:
             value = f"`{node[key]}`" if key == "pattern" else str(node[key])
             parts.append(f"{label} {value}")
@@ -69,16 +80,17 @@ def _is_object(node: dict[str, Any]) -> bool:
 def _sections(path: str, node: dict[str, Any], out: list[str]) -> None:
     out += [f"### `{path}`", "", node.get("description", ""), ""]
     required = set(node.get("required", []))
-    out += ["| Field | Type | Default | Allowed | Description |",
-            "|---|---|---|---|---|"]
+    out += ["| Field | Type | Default | Allowed | Description |", "|---|---|---|---|---|"]
     children: list[tuple[str, dict[str, Any]]] = []
     for name, child in node["properties"].items():
         target = child.get("items", child) if child.get("type") == "array" else child
         if _is_object(target):
             children.append((f"{path}.{name}" + ("[]" if target is not child else ""), target))
         req = " (required)" if name in required else ""
-        out.append(f"| `{name}`{req} | {_type(child)} | {_default(child)} | "
-                   f"{_cell(_constraints(child))} | {_cell(child.get('description', ''))} |")
+        out.append(
+            f"| `{name}`{req} | {_type(child)} | {_default(child)} | "
+            f"{_cell(_constraints(child))} | {_cell(child.get('description', ''))} |"
+        )
     out.append("")
     rules = node.get("x-kubernetes-validations", [])
     if rules:

@@ -45,20 +45,30 @@ from deepseek_operator.render import render_children
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deepseek-operator",
-                                description="DeepSeekDeployment operator and tools.")
+    p = argparse.ArgumentParser(
+        prog="deepseek-operator", description="DeepSeekDeployment operator and tools."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition")
     crd.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
-    for name, text in (("plan", "print the sharding plan and its reasons"),
-                       ("render", "print every child object as multi-document YAML")):
+    for name, text in (
+        ("plan", "print the sharding plan and its reasons"),
+        ("render", "print every child object as multi-document YAML"),
+    ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("-f", "--filename", required=True, type=Path,
-                         help="DeepSeekDeployment YAML")
-        cmd.add_argument("--nodes", type=Path,
-                         help="`kubectl get nodes -o yaml` output; default: example inventory")
-        cmd.add_argument("--model-config", type=Path,
-                         help="the checkpoint's config.json, for models outside the catalog")
+        cmd.add_argument(
+            "-f", "--filename", required=True, type=Path, help="DeepSeekDeployment YAML"
+        )
+        cmd.add_argument(
+            "--nodes",
+            type=Path,
+            help="`kubectl get nodes -o yaml` output; default: example inventory",
+        )
+        cmd.add_argument(
+            "--model-config",
+            type=Path,
+            help="the checkpoint's config.json, for models outside the catalog",
+        )
         if name == "plan":
             cmd.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     sub.add_parser("api-docs", help="print the API reference (docs/api.md)")
@@ -96,8 +106,9 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     texts: list[str] = []
     for dsd in dsds:
         plan = plan_or_raise(dsd, inventory, config)
-        results.append({"name": dsd.name, "namespace": dsd.namespace,
-                        "plan": plan.model_dump(by_alias=True)})
+        results.append(
+            {"name": dsd.name, "namespace": dsd.namespace, "plan": plan.model_dump(by_alias=True)}
+        )
         texts.append(_plan_text(dsd, plan))
     if args.output == "json":
         out.write(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
@@ -108,14 +119,16 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def plan_or_raise(dsd: DeepSeekDeployment, inventory: GpuInventory,
-                  config: dict[str, Any] | None) -> Plan:
+def plan_or_raise(
+    dsd: DeepSeekDeployment, inventory: GpuInventory, config: dict[str, Any] | None
+) -> Plan:
     """Plan one DSD; a PlanningError gets the DSD's name prefixed."""
     try:
         return plan_deployment(dsd.spec, inventory, config)
     except PlanningError as err:
-        raise PlanningError(f"{dsd.namespace}/{dsd.name}: {err.message}", err.reasons,
-                            err.field) from None
+        raise PlanningError(
+            f"{dsd.namespace}/{dsd.name}: {err.message}", err.reasons, err.field
+        ) from None
 
 
 def _cmd_render(args: argparse.Namespace, out: TextIO) -> int:
@@ -137,13 +150,15 @@ def _cmd_run(argv: list[str]) -> int:
     try:
         controllers = importlib.import_module("deepseek_operator.controllers")
     except ImportError as err:
-        print(f"deepseek-operator run: the controller is not available ({err}); install the "
-              "package with its kopf and kubernetes dependencies", file=sys.stderr)
+        print(
+            f"deepseek-operator run: the controller is not available ({err}); install the "
+            "package with its kopf and kubernetes dependencies",
+            file=sys.stderr,
+        )
         return 2
     run = getattr(controllers, "run", None)
     if run is None:
-        print("deepseek-operator run: deepseek_operator.controllers has no run()",
-              file=sys.stderr)
+        print("deepseek-operator run: deepseek_operator.controllers has no run()", file=sys.stderr)
         return 2
     return int(run(argv))
 
@@ -174,8 +189,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except PlanningError as err:
         print(f"cannot plan: {err.message}", file=sys.stderr)
         if err.reasons:
-            print("reasons so far:\n" + "\n".join(f"  - {r}" for r in err.reasons),
-                  file=sys.stderr)
+            print("reasons so far:\n" + "\n".join(f"  - {r}" for r in err.reasons), file=sys.stderr)
         return 1
 
 

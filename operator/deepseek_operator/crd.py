@@ -37,8 +37,11 @@ _SCALARS: dict[type, str] = {str: "string", int: "integer", float: "number", boo
 
 def _constraints(schema: Schema, metadata: list[Any], kind: str) -> None:
     """Apply annotated_types / pydantic constraints to ``schema`` of the given JSON type."""
-    size = {"string": ("minLength", "maxLength"), "array": ("minItems", "maxItems"),
-            "object": ("minProperties", "maxProperties")}.get(kind)
+    size = {
+        "string": ("minLength", "maxLength"),
+        "array": ("minItems", "maxItems"),
+        "object": ("minProperties", "maxProperties"),
+    }.get(kind)
     for m in metadata:
         if isinstance(m, FieldInfo):
             _constraints(schema, list(m.metadata), kind)
@@ -151,8 +154,10 @@ def model_schema(cls: type[BaseModel]) -> Schema:
             schema.update(extra)
         description = _describe(info.description)
         if description:
-            schema = {"description": description,
-                      **{k: v for k, v in schema.items() if k != "description"}}
+            schema = {
+                "description": description,
+                **{k: v for k, v in schema.items() if k != "description"},
+            }
         default = _field_default(info)
         if default is not PydanticUndefined:
             schema["default"] = default
@@ -174,11 +179,18 @@ def model_schema(cls: type[BaseModel]) -> Schema:
 
 def _printer_columns() -> list[Schema]:
     return [
-        {"name": "Ready", "type": "string",
-         "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
-        {"name": "Available", "type": "integer", "jsonPath": ".status.readyReplicas",
-         "priority": 1},
+        {
+            "name": "Available",
+            "type": "integer",
+            "jsonPath": ".status.readyReplicas",
+            "priority": 1,
+        },
         {"name": "GPU", "type": "string", "jsonPath": ".status.plan.gpuSummary"},
         {"name": "TPxPPxEP", "type": "string", "jsonPath": ".status.plan.layout"},
         {"name": "Canary", "type": "integer", "jsonPath": ".status.canary.weight"},
@@ -211,8 +223,10 @@ def build_crd() -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{resource.PLURAL}.{resource.GROUP}",
-            "labels": {"app.kubernetes.io/name": "deepseek-operator",
-                       "app.kubernetes.io/part-of": "deepseek-k8s"},
+            "labels": {
+                "app.kubernetes.io/name": "deepseek-operator",
+                "app.kubernetes.io/part-of": "deepseek-k8s",
+            },
         },
         "spec": {
             "group": resource.GROUP,
@@ -248,8 +262,10 @@ def build_crd() -> dict[str, Any]:
 
 def crd_yaml() -> str:
     """The CRD as YAML text, exactly as committed under ``crds/``."""
-    header = ("# Generated from deepseek_operator.api; do not edit.\n"
-              f"# Regenerate: {REGENERATE_COMMAND}\n")
+    header = (
+        "# Generated from deepseek_operator.api; do not edit.\n"
+        f"# Regenerate: {REGENERATE_COMMAND}\n"
+    )
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
 

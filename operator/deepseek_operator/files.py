@@ -67,8 +67,9 @@ def load_deployments(path: Path) -> list[DeepSeekDeployment]:
         if doc.get("kind") != KIND:
             raise InputError(f"{where}: kind: expected {KIND}, got {doc.get('kind')!r}")
         if doc.get("apiVersion") != API_VERSION:
-            raise InputError(f"{where}: apiVersion: expected {API_VERSION}, "
-                             f"got {doc.get('apiVersion')!r}")
+            raise InputError(
+                f"{where}: apiVersion: expected {API_VERSION}, got {doc.get('apiVersion')!r}"
+            )
         try:
             out.append(DeepSeekDeployment.model_validate(doc))
         except ValidationError as err:

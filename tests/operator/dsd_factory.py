@@ -18,21 +18,29 @@ def spec(model_name: str = "deepseek-ai/DeepSeek-R1", **fields: Any) -> DeepSeek
     """A spec for ``model_name`` from the Hub, with extra top-level ``fields`` (camelCase);
     ``model={...}`` adds fields to ``spec.model``."""
     model_fields = fields.pop("model", {})
-    body = {"model": {"name": model_name, "source": {"uri": f"hf://{model_name}"},
-                      **model_fields},
-            **fields}
+    body = {
+        "model": {"name": model_name, "source": {"uri": f"hf://{model_name}"}, **model_fields},
+        **fields,
+    }
     return DeepSeekDeploymentSpec.model_validate(body)
 
 
 def dsd(name: str = "r1", namespace: str = "serving", **fields: Any) -> DeepSeekDeployment:
     """A DeepSeekDeployment object with a fixed uid."""
     s = spec(**fields)
-    return DeepSeekDeployment.model_validate({
-        "apiVersion": "deepseek.ai/v1alpha1", "kind": "DeepSeekDeployment",
-        "metadata": {"name": name, "namespace": namespace, "generation": 1,
-                     "uid": "00000000-0000-4000-8000-000000000001"},
-        "spec": s.to_k8s(),
-    })
+    return DeepSeekDeployment.model_validate(
+        {
+            "apiVersion": "deepseek.ai/v1alpha1",
+            "kind": "DeepSeekDeployment",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "generation": 1,
+                "uid": "00000000-0000-4000-8000-000000000001",
+            },
+            "spec": s.to_k8s(),
+        }
+    )
 
 
 def pool(kind: tuple[str, int, int], count: int, prefix: str = "n") -> list[dict[str, Any]]:

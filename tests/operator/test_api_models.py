@@ -32,8 +32,10 @@ def test_defaults_carry_the_operating_practice() -> None:
 
 
 def test_camel_case_round_trip() -> None:
-    s = spec(placement={"gpu": {"products": ["H200"], "minMemoryGiB": 80}},
-             resilience={"circuitBreaker": {"consecutive5xxErrors": 7}})
+    s = spec(
+        placement={"gpu": {"products": ["H200"], "minMemoryGiB": 80}},
+        resilience={"circuitBreaker": {"consecutive5xxErrors": 7}},
+    )
     assert s.placement.gpu.min_memory_gib == 80
     wire = s.to_k8s()
     assert wire["placement"]["gpu"]["minMemoryGiB"] == 80
@@ -56,8 +58,10 @@ def test_camel_case_round_trip() -> None:
         ({"model": {"maxModelLen": 10}}, "greater than or equal to 256"),
         ({"model": {"source": {"uri": "ftp://x"}}}, "should match pattern"),
         ({"modle": {}}, "Extra inputs are not permitted"),
-        ({"rollout": {"canary": {"analysis": {"metrics": [{"name": "x"}]}}}},
-         "exactly one of builtin, query"),
+        (
+            {"rollout": {"canary": {"analysis": {"metrics": [{"name": "x"}]}}}},
+            "exactly one of builtin, query",
+        ),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_reason(fields: dict[str, object], message: str) -> None:
@@ -74,8 +78,11 @@ def test_int_or_string_surge() -> None:
 def test_resource_parses_kubernetes_dicts_and_ignores_server_fields() -> None:
     obj = dsd().model_dump(by_alias=True, exclude_none=True)
     obj["metadata"]["managedFields"] = [{"manager": "kubectl"}]
-    obj["status"] = {"observedGeneration": 1, "futureField": True,
-                     "conditions": [{"type": "Ready", "status": "True", "reason": "Ok"}]}
+    obj["status"] = {
+        "observedGeneration": 1,
+        "futureField": True,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ok"}],
+    }
     parsed = DeepSeekDeployment.model_validate(obj)
     assert parsed.status is not None and parsed.status.is_true("Ready")
     assert parsed.owner_reference()["controller"] is True
@@ -96,8 +103,9 @@ def test_set_condition_moves_transition_time_only_on_status_change() -> None:
     assert wire["conditions"][0]["lastTransitionTime"] == "t4"
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400),
-                                               ("500ms", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert duration_seconds(text) == seconds
 

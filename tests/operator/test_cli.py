@@ -53,10 +53,14 @@ def test_plan_text_json_and_yaml() -> None:
 
 
 def test_plan_with_nodes_from_kubectl(tmp_path: Path) -> None:
-    nodes = _write(tmp_path, "nodes.yaml", yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "List", "items": pool(H100, 2)}))
-    code, text = _run(["plan", "-f", str(SAMPLES / "r1-h100-multinode.yaml"),
-                       "--nodes", str(nodes), "-o", "json"])
+    nodes = _write(
+        tmp_path,
+        "nodes.yaml",
+        yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": pool(H100, 2)}),
+    )
+    code, text = _run(
+        ["plan", "-f", str(SAMPLES / "r1-h100-multinode.yaml"), "--nodes", str(nodes), "-o", "json"]
+    )
     assert code == 0 and json.loads(text)["plan"]["gpusPerReplica"] == 16
 
 
@@ -65,21 +69,54 @@ def test_render_prints_every_child(tmp_path: Path) -> None:
     assert code == 0
     docs = list(yaml.safe_load_all(text))
     kinds = [d["kind"] for d in docs]
-    assert kinds == ["Service", "Service", "Deployment", "PodDisruptionBudget", "ScaledObject",
-                     "DestinationRule", "VirtualService", "NetworkPolicy", "ServiceMonitor",
-                     "PrometheusRule"]
+    assert kinds == [
+        "Service",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ScaledObject",
+        "DestinationRule",
+        "VirtualService",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ]
     assert all("ownerReferences" not in d["metadata"] for d in docs)  # no uid: a preview
 
 
 def test_model_config_for_uncatalogued_models(tmp_path: Path) -> None:
-    dsd = _write(tmp_path, "dsd.yaml", yaml.safe_dump({
-        "apiVersion": "deepseek.ai/v1alpha1", "kind": "DeepSeekDeployment",
-        "metadata": {"name": "tiny"},
-        "spec": {"model": {"name": "acme/tiny", "source": {"uri": "pvc://w/tiny"},
-                           "maxModelLen": 4096}}}))
-    config = _write(tmp_path, "config.json", json.dumps({
-        "model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256,
-        "num_attention_heads": 4, "vocab_size": 1000, "max_position_embeddings": 4096}))
+    dsd = _write(
+        tmp_path,
+        "dsd.yaml",
+        yaml.safe_dump(
+            {
+                "apiVersion": "deepseek.ai/v1alpha1",
+                "kind": "DeepSeekDeployment",
+                "metadata": {"name": "tiny"},
+                "spec": {
+                    "model": {
+                        "name": "acme/tiny",
+                        "source": {"uri": "pvc://w/tiny"},
+                        "maxModelLen": 4096,
+                    }
+                },
+            }
+        ),
+    )
+    config = _write(
+        tmp_path,
+        "config.json",
+        json.dumps(
+            {
+                "model_type": "llama",
+                "num_hidden_layers": 4,
+                "hidden_size": 256,
+                "num_attention_heads": 4,
+                "vocab_size": 1000,
+                "max_position_embeddings": 4096,
+            }
+        ),
+    )
     code, _ = _run(["plan", "-f", str(dsd)])
     assert code == 1
     code, text = _run(["plan", "-f", str(dsd), "--model-config", str(config), "-o", "json"])
@@ -91,20 +128,29 @@ BAD = [
     ("missing.yaml", None, r"missing.yaml: no such file"),
     ("syntax.yaml", "spec: [unclosed\n", r"syntax.yaml: line 2, column 1: not valid YAML"),
     ("kind.yaml", "apiVersion: v1\nkind: Pod\n", r"kind.yaml: kind: expected DeepSeekDeployment"),
-    ("field.yaml", HEAD + "spec:\n  model: {name: m, source: {uri: 'hf://a/b'}, maxModelLen: 12}\n",
-     r"field.yaml: spec.model.maxModelLen: Input should be greater than or equal to 256"),
-    ("enum.yaml",
-     HEAD + "spec:\n  model: {name: m, source: {uri: 'hf://a/b'}}\n  engine: {kind: tgi}\n",
-     r"enum.yaml: spec.engine.kind: Input should be 'native', 'vllm' or 'triton'"),
-    ("list.yaml", HEAD + "spec:\n  model: {name: m, source: {uri: 'hf://a/b'}}\n"
-     "  rollout: {canary: {steps: [{weight: 10}, {weight: 500}]}}\n",
-     r"spec.rollout.canary.steps\[1\].weight: Input should be less than or equal to 100"),
+    (
+        "field.yaml",
+        HEAD + "spec:\n  model: {name: m, source: {uri: 'hf://a/b'}, maxModelLen: 12}\n",
+        r"field.yaml: spec.model.maxModelLen: Input should be greater than or equal to 256",
+    ),
+    (
+        "enum.yaml",
+        HEAD + "spec:\n  model: {name: m, source: {uri: 'hf://a/b'}}\n  engine: {kind: tgi}\n",
+        r"enum.yaml: spec.engine.kind: Input should be 'native', 'vllm' or 'triton'",
+    ),
+    (
+        "list.yaml",
+        HEAD + "spec:\n  model: {name: m, source: {uri: 'hf://a/b'}}\n"
+        "  rollout: {canary: {steps: [{weight: 10}, {weight: 500}]}}\n",
+        r"spec.rollout.canary.steps\[1\].weight: Input should be less than or equal to 100",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "text", "message"), BAD, ids=[b[0] for b in BAD])
-def test_bad_files_name_the_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                           name: str, text: str | None, message: str) -> None:
+def test_bad_files_name_the_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str | None, message: str
+) -> None:
     path = tmp_path / name if text is None else _write(tmp_path, name, text)
     code, _ = _run(["plan", "-f", str(path)])
     assert code == 2
@@ -118,8 +164,9 @@ def test_bad_nodes_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "nodes.yaml: items[0]: expected a Node object" in capsys.readouterr().err
 
 
-def test_unplannable_spec_exits_1_with_the_reason(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_unplannable_spec_exits_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     nodes = _write(tmp_path, "nodes.yaml", yaml.safe_dump({"kind": "List", "items": pool(H100, 1)}))
     code, _ = _run(["plan", "-f", str(SAMPLES / "r1-h100-multinode.yaml"), "--nodes", str(nodes)])
     assert code == 1
@@ -131,13 +178,27 @@ def test_api_docs_match_the_committed_reference() -> None:
     code, text = _run(["api-docs"])
     assert code == 0
     assert (ROOT / "docs" / "api.md").read_text(encoding="utf-8") == text, (
-        "docs/api.md drifted from the models; run: deepseek-operator api-docs > docs/api.md")
+        "docs/api.md drifted from the models; run: deepseek-operator api-docs > docs/api.md"
+    )
 
 
 def test_console_script_runs_as_a_process() -> None:
-    proc = subprocess.run([sys.executable, "-m", "deepseek_operator.cli", "plan", "-f",
-                           str(SAMPLES / "r1-distill-qwen-7b-l40s.yaml"), "-o", "json"],
-                          capture_output=True, text=True, check=False, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepseek_operator.cli",
+            "plan",
+            "-f",
+            str(SAMPLES / "r1-distill-qwen-7b-l40s.yaml"),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["plan"]["gpuProduct"] == "NVIDIA-L40S"
 

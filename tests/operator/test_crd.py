@@ -13,8 +13,18 @@ from deepseek_operator.crd import CRD_FILE, REGENERATE_COMMAND, build_crd, crd_y
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN_KEYS = {"$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf", "not", "title",
-                  "const", "discriminator"}
+FORBIDDEN_KEYS = {
+    "$ref",
+    "$defs",
+    "definitions",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "title",
+    "const",
+    "discriminator",
+}
 
 
 def _schema() -> dict[str, Any]:
@@ -40,8 +50,11 @@ def test_committed_crd_matches_the_models() -> None:
 def test_schema_is_structural() -> None:
     for path, node in _walk(_schema()):
         assert not FORBIDDEN_KEYS & node.keys(), f"{path}: {FORBIDDEN_KEYS & node.keys()}"
-        typed = ("type" in node or node.get("x-kubernetes-int-or-string")
-                 or node.get("x-kubernetes-preserve-unknown-fields"))
+        typed = (
+            "type" in node
+            or node.get("x-kubernetes-int-or-string")
+            or node.get("x-kubernetes-preserve-unknown-fields")
+        )
         assert typed, f"{path} has no type"
         assert node.get("additionalProperties") is not False, path
         assert not ("properties" in node and "additionalProperties" in node), path
@@ -56,13 +69,21 @@ def test_preserve_unknown_fields_only_for_core_affinity() -> None:
 
 def test_every_spec_field_teaches() -> None:
     spec = _schema()["properties"]["spec"]
-    missing = [p for p, n in _walk(spec, "spec") if p != "spec" and not n.get("description")
-               and not p.endswith("[]") and not p.endswith("{}")]
+    missing = [
+        p
+        for p, n in _walk(spec, "spec")
+        if p != "spec"
+        and not n.get("description")
+        and not p.endswith("[]")
+        and not p.endswith("{}")
+    ]
     assert missing == []
     placement = spec["properties"]["placement"]
     assert "GPU" in placement["description"]
-    assert "nvidia.com/gpu.product" in placement["properties"]["gpu"]["properties"]["products"][
-        "description"]
+    assert (
+        "nvidia.com/gpu.product"
+        in placement["properties"]["gpu"]["properties"]["products"]["description"]
+    )
 
 
 def test_defaults_enums_and_int_or_string() -> None:
@@ -72,14 +93,22 @@ def test_defaults_enums_and_int_or_string() -> None:
     assert health["failureThreshold"]["default"] == 3
     assert spec["engine"]["properties"]["kind"]["enum"] == ["native", "vllm", "triton"]
     assert spec["model"]["properties"]["quantization"]["enum"] == [
-        "auto", "none", "fp8", "int8", "int4"]
+        "auto",
+        "none",
+        "fp8",
+        "int8",
+        "int4",
+    ]
     surge = spec["rollout"]["properties"]["rollingUpdate"]["properties"]["maxSurge"]
     assert surge["x-kubernetes-int-or-string"] is True and surge["default"] == 1
     steps = spec["rollout"]["properties"]["canary"]["properties"]["steps"]
     assert steps["default"][0] == {"weight": 10, "pause": "5m"}
     assert steps["items"]["properties"]["weight"] == {
         "description": steps["items"]["properties"]["weight"]["description"],
-        "type": "integer", "minimum": 0, "maximum": 100}
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 100,
+    }
     autoscaling = spec["autoscaling"]["properties"]
     assert (autoscaling["minReplicas"]["default"], autoscaling["maxReplicas"]["default"]) == (2, 10)
     assert "default" not in spec["replicas"]  # replicas XOR autoscaling: no default
@@ -109,14 +138,17 @@ def test_subresources_columns_and_names() -> None:
     assert names["shortNames"] == ["dsd"] and "deepseek" in names["categories"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"]["scale"] == {
-        "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
-        "labelSelectorPath": ".status.selector"}
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
     assert version["subresources"]["status"] == {}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     for wanted in ("Ready", "Replicas", "GPU", "TPxPPxEP", "Canary", "Age"):
         assert wanted in columns
     conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
-        "conditions"]
+        "conditions"
+    ]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert "type" in conditions["items"]["required"]

@@ -19,7 +19,8 @@ def test_import_contracts_are_kept() -> None:
     command = str(exe) if exe.exists() else shutil.which("lint-imports")
     if command is None:
         pytest.skip("import-linter is not installed")
-    proc = subprocess.run([command, "--no-cache"], cwd=ROOT, capture_output=True, text=True,
-                          check=False, timeout=300)
+    proc = subprocess.run(
+        [command, "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 broken" in proc.stdout

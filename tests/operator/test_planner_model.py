@@ -44,15 +44,23 @@ def test_architecture_numbers_match_the_published_size(name: str) -> None:
     arch = lookup(name)
     assert arch is not None
     assert (arch.num_layers, arch.num_heads, arch.num_kv_heads, arch.n_routed_experts) == (
-        layers, heads, kv_heads, experts)
+        layers,
+        heads,
+        kv_heads,
+        experts,
+    )
     # Counting parameters from config.json alone lands within 1 % of the published size.
     computed = architecture_from_config(catalog_config(name)).total_params
     assert computed == pytest.approx(params * 1e9, rel=0.01)
 
 
 def test_lookup_by_alias_uri_and_case() -> None:
-    for text in ("hf://deepseek-ai/DeepSeek-R1", "deepseek-r1-0528", "DeepSeek-V2.5",
-                 "s3://bucket/models/DeepSeek-V2-Lite-Chat/"):
+    for text in (
+        "hf://deepseek-ai/DeepSeek-R1",
+        "deepseek-r1-0528",
+        "DeepSeek-V2.5",
+        "s3://bucket/models/DeepSeek-V2-Lite-Chat/",
+    ):
         assert lookup(text) is not None, text
     assert lookup("acme/unknown", None) is None
 
@@ -91,16 +99,39 @@ def test_weight_bytes_by_format() -> None:
 
 def test_inventory_from_nodes() -> None:
     nodes = pool(H100, 2)
-    nodes.append({"metadata": {"name": "cpu-0", "labels": {}}, "status": {
-        "allocatable": {"cpu": "32"}}})
-    nodes.append({"metadata": {"name": "odd", "labels": {}}, "status": {
-        "allocatable": {"nvidia.com/gpu": "4"}}})
-    nodes.append({"metadata": {"name": "nolabel-mem", "labels": {
-        "nvidia.com/gpu.product": "NVIDIA-L40S"}}, "status": {"capacity": {"nvidia.com/gpu": 4}}})
-    nodes.append({"metadata": {"name": "down", "labels": {
-        "nvidia.com/gpu.product": "NVIDIA-H200", "nvidia.com/gpu.memory": "143771"}},
-        "status": {"allocatable": {"nvidia.com/gpu": "8"},
-                   "conditions": [{"type": "Ready", "status": "False"}]}})
+    nodes.append(
+        {"metadata": {"name": "cpu-0", "labels": {}}, "status": {"allocatable": {"cpu": "32"}}}
+    )
+    nodes.append(
+        {
+            "metadata": {"name": "odd", "labels": {}},
+            "status": {"allocatable": {"nvidia.com/gpu": "4"}},
+        }
+    )
+    nodes.append(
+        {
+            "metadata": {
+                "name": "nolabel-mem",
+                "labels": {"nvidia.com/gpu.product": "NVIDIA-L40S"},
+            },
+            "status": {"capacity": {"nvidia.com/gpu": 4}},
+        }
+    )
+    nodes.append(
+        {
+            "metadata": {
+                "name": "down",
+                "labels": {
+                    "nvidia.com/gpu.product": "NVIDIA-H200",
+                    "nvidia.com/gpu.memory": "143771",
+                },
+            },
+            "status": {
+                "allocatable": {"nvidia.com/gpu": "8"},
+                "conditions": [{"type": "Ready", "status": "False"}],
+            },
+        }
+    )
     inv = inventory_from_nodes(nodes)
     assert [n.name for n in inv.nodes] == ["down", "n-0", "n-1", "nolabel-mem"]
     assert inv.notes == ("node odd: 4 GPUs but no nvidia.com/gpu.product label; skipped",)
@@ -110,24 +141,38 @@ def test_inventory_from_nodes() -> None:
     assert by_name["n-0"].taints[0].key == "nvidia.com/gpu"
     pools = inv.pools()
     assert [(p.product, len(p.nodes)) for p in pools] == [
-        ("NVIDIA-H200", 1), ("NVIDIA-H100-80GB-HBM3", 2), ("NVIDIA-L40S", 1)]
+        ("NVIDIA-H200", 1),
+        ("NVIDIA-H100-80GB-HBM3", 2),
+        ("NVIDIA-L40S", 1),
+    ]
     assert pools[1].describe() == "2 nodes of 8×80 GiB NVIDIA-H100-80GB-HBM3"
 
 
-@pytest.mark.parametrize(("wanted", "product", "match"), [
-    ("H100", "NVIDIA-H100-80GB-HBM3", True),
-    ("h100", "NVIDIA-H100-80GB-HBM3", True),
-    ("A100-80GB", "NVIDIA-A100-SXM4-80GB", True),
-    ("A100-40GB", "NVIDIA-A100-SXM4-80GB", False),
-    ("H100", "NVIDIA-H200", False),
-    ("NVIDIA-L40S", "NVIDIA-L40S", True),
-    ("L40", "NVIDIA-L40S", False),
-])
+@pytest.mark.parametrize(
+    ("wanted", "product", "match"),
+    [
+        ("H100", "NVIDIA-H100-80GB-HBM3", True),
+        ("h100", "NVIDIA-H100-80GB-HBM3", True),
+        ("A100-80GB", "NVIDIA-A100-SXM4-80GB", True),
+        ("A100-40GB", "NVIDIA-A100-SXM4-80GB", False),
+        ("H100", "NVIDIA-H200", False),
+        ("NVIDIA-L40S", "NVIDIA-L40S", True),
+        ("L40", "NVIDIA-L40S", False),
+    ],
+)
 def test_product_matching(wanted: str, product: str, match: bool) -> None:
     assert product_matches(wanted, product) is match
 
 
 def test_product_tiers_order_families() -> None:
-    ranks = [product_tier(p) for p in ("NVIDIA-L40S", "NVIDIA-A100-SXM4-80GB",
-                                       "NVIDIA-H100-80GB-HBM3", "NVIDIA-H200", "Acme-X1")]
+    ranks = [
+        product_tier(p)
+        for p in (
+            "NVIDIA-L40S",
+            "NVIDIA-A100-SXM4-80GB",
+            "NVIDIA-H100-80GB-HBM3",
+            "NVIDIA-H200",
+            "Acme-X1",
+        )
+    ]
     assert ranks == sorted(ranks)

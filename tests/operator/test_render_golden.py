@@ -33,17 +33,24 @@ def _rendered(sample: Path) -> tuple[str, str]:
     dsd.metadata.uid = UID
     dsd.metadata.namespace = "serving"
     plan = plan_deployment(dsd.spec, inventory_from_nodes(example_nodes()))
-    children = yaml.safe_dump_all(render_children(dsd, plan), sort_keys=False, width=100,
-                                  allow_unicode=True)
-    plan_text = yaml.safe_dump(plan.model_dump(by_alias=True), sort_keys=False, width=100,
-                               allow_unicode=True)
+    children = yaml.safe_dump_all(
+        render_children(dsd, plan), sort_keys=False, width=100, allow_unicode=True
+    )
+    plan_text = yaml.safe_dump(
+        plan.model_dump(by_alias=True), sort_keys=False, width=100, allow_unicode=True
+    )
     return children, plan_text
 
 
 def test_there_are_samples_for_each_scenario() -> None:
     names = {s.stem for s in SAMPLES}
-    assert {"r1-h200", "r1-h100-multinode", "v2-lite-a100", "r1-distill-qwen-7b-l40s",
-            "canary-istio-keda"} <= names
+    assert {
+        "r1-h200",
+        "r1-h100-multinode",
+        "v2-lite-a100",
+        "r1-distill-qwen-7b-l40s",
+        "canary-istio-keda",
+    } <= names
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])
@@ -58,4 +65,5 @@ def test_sample_matches_golden(sample: Path) -> None:
         assert path.exists(), f"missing {path.name}; run with UPDATE_GOLDEN=1"
         assert path.read_text(encoding="utf-8") == text, (
             f"{path.name} differs from the renderer's output; if intended, regenerate with "
-            "UPDATE_GOLDEN=1 and review the diff")
+            "UPDATE_GOLDEN=1 and review the diff"
+        )

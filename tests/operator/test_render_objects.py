@@ -36,12 +36,24 @@ def _pod_specs(workload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_every_child_is_owned_labelled_and_ordered() -> None:
-    d = dsd(model_name=QWEN_7B, placement={"gpu": {"products": ["L40S"]}}, autoscaling={},
-            model={"cache": {"size": "40Gi"}})
+    d = dsd(
+        model_name=QWEN_7B,
+        placement={"gpu": {"products": ["L40S"]}},
+        autoscaling={},
+        model={"cache": {"size": "40Gi"}},
+    )
     objs = _render(d)
-    assert _kinds(objs) == ["PersistentVolumeClaim", "Service", "Service", "Deployment",
-                            "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
-                            "ServiceMonitor", "PrometheusRule"]
+    assert _kinds(objs) == [
+        "PersistentVolumeClaim",
+        "Service",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ]
     for o in objs:
         meta = o["metadata"]
         assert meta["namespace"] == "serving"
@@ -55,8 +67,11 @@ def test_every_child_is_owned_labelled_and_ordered() -> None:
 
 
 def test_single_node_replicas_are_deployments_with_gpus_and_restricted_pods() -> None:
-    d = dsd(engine={"kind": "vllm"}, placement={"tolerations": [
-        {"key": "team", "operator": "Exists", "effect": "NoSchedule"}]}, replicas=3)
+    d = dsd(
+        engine={"kind": "vllm"},
+        placement={"tolerations": [{"key": "team", "operator": "Exists", "effect": "NoSchedule"}]},
+        replicas=3,
+    )
     (deploy,) = _by_kind(_render(d, pool(H200, 2)), "Deployment")
     assert deploy["spec"]["replicas"] == 3
     (pod,) = _pod_specs(deploy)
@@ -80,9 +95,13 @@ def test_single_node_replicas_are_deployments_with_gpus_and_restricted_pods() ->
     # 627 GiB of FP8 weights: 10 min + 34 min of loading, in 10 s probes
     assert startup["periodSeconds"] * startup["failureThreshold"] == 600 + 60 * 34
     args = engine["args"]
-    for flag, value in (("--tensor-parallel-size", "8"), ("--pipeline-parallel-size", "1"),
-                        ("--max-model-len", "32768"), ("--kv-cache-dtype", "auto"),
-                        ("--gpu-memory-utilization", "0.9")):
+    for flag, value in (
+        ("--tensor-parallel-size", "8"),
+        ("--pipeline-parallel-size", "1"),
+        ("--max-model-len", "32768"),
+        ("--kv-cache-dtype", "auto"),
+        ("--gpu-memory-utilization", "0.9"),
+    ):
         assert args[args.index(flag) + 1] == value
     assert "--enable-expert-parallel" in args
     assert engine["command"] == ["vllm", "serve"]
@@ -104,8 +123,11 @@ def test_multi_node_replicas_are_leader_worker_sets() -> None:
         env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
         assert env["DSR_PIPELINE_PARALLEL_SIZE"] == "2" and env["DSR_NNODES"] == "2"
     (hpa,) = _by_kind(objs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1",
-                                             "kind": "LeaderWorkerSet", "name": "r1-lws"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "name": "r1-lws",
+    }
 
 
 def test_multi_node_vllm_uses_ray_under_lws() -> None:
@@ -116,7 +138,8 @@ def test_multi_node_vllm_uses_ray_under_lws() -> None:
     assert "--pipeline-parallel-size 2" in leader["containers"][0]["args"][0]
     assert "--distributed-executor-backend ray" in leader["containers"][0]["args"][0]
     assert worker["containers"][0]["args"] == [
-        "ray start --address=$LWS_LEADER_ADDRESS:6379 --block"]
+        "ray start --address=$LWS_LEADER_ADDRESS:6379 --block"
+    ]
 
 
 def test_services_select_serving_pods() -> None:
@@ -125,14 +148,24 @@ def test_services_select_serving_pods() -> None:
     assert api["spec"]["selector"] == {"deepseek.ai/deployment": "r1", "deepseek.ai/role": "server"}
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["publishNotReadyAddresses"] is True
-    assert selector_string(d) == ("deepseek.ai/deployment=r1,deepseek.ai/track=stable,"
-                                  "deepseek.ai/role=server")
+    assert selector_string(d) == (
+        "deepseek.ai/deployment=r1,deepseek.ai/track=stable,deepseek.ai/role=server"
+    )
     assert endpoint(d) == "http://r1.serving.svc.cluster.local/v1"
 
 
 def test_keda_scaled_object_queries_vllm_metrics() -> None:
-    d = dsd(model_name=QWEN_7B, autoscaling={"provider": "keda", "minReplicas": 0, "metrics": [
-        {"type": "QueueDepth", "target": 3}, {"type": "KVCacheUsage", "target": 0.75}]})
+    d = dsd(
+        model_name=QWEN_7B,
+        autoscaling={
+            "provider": "keda",
+            "minReplicas": 0,
+            "metrics": [
+                {"type": "QueueDepth", "target": 3},
+                {"type": "KVCacheUsage", "target": 0.75},
+            ],
+        },
+    )
     (so,) = _by_kind(_render(d, pool(L40S, 1)), "ScaledObject")
     assert so["spec"]["minReplicaCount"] == 0
     queries = [t["metadata"]["query"] for t in so["spec"]["triggers"]]
@@ -142,8 +175,12 @@ def test_keda_scaled_object_queries_vllm_metrics() -> None:
 
 
 def test_canary_split_and_workloads() -> None:
-    fields = {"model_name": QWEN_7B, "rollout": {"strategy": "Canary"},
-              "traffic": {"istio": {}}, "replicas": 4}
+    fields = {
+        "model_name": QWEN_7B,
+        "rollout": {"strategy": "Canary"},
+        "traffic": {"istio": {}},
+        "replicas": 4,
+    }
     quiet = dsd(**fields)
     objs = _render(quiet, pool(L40S, 2))
     assert [o["metadata"]["name"] for o in _by_kind(objs, "Deployment")] == ["r1"]
@@ -154,10 +191,16 @@ def test_canary_split_and_workloads() -> None:
     assert dr["spec"]["trafficPolicy"]["outlierDetection"]["consecutive5xxErrors"] == 5
 
     running = quiet.model_copy(deep=True)
-    running.status = type(running).model_validate({
-        **quiet.model_dump(by_alias=True, exclude_none=True),
-        "status": {"canary": {"phase": "Progressing", "weight": 25, "revision": "abc"}},
-    }).status
+    running.status = (
+        type(running)
+        .model_validate(
+            {
+                **quiet.model_dump(by_alias=True, exclude_none=True),
+                "status": {"canary": {"phase": "Progressing", "weight": 25, "revision": "abc"}},
+            }
+        )
+        .status
+    )
     assert canary_active(running)
     objs = _render(running, pool(L40S, 2))
     (canary,) = _by_kind(objs, "Deployment")
@@ -169,15 +212,24 @@ def test_canary_split_and_workloads() -> None:
 
 
 def test_optional_children_can_be_turned_off() -> None:
-    d = dsd(model_name=QWEN_7B, traffic={"networkPolicy": {"enabled": False}},
-            monitoring={"serviceMonitor": {"enabled": False}, "alerts": {"enabled": False}})
-    assert _kinds(_render(d, pool(L40S, 1))) == ["Service", "Service", "Deployment",
-                                                 "PodDisruptionBudget"]
+    d = dsd(
+        model_name=QWEN_7B,
+        traffic={"networkPolicy": {"enabled": False}},
+        monitoring={"serviceMonitor": {"enabled": False}, "alerts": {"enabled": False}},
+    )
+    assert _kinds(_render(d, pool(L40S, 1))) == [
+        "Service",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    ]
 
 
 def test_alert_rules_use_spec_thresholds_and_runbooks() -> None:
-    d = dsd(model_name=QWEN_7B, monitoring={"alerts": {"thresholds": {
-        "gpuUtilizationPercent": 85, "errorRatePercent": 2}}})
+    d = dsd(
+        model_name=QWEN_7B,
+        monitoring={"alerts": {"thresholds": {"gpuUtilizationPercent": 85, "errorRatePercent": 2}}},
+    )
     (rule,) = _by_kind(_render(d, pool(L40S, 1)), "PrometheusRule")
     rules = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
     assert rules["DeepSeekGPUSaturated"]["expr"].endswith("> 85")
@@ -197,12 +249,23 @@ def test_model_sources() -> None:
     model = next(v for v in pod["volumes"] if v["name"] == "model")
     assert model["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
     assert pod["containers"][0]["args"][:2] == ["--model", "/models/qwen"]
-    hf = dsd(model_name=QWEN_7B, model={"source": {
-        "uri": "hf://deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "revision": "abc123",
-        "secretRef": {"name": "hf", "key": "token"}}})
+    hf = dsd(
+        model_name=QWEN_7B,
+        model={
+            "source": {
+                "uri": "hf://deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+                "revision": "abc123",
+                "secretRef": {"name": "hf", "key": "token"},
+            }
+        },
+    )
     (deploy,) = _by_kind(_render(hf, pool(L40S, 1)), "Deployment")
     (fetch,) = deploy["spec"]["template"]["spec"]["initContainers"]
-    assert fetch["command"][-3:] == ["deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "abc123",
-                                     "/models/DeepSeek-R1-Distill-Qwen-7B"]
+    assert fetch["command"][-3:] == [
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "abc123",
+        "/models/DeepSeek-R1-Distill-Qwen-7B",
+    ]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in (
-        fetch["env"])
+        fetch["env"]
+    )

@@ -35,8 +35,8 @@ class Toleration(ApiModel):
 class GpuSelector(ApiModel):
     """Which GPU products a replica may use."""
 
-    products: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=16)] = (
-        Field(default_factory=list)
+    products: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=16)] = Field(
+        default_factory=list
     )
     """Allowed GPU products, matched against the ``nvidia.com/gpu.product`` node label by
     name tokens: ``H100`` matches ``NVIDIA-H100-80GB-HBM3``, ``A100-80GB`` matches

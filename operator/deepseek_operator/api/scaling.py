@@ -106,10 +106,14 @@ class AnalysisMetric(ApiModel):
 
 def _default_analysis_metrics() -> list[AnalysisMetric]:
     return [
-        AnalysisMetric(name="error-rate", builtin="error-rate",
-                       max=defaults.ALERT_ERROR_RATE_PERCENT),
-        AnalysisMetric(name="latency-p95", builtin="latency-p95",
-                       max=defaults.ALERT_P95_LATENCY_MILLISECONDS / 1000),
+        AnalysisMetric(
+            name="error-rate", builtin="error-rate", max=defaults.ALERT_ERROR_RATE_PERCENT
+        ),
+        AnalysisMetric(
+            name="latency-p95",
+            builtin="latency-p95",
+            max=defaults.ALERT_P95_LATENCY_MILLISECONDS / 1000,
+        ),
     ]
 
 

@@ -155,12 +155,22 @@ class DeepSeekDeploymentStatus(StatusModel):
         if old is None:
             self.conditions = [
                 *self.conditions,
-                Condition(type=type_, status=value, reason=reason, message=message,
-                          last_transition_time=now or _now(), observed_generation=generation),
+                Condition(
+                    type=type_,
+                    status=value,
+                    reason=reason,
+                    message=message,
+                    last_transition_time=now or _now(),
+                    observed_generation=generation,
+                ),
             ]
             return True
         changed = (old.status, old.reason, old.message, old.observed_generation) != (
-            value, reason, message, generation)
+            value,
+            reason,
+            message,
+            generation,
+        )
         if old.status != value:
             old.last_transition_time = now or _now()
         old.status, old.reason, old.message = value, reason, message

@@ -77,13 +77,9 @@ class CircuitBreakerSpec(ApiModel):
     """Minimum ejection time, multiplied by the number of ejections."""
     max_ejection_percent: Annotated[int, Field(ge=0, le=100)] = defaults.MAX_EJECTION_PERCENT
     """Most pods ejected at once, in percent."""
-    max_pending_requests: Annotated[int, Field(ge=1, le=1000000)] = (
-        defaults.MAX_PENDING_REQUESTS
-    )
+    max_pending_requests: Annotated[int, Field(ge=1, le=1000000)] = defaults.MAX_PENDING_REQUESTS
     """Requests queued towards the pods before new ones fail fast with 503."""
-    error_rate_percent: Annotated[float, Field(gt=0, le=100)] = (
-        defaults.CIRCUIT_ERROR_RATE_PERCENT
-    )
+    error_rate_percent: Annotated[float, Field(gt=0, le=100)] = defaults.CIRCUIT_ERROR_RATE_PERCENT
     """Error rate over one minute at which the circuit opens: the CircuitOpen alert fires
     and a running canary is rolled back."""
 

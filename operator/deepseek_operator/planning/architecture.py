@@ -118,8 +118,11 @@ def architecture_from_config(
         nope = _req(config, "qk_nope_head_dim")
         v_dim = _req(config, "v_head_dim")
         q_lora = _opt(config, "q_lora_rank")
-        q = hidden * q_lora + q_lora * heads * (nope + rope) if q_lora else hidden * heads * (
-            nope + rope)
+        q = (
+            hidden * q_lora + q_lora * heads * (nope + rope)
+            if q_lora
+            else hidden * heads * (nope + rope)
+        )
         kv = hidden * (kv_lora + rope) + kv_lora * heads * (nope + v_dim)
         attn = q + kv + heads * v_dim * hidden
         head_dim = nope + rope

@@ -17,45 +17,102 @@ from deepseek_operator.planning.architecture import ModelArchitecture, architect
 _FP8: Final = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
 
 _V3: Final[dict[str, Any]] = {
-    "model_type": "deepseek_v3", "num_hidden_layers": 61, "hidden_size": 7168,
-    "num_attention_heads": 128, "num_key_value_heads": 128, "intermediate_size": 18432,
-    "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
-    "num_experts_per_tok": 8, "first_k_dense_replace": 3, "moe_layer_freq": 1,
-    "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
-    "v_head_dim": 128, "vocab_size": 129280, "max_position_embeddings": 163840,
-    "tie_word_embeddings": False, "quantization_config": _FP8,
+    "model_type": "deepseek_v3",
+    "num_hidden_layers": 61,
+    "hidden_size": 7168,
+    "num_attention_heads": 128,
+    "num_key_value_heads": 128,
+    "intermediate_size": 18432,
+    "moe_intermediate_size": 2048,
+    "n_routed_experts": 256,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 8,
+    "first_k_dense_replace": 3,
+    "moe_layer_freq": 1,
+    "kv_lora_rank": 512,
+    "q_lora_rank": 1536,
+    "qk_rope_head_dim": 64,
+    "qk_nope_head_dim": 128,
+    "v_head_dim": 128,
+    "vocab_size": 129280,
+    "max_position_embeddings": 163840,
+    "tie_word_embeddings": False,
+    "quantization_config": _FP8,
 }
 _V2: Final[dict[str, Any]] = {
-    "model_type": "deepseek_v2", "num_hidden_layers": 60, "hidden_size": 5120,
-    "num_attention_heads": 128, "num_key_value_heads": 128, "intermediate_size": 12288,
-    "moe_intermediate_size": 1536, "n_routed_experts": 160, "n_shared_experts": 2,
-    "num_experts_per_tok": 6, "first_k_dense_replace": 1, "moe_layer_freq": 1,
-    "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
-    "v_head_dim": 128, "vocab_size": 102400, "max_position_embeddings": 163840,
+    "model_type": "deepseek_v2",
+    "num_hidden_layers": 60,
+    "hidden_size": 5120,
+    "num_attention_heads": 128,
+    "num_key_value_heads": 128,
+    "intermediate_size": 12288,
+    "moe_intermediate_size": 1536,
+    "n_routed_experts": 160,
+    "n_shared_experts": 2,
+    "num_experts_per_tok": 6,
+    "first_k_dense_replace": 1,
+    "moe_layer_freq": 1,
+    "kv_lora_rank": 512,
+    "q_lora_rank": 1536,
+    "qk_rope_head_dim": 64,
+    "qk_nope_head_dim": 128,
+    "v_head_dim": 128,
+    "vocab_size": 102400,
+    "max_position_embeddings": 163840,
     "tie_word_embeddings": False,
 }
 _V2_LITE: Final[dict[str, Any]] = {
-    "model_type": "deepseek_v2", "num_hidden_layers": 27, "hidden_size": 2048,
-    "num_attention_heads": 16, "num_key_value_heads": 16, "intermediate_size": 10944,
-    "moe_intermediate_size": 1408, "n_routed_experts": 64, "n_shared_experts": 2,
-    "num_experts_per_tok": 6, "first_k_dense_replace": 1, "moe_layer_freq": 1,
-    "kv_lora_rank": 512, "q_lora_rank": None, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
-    "v_head_dim": 128, "vocab_size": 102400, "max_position_embeddings": 163840,
+    "model_type": "deepseek_v2",
+    "num_hidden_layers": 27,
+    "hidden_size": 2048,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "intermediate_size": 10944,
+    "moe_intermediate_size": 1408,
+    "n_routed_experts": 64,
+    "n_shared_experts": 2,
+    "num_experts_per_tok": 6,
+    "first_k_dense_replace": 1,
+    "moe_layer_freq": 1,
+    "kv_lora_rank": 512,
+    "q_lora_rank": None,
+    "qk_rope_head_dim": 64,
+    "qk_nope_head_dim": 128,
+    "v_head_dim": 128,
+    "vocab_size": 102400,
+    "max_position_embeddings": 163840,
     "tie_word_embeddings": False,
 }
 
 
-def _qwen2(layers: int, hidden: int, heads: int, kv: int, *, inter: int, vocab: int
-           ) -> dict[str, Any]:
-    return {"model_type": "qwen2", "num_hidden_layers": layers, "hidden_size": hidden,
-            "num_attention_heads": heads, "num_key_value_heads": kv, "intermediate_size": inter,
-            "vocab_size": vocab, "max_position_embeddings": 131072, "tie_word_embeddings": False}
+def _qwen2(
+    layers: int, hidden: int, heads: int, kv: int, *, inter: int, vocab: int
+) -> dict[str, Any]:
+    return {
+        "model_type": "qwen2",
+        "num_hidden_layers": layers,
+        "hidden_size": hidden,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv,
+        "intermediate_size": inter,
+        "vocab_size": vocab,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": False,
+    }
 
 
 def _llama(layers: int, hidden: int, heads: int, inter: int) -> dict[str, Any]:
-    return {"model_type": "llama", "num_hidden_layers": layers, "hidden_size": hidden,
-            "num_attention_heads": heads, "num_key_value_heads": 8, "intermediate_size": inter,
-            "vocab_size": 128256, "max_position_embeddings": 131072, "tie_word_embeddings": False}
+    return {
+        "model_type": "llama",
+        "num_hidden_layers": layers,
+        "hidden_size": hidden,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 8,
+        "intermediate_size": inter,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": False,
+    }
 
 
 # name -> (config, published parameter count, aliases)
@@ -65,13 +122,25 @@ _ENTRIES: Final[dict[str, tuple[dict[str, Any], int, tuple[str, ...]]]] = {
     "deepseek-ai/DeepSeek-V2": (_V2, 236_000_000_000, ("DeepSeek-V2-Chat", "DeepSeek-V2.5")),
     "deepseek-ai/DeepSeek-V2-Lite": (_V2_LITE, 15_700_000_000, ("DeepSeek-V2-Lite-Chat",)),
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": (
-        _qwen2(28, 1536, 12, 2, inter=8960, vocab=151936), 1_780_000_000, ()),
+        _qwen2(28, 1536, 12, 2, inter=8960, vocab=151936),
+        1_780_000_000,
+        (),
+    ),
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": (
-        _qwen2(28, 3584, 28, 4, inter=18944, vocab=152064), 7_620_000_000, ()),
+        _qwen2(28, 3584, 28, 4, inter=18944, vocab=152064),
+        7_620_000_000,
+        (),
+    ),
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": (
-        _qwen2(48, 5120, 40, 8, inter=13824, vocab=152064), 14_800_000_000, ()),
+        _qwen2(48, 5120, 40, 8, inter=13824, vocab=152064),
+        14_800_000_000,
+        (),
+    ),
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B": (
-        _qwen2(64, 5120, 40, 8, inter=27648, vocab=152064), 32_800_000_000, ()),
+        _qwen2(64, 5120, 40, 8, inter=27648, vocab=152064),
+        32_800_000_000,
+        (),
+    ),
     "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": (_llama(32, 4096, 32, 14336), 8_030_000_000, ()),
     "deepseek-ai/DeepSeek-R1-Distill-Llama-70B": (_llama(80, 8192, 64, 28672), 70_600_000_000, ()),
 }
@@ -84,9 +153,7 @@ def _key(name: str) -> str:
 
 
 _INDEX: Final[dict[str, str]] = {
-    _key(alias): name
-    for name, (_, _, aliases) in _ENTRIES.items()
-    for alias in (name, *aliases)
+    _key(alias): name for name, (_, _, aliases) in _ENTRIES.items() for alias in (name, *aliases)
 }
 
 

@@ -28,8 +28,15 @@ EXAMPLE_POOLS: Final = (
 )
 
 
-def gpu_node(name: str, product: str, memory_mib: int, gpus: int, *,
-             taint: bool = True, pool: str | None = None) -> dict[str, Any]:
+def gpu_node(
+    name: str,
+    product: str,
+    memory_mib: int,
+    gpus: int,
+    *,
+    taint: bool = True,
+    pool: str | None = None,
+) -> dict[str, Any]:
     """A Node dict shaped like ``kubectl get node -o json`` for a GPU node."""
     labels = {
         "kubernetes.io/hostname": name,
@@ -44,8 +51,9 @@ def gpu_node(name: str, product: str, memory_mib: int, gpus: int, *,
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present",
-                             "effect": "NoSchedule"}]} if taint else {},
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}
+        if taint
+        else {},
         "status": {
             "capacity": {"cpu": "192", "memory": "2Ti", "nvidia.com/gpu": str(gpus)},
             "allocatable": {"cpu": "190", "memory": "1980Gi", "nvidia.com/gpu": str(gpus)},

@@ -23,16 +23,41 @@ GPU_RESOURCE: Final = "nvidia.com/gpu"
 
 # Memory (MiB) of products whose nodes lack the gpu.memory label (as nvidia-smi reports).
 KNOWN_MEMORY_MIB: Final[dict[str, int]] = {
-    "H200": 143771, "H100-80GB": 81559, "H100-NVL": 95830, "H100-PCIE": 81559,
-    "A100-80GB": 81920, "A100-40GB": 40960, "A100-SXM4-40GB": 40960, "L40S": 46068,
-    "L40": 46068, "L4": 23034, "A10G": 23028, "B200": 183359, "GH200": 97871,
+    "H200": 143771,
+    "H100-80GB": 81559,
+    "H100-NVL": 95830,
+    "H100-PCIE": 81559,
+    "A100-80GB": 81920,
+    "A100-40GB": 40960,
+    "A100-SXM4-40GB": 40960,
+    "L40S": 46068,
+    "L40": 46068,
+    "L4": 23034,
+    "A10G": 23028,
+    "B200": 183359,
+    "GH200": 97871,
 }
 
 
 # Product families from least to most capable; the planner prefers the least capable
 # product that fits (it leaves the bigger GPUs for the models that need them).
-PRODUCT_TIERS: Final = ("T4", "L4", "A10G", "A10", "L40", "L40S", "A100", "H100", "H800", "H20",
-                        "H200", "GH200", "B200", "B300", "GB200")
+PRODUCT_TIERS: Final = (
+    "T4",
+    "L4",
+    "A10G",
+    "A10",
+    "L40",
+    "L40S",
+    "A100",
+    "H100",
+    "H800",
+    "H20",
+    "H200",
+    "GH200",
+    "B200",
+    "B300",
+    "GB200",
+)
 
 
 def product_tier(product: str) -> int:
@@ -82,8 +107,9 @@ class GpuPool:
         """``4 nodes of 8×80 GiB NVIDIA-H100-80GB-HBM3``."""
         n = len(self.nodes)
         gib = self.memory_mib / 1024
-        return (f"{n} node{'s' if n != 1 else ''} of {self.gpus_per_node}×{gib:.0f} GiB "
-                f"{self.product}")
+        return (
+            f"{n} node{'s' if n != 1 else ''} of {self.gpus_per_node}×{gib:.0f} GiB {self.product}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +124,10 @@ class GpuInventory:
         groups: dict[tuple[str, int, int], list[GpuNode]] = {}
         for node in self.nodes if nodes is None else nodes:
             groups.setdefault((node.product, node.memory_mib, node.gpus), []).append(node)
-        pools = [GpuPool(p, m, g, tuple(sorted(ns, key=lambda n: n.name)))
-                 for (p, m, g), ns in groups.items()]
+        pools = [
+            GpuPool(p, m, g, tuple(sorted(ns, key=lambda n: n.name)))
+            for (p, m, g), ns in groups.items()
+        ]
         return sorted(pools, key=lambda p: (-p.memory_mib * p.gpus_per_node, p.product))
 
 

@@ -54,24 +54,35 @@ def eligible_nodes(inventory: GpuInventory, placement: PlacementSpec) -> Eligibi
     kept: list[GpuNode] = []
     excluded: dict[str, list[str]] = {}
 
-    def drop(reason: str, node: GpuNode) -> None:
-        excluded.setdefault(reason, []).append(node.name)
+    def drop(reason: str, node: GpuNode, label: str | None = None) -> None:
+        excluded.setdefault(reason, []).append(label or node.name)
 
     for node in inventory.nodes:
         if wanted and not any(product_matches(w, node.product) for w in wanted):
-            drop(f"product {node.product} not in placement.gpu.products", node)
+            drop(f"product not in placement.gpu.products {wanted}", node, node.product)
         elif node.memory_mib < min_mib:
             drop(f"{node.memory_mib // 1024} GiB GPUs below placement.gpu.minMemoryGiB", node)
         elif any(node.labels.get(k) != v for k, v in placement.node_selector.items()):
             drop("labels do not match placement.nodeSelector", node)
         elif not node.schedulable:
             drop("cordoned or not Ready", node)
-        elif untolerated := [t for t in node.taints if t.effect in ("NoSchedule", "NoExecute")
-                             and not tolerates(tolerations, t)]:
-            drop(f"taint {untolerated[0].key}={untolerated[0].value}:{untolerated[0].effect} "
-                 "not tolerated", node)
+        elif untolerated := [
+            t
+            for t in node.taints
+            if t.effect in ("NoSchedule", "NoExecute") and not tolerates(tolerations, t)
+        ]:
+            drop(
+                f"taint {untolerated[0].key}={untolerated[0].value}:{untolerated[0].effect} "
+                "not tolerated",
+                node,
+            )
         else:
             kept.append(node)
-    notes = tuple(f"{len(names)} node(s) excluded: {reason} ({', '.join(names[:3])}"
-                  f"{', …' if len(names) > 3 else ''})" for reason, names in excluded.items())
-    return Eligibility(tuple(kept), notes)
+    notes = []
+    for reason, labels in excluded.items():
+        shown = list(dict.fromkeys(labels))  # products repeat per node: show each once
+        notes.append(
+            f"{len(labels)} node(s) excluded: {reason} ({', '.join(shown[:4])}"
+            f"{', …' if len(shown) > 4 else ''})"
+        )
+    return Eligibility(tuple(kept), tuple(notes))

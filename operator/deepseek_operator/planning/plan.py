@@ -16,8 +16,9 @@ from pydantic.alias_generators import to_camel
 class PlanningError(ValueError):
     """The spec cannot be served on this cluster; ``message`` says what to change."""
 
-    def __init__(self, message: str, reasons: list[str] | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, reasons: list[str] | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reasons = list(reasons or [])
@@ -101,9 +102,21 @@ class Plan(BaseModel):
 
     def to_status(self) -> dict[str, Any]:
         """The ``status.plan`` object (camelCase, matching ``api.status.PlanStatus``)."""
-        keys = ("model_name", "quantization", "gpu_product", "gpu_memory_mib",
-                "gpus_per_replica", "nodes_per_replica", "tensor", "pipeline", "expert", "data",
-                "weight_bytes_per_gpu", "kv_cache_bytes_per_gpu", "max_tokens_in_cache")
+        keys = (
+            "model_name",
+            "quantization",
+            "gpu_product",
+            "gpu_memory_mib",
+            "gpus_per_replica",
+            "nodes_per_replica",
+            "tensor",
+            "pipeline",
+            "expert",
+            "data",
+            "weight_bytes_per_gpu",
+            "kv_cache_bytes_per_gpu",
+            "max_tokens_in_cache",
+        )
         out = self.model_dump(by_alias=True, include=set(keys))
         out["gpuSummary"] = self.gpu_summary
         out["layout"] = self.layout

@@ -4,21 +4,27 @@ For every eligible pool it walks the candidate shardings smallest first (one nod
 the smallest tensor degree, then whole nodes with growing pipeline degree) and keeps the
 first whose busiest GPU holds its weights, the runtime overhead and a KV cache for
 ``maxModelLen × kvCache.minSequences`` tokens. Among pools it picks the best fit: fewest
-GPUs per replica, then fewest nodes, then the smallest GPU memory (least waste).
+GPUs per replica, then fewest nodes, then the least capable product (see
+``docs/planner.md``). Assembling the plan and its explanations lives in :mod:`.explain`.
 
 Pure, no I/O: called by the controller on every reconcile, the CLI and the table tests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.planning import catalog
 from deepseek_operator.planning.architecture import ModelArchitecture, architecture_from_config
+from deepseek_operator.planning.explain import (
+    Fit,
+    describe_architecture,
+    make_plan,
+    no_pool_error,
+    nodes_text,
+)
 from deepseek_operator.planning.inventory import (
-    PRODUCT_LABEL,
     GpuInventory,
     GpuPool,
     product_tier,
@@ -37,13 +43,6 @@ from deepseek_operator.planning.plan import Plan, PlanningError
 from deepseek_operator.planning.sharding import candidates, check_explicit
 
 
-@dataclass(frozen=True, slots=True)
-class _Fit:
-    pool: GpuPool
-    sharding: Sharding
-    memory: GpuMemory
-
-
 def resolve_architecture(
     spec: DeepSeekDeploymentSpec, model_config: dict[str, Any] | None
 ) -> ModelArchitecture:
@@ -60,7 +59,8 @@ def resolve_architecture(
         raise PlanningError(
             f"model {m.name!r} is not in the built-in catalog; set spec.model.architecture to "
             f"one of {known}, or spec.model.configRef to a ConfigMap holding its config.json",
-            field="spec.model")
+            field="spec.model",
+        )
     return arch
 
 
@@ -70,22 +70,6 @@ def weight_format(spec: DeepSeekDeploymentSpec, arch: ModelArchitecture) -> Weig
     if q == "auto":
         return arch.native_dtype
     return "bf16" if q == "none" else q
-
-
-def _pool_capacity(pool: GpuPool, s: Sharding) -> int:
-    per_stage = s.tensor * s.data
-    nodes = sum(1 for n in pool.nodes if n.gpus >= per_stage)
-    return nodes // s.pipeline if s.pipeline > 1 else nodes * (pool.gpus_per_node // per_stage)
-
-
-def _describe_arch(arch: ModelArchitecture) -> str:
-    attn = (f"MLA latent {arch.kv_lora_rank}+{arch.qk_rope_head_dim}" if arch.attention == "mla"
-            else f"GQA {arch.num_kv_heads} KV heads × {arch.head_dim}")
-    moe = (f", {arch.n_routed_experts} routed experts (top-{arch.experts_per_token})"
-           if arch.is_moe else "")
-    return (f"model {arch.name}: {arch.total_params / 1e9:.1f}B parameters "
-            f"({arch.active_params / 1e9:.1f}B active), {arch.num_layers} layers, "
-            f"{arch.num_heads} attention heads, {attn}{moe}")
 
 
 def plan_deployment(
@@ -109,40 +93,55 @@ def plan_deployment(
     kv_width = 1 if kv_dtype == "fp8" else 2
     max_len, min_seqs = spec.model.max_model_len, spec.engine.kv_cache.min_sequences
     total = checkpoint_bytes(arch, fmt)
-    reasons = [_describe_arch(arch)]
+    reasons = [describe_architecture(arch)]
     origin = "checkpoint format" if spec.model.quantization == "auto" else "spec.model.quantization"
     reasons.append(f"weights: {fmt} ({origin}) = {human_bytes(total)}")
     if max_len > arch.max_position_embeddings:
         raise PlanningError(
             f"model.maxModelLen {max_len} exceeds the {arch.max_position_embeddings} positions "
-            f"{arch.name} supports; lower it", reasons, field="spec.model.maxModelLen")
+            f"{arch.name} supports; lower it",
+            reasons,
+            field="spec.model.maxModelLen",
+        )
     reasons += check_explicit(arch, spec.parallelism)
 
     eligible = eligible_nodes(inventory, spec.placement)
     reasons += list(eligible.excluded)
     pools = inventory.pools(eligible.nodes)
     if not pools:
-        raise _no_pool_error(spec, inventory, eligible.excluded, reasons)
+        raise no_pool_error(spec, inventory, eligible.excluded, reasons)
     reasons.append("eligible pools: " + "; ".join(p.describe() for p in pools))
 
     def measure(pool: GpuPool, s: Sharding) -> GpuMemory:
         e = spec.engine
-        return gpu_memory(arch, fmt, s, gpu_memory_bytes=pool.memory_mib * MIB,
-                          utilization=e.gpu_memory_utilization, kv_dtype_bytes=kv_width,
-                          batched_tokens=e.max_num_batched_tokens, max_seqs=e.max_num_seqs)
+        return gpu_memory(
+            arch,
+            fmt,
+            s,
+            gpu_memory_bytes=pool.memory_mib * MIB,
+            utilization=e.gpu_memory_utilization,
+            kv_dtype_bytes=kv_width,
+            batched_tokens=e.max_num_batched_tokens,
+            max_seqs=e.max_num_seqs,
+        )
 
     need_tokens = max_len * min_seqs
     max_gpus = spec.placement.gpu.max_gpus_per_replica
-    fits: list[_Fit] = []
+    fits: list[Fit] = []
     failures: list[str] = []
     for pool in pools:
-        fit, why = _first_fit(arch, spec, pool, measure=measure,
-                               need_tokens=need_tokens, max_gpus=max_gpus)
+        fit, why = _first_fit(
+            arch, spec, pool, measure=measure, need_tokens=need_tokens, max_gpus=max_gpus
+        )
         if fit is not None:
             fits.append(fit)
-            reasons.append(f"{pool.product}: fits as TP{fit.sharding.tensor}×PP"
-                           f"{fit.sharding.pipeline} on {_nodes(fit.sharding.pipeline)} "
-                           f"({fit.sharding.gpus} GPU{'s' if fit.sharding.gpus > 1 else ''})")
+            if why:
+                reasons.append(f"{pool.product}: {why}")
+            reasons.append(
+                f"{pool.product}: fits as TP{fit.sharding.tensor}×PP"
+                f"{fit.sharding.pipeline} on {nodes_text(fit.sharding.pipeline)} "
+                f"({fit.sharding.gpus} GPU{'s' if fit.sharding.gpus > 1 else ''})"
+            )
         else:
             failures.append(f"{pool.describe()}: {why}")
             reasons.append(f"{pool.product}: {why}")
@@ -150,100 +149,78 @@ def plan_deployment(
         raise PlanningError(
             f"{arch.name} does not fit: weights need {human_bytes(total)} ({fmt}) plus "
             f"{human_bytes(need_tokens * _kv_full(arch, kv_width))} of KV cache for {min_seqs} × "
-            f"{max_len} tokens per replica. " + "; ".join(failures)
+            f"{max_len} tokens per replica. "
+            + "; ".join(failures)
             + ". To fit: add such nodes, lower model.maxModelLen or "
             "engine.kvCache.minSequences, or quantize (model.quantization int4, "
             "engine.kvCache.dtype fp8).",
-            reasons, field="spec.placement")
-    best = min(fits, key=lambda f: (f.sharding.gpus, f.sharding.pipeline,
-                                    product_tier(f.pool.product), f.pool.memory_mib,
-                                    f.pool.product))
+            reasons,
+            field="spec.placement",
+        )
+    best = min(
+        fits,
+        key=lambda f: (
+            f.sharding.gpus,
+            f.sharding.pipeline,
+            product_tier(f.pool.product),
+            f.pool.memory_mib,
+            f.pool.product,
+        ),
+    )
     if len(fits) > 1:
-        reasons.append(f"chose {best.pool.product}: fewest GPUs per replica, then fewest nodes, "
-                       "then the least capable product (bigger GPUs stay free for bigger models)")
-    return _make_plan(arch, best, fmt=fmt, kv_dtype=kv_dtype, total=total, max_len=max_len,
-                      reasons=reasons)
-
-
-def _nodes(n: int) -> str:
-    return f"{n} node{'s' if n != 1 else ''}"
+        reasons.append(
+            f"chose {best.pool.product}: fewest GPUs per replica, then fewest nodes, "
+            "then the least capable product (bigger GPUs stay free for bigger models)"
+        )
+    return make_plan(
+        arch, best, fmt=fmt, kv_dtype=kv_dtype, total=total, max_len=max_len, reasons=reasons
+    )
 
 
 def _kv_full(arch: ModelArchitecture, width: int) -> int:
     return arch.kv_elements_per_token_layer(1) * arch.num_layers * width
 
 
-def _first_fit(arch: ModelArchitecture, spec: DeepSeekDeploymentSpec, pool: GpuPool, *,
-               measure: Any, need_tokens: int, max_gpus: int | None) -> tuple[_Fit | None, str]:
+def _first_fit(
+    arch: ModelArchitecture,
+    spec: DeepSeekDeploymentSpec,
+    pool: GpuPool,
+    *,
+    measure: Any,
+    need_tokens: int,
+    max_gpus: int | None,
+) -> tuple[Fit | None, str]:
     """The smallest sharding of ``pool`` that holds the model, else why none does."""
     nodes = len(pool.nodes)
-    last = "no tensor degree divides the heads and fits its nodes"
+    last = ""
     for s in candidates(arch, spec.parallelism, pool.gpus_per_node, nodes):
         mem: GpuMemory = measure(pool, s)
         label = f"TP{s.tensor}×PP{s.pipeline}"
         if max_gpus is not None and s.gpus > max_gpus:
-            return None, (f"needs more than placement.gpu.maxGpusPerReplica {max_gpus} GPUs "
-                          f"({label} = {s.gpus} GPUs)")
+            return None, (
+                f"needs more than placement.gpu.maxGpusPerReplica {max_gpus} GPUs "
+                f"({label} = {s.gpus} GPUs)"
+            )
         if s.pipeline > nodes:
             return None, f"{label} needs {s.pipeline} nodes; the pool has {nodes}"
         if mem.kv_budget <= 0:
-            last = (f"{label}: weights {human_bytes(mem.weights)}/GPU + overhead "
-                    f"{human_bytes(mem.overhead)} exceed {human_bytes(mem.usable)} usable")
+            last = (
+                f"{label}: weights {human_bytes(mem.weights)}/GPU + overhead "
+                f"{human_bytes(mem.overhead)} exceed {human_bytes(mem.usable)} usable"
+            )
             continue
         if mem.max_tokens < need_tokens:
-            last = (f"{label}: KV cache holds {mem.max_tokens} tokens, {need_tokens} needed")
+            last = f"{label}: KV cache holds {mem.max_tokens} tokens, {need_tokens} needed"
             continue
-        return _Fit(pool, s, mem), ""
-    wider = next((s for s in candidates(arch, spec.parallelism, pool.gpus_per_node, 10**6)
-                  if s.pipeline > nodes and measure(pool, s).max_tokens >= need_tokens), None)
+        return Fit(pool, s, mem), (f"smaller shardings fail ({last})" if last else "")
+    last = last or "no tensor degree divides the heads and fits its nodes"
+    wider = next(
+        (
+            s
+            for s in candidates(arch, spec.parallelism, pool.gpus_per_node, 10**6)
+            if s.pipeline > nodes and measure(pool, s).max_tokens >= need_tokens
+        ),
+        None,
+    )
     hint = f"; it would fit on {wider.pipeline} such nodes" if wider else ""
     return None, f"largest try {last}{hint}"
-
-
-def _make_plan(arch: ModelArchitecture, fit: _Fit, *, fmt: str, kv_dtype: str, total: int,
-               max_len: int, reasons: list[str]) -> Plan:
-    s, mem, pool = fit.sharding, fit.memory, fit.pool
-    if s.pipeline == 1:
-        reasons.append(f"tensor {s.tensor}: smallest degree dividing {arch.num_heads} heads "
-                       "that holds weights and KV cache on one node")
-    else:
-        reasons.append(f"pipeline {s.pipeline}: one node is not enough; the replica spans "
-                       f"{s.pipeline} whole nodes, tensor {s.tensor} within each")
-    if s.expert > 1:
-        reasons.append(f"expert {s.expert}: {arch.n_routed_experts} routed experts spread over "
-                       f"tensor × data = {s.expert} GPUs (expert parallelism)")
-    kv_bytes = max(0, mem.kv_budget)
-    reasons.append(f"per GPU: weights {human_bytes(mem.weights)}, overhead "
-                   f"{human_bytes(mem.overhead)}, KV cache {human_bytes(kv_bytes)} of "
-                   f"{human_bytes(mem.usable)} usable → {mem.max_tokens} tokens "
-                   f"({mem.max_tokens // max_len} sequences of {max_len})")
-    capacity = _pool_capacity(pool, s)
-    reasons.append(f"pool capacity: {capacity} replica{'s' if capacity != 1 else ''} on "
-                   f"{_nodes(len(pool.nodes))}")
-    return Plan(
-        model_name=arch.name, quantization=fmt, kv_cache_dtype=kv_dtype,
-        gpu_product=pool.product, gpu_memory_mib=pool.memory_mib,
-        gpus_per_node=pool.gpus_per_node, gpus_per_replica=s.gpus,
-        nodes_per_replica=s.pipeline, tensor=s.tensor, pipeline=s.pipeline, expert=s.expert,
-        data=s.data, weight_bytes_per_gpu=mem.weights, kv_cache_bytes_per_gpu=kv_bytes,
-        kv_bytes_per_token=mem.kv_bytes_per_token, max_tokens_in_cache=mem.max_tokens,
-        max_full_length_sequences=mem.max_tokens // max_len, checkpoint_bytes=total,
-        node_selector={PRODUCT_LABEL: pool.product}, replica_capacity=capacity,
-        reasons=reasons,
-    )
-
-
-def _no_pool_error(spec: DeepSeekDeploymentSpec, inventory: GpuInventory,
-                   excluded: tuple[str, ...], reasons: list[str]) -> PlanningError:
-    present = "; ".join(p.describe() for p in inventory.pools()) or "no GPU nodes at all"
-    wanted = spec.placement.gpu.products
-    if wanted:
-        msg = (f"no schedulable GPU node matches placement.gpu.products {wanted}; the cluster "
-               f"has {present}")
-        field = "spec.placement.gpu.products"
-    else:
-        msg = f"no schedulable GPU node is eligible; the cluster has {present}"
-        field = "spec.placement"
-    if excluded:
-        msg += ". Excluded: " + "; ".join(excluded)
-    return PlanningError(msg, reasons, field=field)

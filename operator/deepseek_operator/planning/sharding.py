@@ -47,24 +47,30 @@ def check_explicit(arch: ModelArchitecture, par: ParallelismSpec) -> list[str]:
                 f"heads of {arch.name}"
                 + (f" (and its {arch.num_kv_heads} KV heads)" if arch.attention == "gqa" else "")
                 + f"; use one of {options}, or omit it to let the planner choose",
-                field="spec.parallelism.tensor")
+                field="spec.parallelism.tensor",
+            )
         reasons.append(f"tensor {par.tensor}: set in spec, divides {arch.num_heads} heads")
     if par.pipeline is not None:
         if par.pipeline > arch.num_layers:
             raise PlanningError(
                 f"parallelism.pipeline {par.pipeline} exceeds the {arch.num_layers} layers of "
-                f"{arch.name}; use at most {arch.num_layers}", field="spec.parallelism.pipeline")
+                f"{arch.name}; use at most {arch.num_layers}",
+                field="spec.parallelism.pipeline",
+            )
         reasons.append(f"pipeline {par.pipeline}: set in spec")
     if par.expert is not None and par.expert > 1:
         if not arch.is_moe:
             raise PlanningError(
                 f"parallelism.expert {par.expert}: {arch.name} is a dense model without routed "
                 "experts; remove parallelism.expert or set it to 1",
-                field="spec.parallelism.expert")
+                field="spec.parallelism.expert",
+            )
         if arch.n_routed_experts % par.expert:
             raise PlanningError(
                 f"parallelism.expert {par.expert} does not divide the {arch.n_routed_experts} "
-                f"routed experts of {arch.name}", field="spec.parallelism.expert")
+                f"routed experts of {arch.name}",
+                field="spec.parallelism.expert",
+            )
     return reasons
 
 

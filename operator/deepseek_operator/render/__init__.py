@@ -55,8 +55,9 @@ def render_children(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]
     the stable workload: the controller must keep the existing stable workload as it is
     (not prune it) until the canary is promoted or rolled back.
     """
-    workloads = ([workload(dsd, plan, "canary")] if canary_active(dsd)
-                 else [workload(dsd, plan, "stable")])
+    workloads = (
+        [workload(dsd, plan, "canary")] if canary_active(dsd) else [workload(dsd, plan, "stable")]
+    )
     children = [
         cache_claim(dsd),
         headless_service(dsd),

@@ -40,8 +40,11 @@ def quantity(value: float) -> str:
 
 def _target_ref(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, str]:
     if plan.multi_node:
-        return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-                "name": workload_name(dsd, multi_node=True)}
+        return {
+            "apiVersion": "leaderworkerset.x-k8s.io/v1",
+            "kind": "LeaderWorkerSet",
+            "name": workload_name(dsd, multi_node=True),
+        }
     return {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload_name(dsd)}
 
 
@@ -57,8 +60,11 @@ def keda_query(dsd: DeepSeekDeployment, metric: ScalingMetric) -> tuple[str, str
     if metric.type == "KVCacheUsage":
         return f"avg(vllm:kv_cache_usage_perc{{{sel}}})", "Value"
     if metric.type == "TTFT":
-        return ("histogram_quantile(0.95, sum by (le) "
-                f"(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[2m])))", "Value")
+        return (
+            "histogram_quantile(0.95, sum by (le) "
+            f"(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[2m])))",
+            "Value",
+        )
     pods = f'namespace="{dsd.namespace}",pod=~"{pod_name_regex(dsd)}"'
     return f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}})", "Value"
 
@@ -66,10 +72,16 @@ def keda_query(dsd: DeepSeekDeployment, metric: ScalingMetric) -> tuple[str, str
 def _behavior(dsd: DeepSeekDeployment) -> dict[str, Any]:
     a = dsd.spec.autoscaling
     window = a.scale_down_stabilization_seconds if a else 300
-    return {"scaleDown": {"stabilizationWindowSeconds": window,
-                          "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
-            "scaleUp": {"stabilizationWindowSeconds": 0,
-                        "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}}
+    return {
+        "scaleDown": {
+            "stabilizationWindowSeconds": window,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+        },
+        "scaleUp": {
+            "stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+        },
+    }
 
 
 def autoscaler(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any] | None:
@@ -79,28 +91,44 @@ def autoscaler(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any] | None:
         return None
     if a.provider == "hpa":
         return {
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
             "metadata": metadata(dsd, dsd.name, "autoscaler"),
             "spec": {
                 "scaleTargetRef": _target_ref(dsd, plan),
                 "minReplicas": max(1, a.min_replicas),
                 "maxReplicas": a.max_replicas,
-                "metrics": [{"type": "Pods", "pods": {
-                    "metric": {"name": HPA_METRICS[m.type]},
-                    "target": {"type": "AverageValue", "averageValue": quantity(m.target)}}}
-                    for m in a.metrics],
+                "metrics": [
+                    {
+                        "type": "Pods",
+                        "pods": {
+                            "metric": {"name": HPA_METRICS[m.type]},
+                            "target": {"type": "AverageValue", "averageValue": quantity(m.target)},
+                        },
+                    }
+                    for m in a.metrics
+                ],
                 "behavior": _behavior(dsd),
             },
         }
     triggers = []
     for m in a.metrics:
         query, metric_type = keda_query(dsd, m)
-        triggers.append({"type": "prometheus", "name": m.type.lower(),
-                         "metricType": metric_type, "metadata": {
-                             "serverAddress": dsd.spec.monitoring.prometheus_address,
-                             "query": query, "threshold": f"{m.target:g}"}})
+        triggers.append(
+            {
+                "type": "prometheus",
+                "name": m.type.lower(),
+                "metricType": metric_type,
+                "metadata": {
+                    "serverAddress": dsd.spec.monitoring.prometheus_address,
+                    "query": query,
+                    "threshold": f"{m.target:g}",
+                },
+            }
+        )
     return {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
         "metadata": metadata(dsd, dsd.name, "autoscaler"),
         "spec": {
             "scaleTargetRef": _target_ref(dsd, plan),

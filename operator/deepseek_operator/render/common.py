@@ -42,9 +42,13 @@ def base_labels(dsd: DeepSeekDeployment, component: str) -> dict[str, str]:
     }
 
 
-def metadata(dsd: DeepSeekDeployment, name: str, component: str,
-             labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def metadata(
+    dsd: DeepSeekDeployment,
+    name: str,
+    component: str,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """ObjectMeta of a child: name, namespace, labels, ownerReference to the DSD."""
     meta: dict[str, Any] = {
         "name": name,
@@ -80,8 +84,10 @@ def endpoint(dsd: DeepSeekDeployment) -> str:
 def spec_revision(dsd: DeepSeekDeployment) -> str:
     """Hash of the spec sections that change the pods; names a canary revision."""
     s = dsd.spec
-    parts = {k: getattr(s, k).to_k8s() for k in
-             ("model", "engine", "placement", "parallelism", "serving", "resilience")}
+    parts = {
+        k: getattr(s, k).to_k8s()
+        for k in ("model", "engine", "placement", "parallelism", "serving", "resilience")
+    }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return digest[:10]
 
@@ -93,8 +99,12 @@ def canary_active(dsd: DeepSeekDeployment) -> bool:
     one as it is) and ``<name>-canary`` serves the new revision.
     """
     status = dsd.status
-    return (dsd.spec.rollout.strategy == "Canary" and status is not None
-            and status.canary is not None and status.canary.phase == "Progressing")
+    return (
+        dsd.spec.rollout.strategy == "Canary"
+        and status is not None
+        and status.canary is not None
+        and status.canary.phase == "Progressing"
+    )
 
 
 def canary_weight(dsd: DeepSeekDeployment) -> int:
@@ -107,12 +117,10 @@ def canary_weight(dsd: DeepSeekDeployment) -> int:
 def pod_name_regex(dsd: DeepSeekDeployment) -> str:
     """PromQL regex matching exactly this DSD's pod names (Deployment or LWS, both tracks),
     and not those of another DSD whose name merely starts with this one's."""
-    return (f"{dsd.name}-(canary-)?([a-z0-9]{{6,10}}-[a-z0-9]{{5}}"
-            "|lws-[0-9]+(-[0-9]+)?)")
+    return f"{dsd.name}-(canary-)?([a-z0-9]{{6,10}}-[a-z0-9]{{5}}|lws-[0-9]+(-[0-9]+)?)"
 
 
-def workload_name(dsd: DeepSeekDeployment, track: str = "stable", multi_node: bool = False
-                  ) -> str:
+def workload_name(dsd: DeepSeekDeployment, track: str = "stable", multi_node: bool = False) -> str:
     """Name of the Deployment (``<name>``, ``<name>-canary``) or LeaderWorkerSet
     (``<name>-lws``, ``<name>-canary-lws``: the LWS controller creates a headless Service
     named after the LWS, which must not collide with the API Service ``<name>``)."""

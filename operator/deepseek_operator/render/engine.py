@@ -39,10 +39,19 @@ def engine_image(dsd: DeepSeekDeployment) -> str:
 
 def _vllm_args(dsd: DeepSeekDeployment, plan: Plan, model_dir: str) -> list[str]:
     s, e = dsd.spec, dsd.spec.engine
-    args = [model_dir, "--served-model-name", s.model.name, "--host", "0.0.0.0",
-            "--port", str(e.port),
-            "--tensor-parallel-size", str(plan.tensor),
-            "--pipeline-parallel-size", str(plan.pipeline)]
+    args = [
+        model_dir,
+        "--served-model-name",
+        s.model.name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(e.port),
+        "--tensor-parallel-size",
+        str(plan.tensor),
+        "--pipeline-parallel-size",
+        str(plan.pipeline),
+    ]
     if plan.data > 1:
         args += ["--data-parallel-size", str(plan.data)]
     if plan.expert > 1:
@@ -50,13 +59,19 @@ def _vllm_args(dsd: DeepSeekDeployment, plan: Plan, model_dir: str) -> list[str]
     args += ["--max-model-len", str(s.model.max_model_len)]
     if s.model.quantization == "fp8":
         args += ["--quantization", "fp8"]
-    args += ["--kv-cache-dtype", e.kv_cache.dtype,
-             "--gpu-memory-utilization", f"{e.gpu_memory_utilization:g}",
-             "--max-num-seqs", str(e.max_num_seqs),
-             "--max-num-batched-tokens", str(e.max_num_batched_tokens),
-             "--block-size", str(e.kv_cache.block_size),
-             "--enable-prefix-caching" if e.kv_cache.prefix_caching
-             else "--no-enable-prefix-caching"]
+    args += [
+        "--kv-cache-dtype",
+        e.kv_cache.dtype,
+        "--gpu-memory-utilization",
+        f"{e.gpu_memory_utilization:g}",
+        "--max-num-seqs",
+        str(e.max_num_seqs),
+        "--max-num-batched-tokens",
+        str(e.max_num_batched_tokens),
+        "--block-size",
+        str(e.kv_cache.block_size),
+        "--enable-prefix-caching" if e.kv_cache.prefix_caching else "--no-enable-prefix-caching",
+    ]
     if plan.nodes_per_replica > 1:
         args += ["--distributed-executor-backend", "ray"]
     return args + list(e.args)
@@ -89,29 +104,35 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
     if s.serving.content_filter.config_map_ref is not None:
         pairs.append(("DSR_CONTENT_FILTER_DIR", FILTER_DIR))
     if plan.nodes_per_replica > 1:
-        pairs += [("DSR_NNODES", str(plan.nodes_per_replica)),
-                  ("DSR_MASTER_PORT", str(DIST_PORT))]
+        pairs += [("DSR_NNODES", str(plan.nodes_per_replica)), ("DSR_MASTER_PORT", str(DIST_PORT))]
     return [{"name": k, "value": v} for k, v in pairs]
 
 
 def common_env(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
     """Environment every engine container gets (caches on writable volumes)."""
-    return [{"name": "HOME", "value": "/tmp"},
-            {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
-            {"name": "HF_HUB_OFFLINE", "value": "1"},
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    return [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
 
 
-def container_command(dsd: DeepSeekDeployment, plan: Plan, model_dir: str,
-                      role: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+def container_command(
+    dsd: DeepSeekDeployment, plan: Plan, model_dir: str, role: str
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """(command, args, env) of the engine container for ``role`` server or worker."""
     e = dsd.spec.engine
     env = common_env(dsd)
     if e.kind == "vllm":
         if dsd.spec.serving.auth.api_keys_secret_ref is not None:
             ref = dsd.spec.serving.auth.api_keys_secret_ref
-            env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
-                "name": ref.name, "key": ref.key or "api-keys"}}})
+            env.append(
+                {
+                    "name": "VLLM_API_KEY",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key or "api-keys"}},
+                }
+            )
         env += [{"name": "VLLM_NO_USAGE_STATS", "value": "1"}]
         if plan.nodes_per_replica == 1:
             return ["vllm", "serve"], _vllm_args(dsd, plan, model_dir), env
@@ -119,15 +140,27 @@ def container_command(dsd: DeepSeekDeployment, plan: Plan, model_dir: str,
             script = f"ray start --address=$LWS_LEADER_ADDRESS:{RAY_PORT} --block"
         else:
             serve = shlex.join(["vllm", "serve", *_vllm_args(dsd, plan, model_dir)])
-            script = (f"ray start --head --port={RAY_PORT} && "
-                      f"exec {serve}")
+            script = f"ray start --head --port={RAY_PORT} && exec {serve}"
         return ["/bin/sh", "-c"], [script], env
-    args = ["--model", model_dir, "--host", "0.0.0.0", "--port", str(e.port),
-            "--dtype", "auto", "--engine", e.kind, *e.args]
+    args = [
+        "--model",
+        model_dir,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(e.port),
+        "--dtype",
+        "auto",
+        "--engine",
+        e.kind,
+        *e.args,
+    ]
     env += _native_env(dsd, plan)
     if plan.nodes_per_replica == 1:
         return ["deepseek-runtime", "serve"], args, env
     # LWS injects LWS_LEADER_ADDRESS and LWS_WORKER_INDEX; the shell reads them at start.
-    script = ("export DSR_MASTER_ADDR=\"$LWS_LEADER_ADDRESS\" DSR_NODE_RANK=\"$LWS_WORKER_INDEX\"; "
-              f"exec {shlex.join(['deepseek-runtime', 'serve', *args])}")
+    script = (
+        'export DSR_MASTER_ADDR="$LWS_LEADER_ADDRESS" DSR_NODE_RANK="$LWS_WORKER_INDEX"; '
+        f"exec {shlex.join(['deepseek-runtime', 'serve', *args])}"
+    )
     return ["/bin/sh", "-c"], [script], env

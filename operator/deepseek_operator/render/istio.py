@@ -36,10 +36,13 @@ def virtual_service(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
     port = {"number": SERVICE_PORT}
     if _canary(dsd):
         weight = canary_weight(dsd)
-        route = [{"destination": {"host": host, "subset": "stable", "port": port},
-                  "weight": 100 - weight},
-                 {"destination": {"host": host, "subset": "canary", "port": port},
-                  "weight": weight}]
+        route = [
+            {
+                "destination": {"host": host, "subset": "stable", "port": port},
+                "weight": 100 - weight,
+            },
+            {"destination": {"host": host, "subset": "canary", "port": port}, "weight": weight},
+        ]
     else:
         route = [{"destination": {"host": host, "port": port}}]
     spec: dict[str, Any] = {"hosts": [host, *t.istio.hosts]}
@@ -49,8 +52,12 @@ def virtual_service(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
     if t.retries.attempts:
         retries.update(perTryTimeout=t.retries.per_try_timeout, retryOn=t.retries.retry_on)
     spec["http"] = [{"name": "api", "route": route, "timeout": t.timeout, "retries": retries}]
-    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": metadata(dsd, dsd.name, "traffic"), "spec": spec}
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": metadata(dsd, dsd.name, "traffic"),
+        "spec": spec,
+    }
 
 
 def destination_rule(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
@@ -64,9 +71,11 @@ def destination_rule(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
             "loadBalancer": {"simple": "LEAST_REQUEST"},
             "connectionPool": {
                 "tcp": {"maxConnections": cb.max_pending_requests, "connectTimeout": "10s"},
-                "http": {"http1MaxPendingRequests": cb.max_pending_requests,
-                         "http2MaxRequests": cb.max_pending_requests,
-                         "idleTimeout": "300s"},
+                "http": {
+                    "http1MaxPendingRequests": cb.max_pending_requests,
+                    "http2MaxRequests": cb.max_pending_requests,
+                    "idleTimeout": "300s",
+                },
             },
             "outlierDetection": {
                 "consecutive5xxErrors": cb.consecutive_5xx_errors,
@@ -77,7 +86,12 @@ def destination_rule(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
         },
     }
     if _canary(dsd):
-        spec["subsets"] = [{"name": track, "labels": {LABEL_TRACK: track}}
-                           for track in ("stable", "canary")]
-    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-            "metadata": metadata(dsd, dsd.name, "traffic"), "spec": spec}
+        spec["subsets"] = [
+            {"name": track, "labels": {LABEL_TRACK: track}} for track in ("stable", "canary")
+        ]
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": metadata(dsd, dsd.name, "traffic"),
+        "spec": spec,
+    }

@@ -28,8 +28,13 @@ from deepseek_operator.render.common import (
     pod_name_regex,
 )
 
-ALERTS = ("DeepSeekGPUSaturated", "DeepSeekKVCacheFragmented", "DeepSeekHighLatencyP95",
-          "DeepSeekHighErrorRate", "DeepSeekCircuitOpen")
+ALERTS = (
+    "DeepSeekGPUSaturated",
+    "DeepSeekKVCacheFragmented",
+    "DeepSeekHighLatencyP95",
+    "DeepSeekHighErrorRate",
+    "DeepSeekCircuitOpen",
+)
 
 
 def service_monitor(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
@@ -38,7 +43,8 @@ def service_monitor(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
     if not sm.enabled:
         return None
     return {
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
         "metadata": metadata(dsd, dsd.name, "monitoring"),
         "spec": {
             "selector": {"matchLabels": {LABEL_DEPLOYMENT: dsd.name, LABEL_SERVICE: "api"}},
@@ -49,20 +55,25 @@ def service_monitor(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
 
 
 def _error_ratio(sel: str, window: str) -> str:
-    return (f'sum(rate(http_requests_total{{{sel},status=~"5.."}}[{window}])) / '
-            f"clamp_min(sum(rate(http_requests_total{{{sel}}}[{window}])), 1e-9) * 100")
+    return (
+        f'sum(rate(http_requests_total{{{sel},status=~"5.."}}[{window}])) / '
+        f"clamp_min(sum(rate(http_requests_total{{{sel}}}[{window}])), 1e-9) * 100"
+    )
 
 
-def _rule(dsd: DeepSeekDeployment, alert: str, expr: str, when: tuple[str, str],
-          summary: str) -> dict[str, Any]:
+def _rule(
+    dsd: DeepSeekDeployment, alert: str, expr: str, when: tuple[str, str], summary: str
+) -> dict[str, Any]:
     duration, severity = when
     base = dsd.spec.monitoring.alerts.runbook_base_url.rstrip("/")
     return {
         "alert": alert,
         "expr": expr,
         "for": duration,
-        "labels": {"severity": severity, LABEL_DEPLOYMENT.replace("/", "_").replace(".", "_"):
-                   dsd.name},
+        "labels": {
+            "severity": severity,
+            LABEL_DEPLOYMENT.replace("/", "_").replace(".", "_"): dsd.name,
+        },
         "annotations": {
             "summary": summary,
             "description": f"DeepSeekDeployment {dsd.namespace}/{dsd.name}: {summary}.",
@@ -81,23 +92,48 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
     pods = f'namespace="{dsd.namespace}",pod=~"{pod_name_regex(dsd)}"'
     circuit = dsd.spec.resilience.circuit_breaker.error_rate_percent
     rules = [
-        _rule(dsd, ALERTS[0], f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}}) > "
-              f"{t.gpu_utilization_percent:g}", (t.gpu_utilization_for, "warning"),
-              f"GPU utilisation above {t.gpu_utilization_percent:g}%"),
-        _rule(dsd, ALERTS[1], f"max(deepseek:kv_cache_fragmentation_perc{{{sel}}}) * 100 > "
-              f"{t.kv_cache_fragmentation_percent:g}", (t.for_duration, "warning"),
-              f"KV cache fragmentation above {t.kv_cache_fragmentation_percent:g}%"),
-        _rule(dsd, ALERTS[2], "histogram_quantile(0.95, sum by (le) "
-              f"(rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[5m]))) > "
-              f"{t.p95_latency_milliseconds / 1000:g}", (t.for_duration, "warning"),
-              f"p95 latency above {t.p95_latency_milliseconds} ms"),
-        _rule(dsd, ALERTS[3], f"{_error_ratio(sel, '5m')} > {t.error_rate_percent:g}",
-              (t.for_duration, "warning"), f"error rate above {t.error_rate_percent:g}%"),
-        _rule(dsd, ALERTS[4], f"{_error_ratio(sel, '1m')} > {circuit:g}", ("1m", "critical"),
-              f"error rate above {circuit:g}%: circuit open"),
+        _rule(
+            dsd,
+            ALERTS[0],
+            f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}}) > {t.gpu_utilization_percent:g}",
+            (t.gpu_utilization_for, "warning"),
+            f"GPU utilisation above {t.gpu_utilization_percent:g}%",
+        ),
+        _rule(
+            dsd,
+            ALERTS[1],
+            f"max(deepseek:kv_cache_fragmentation_perc{{{sel}}}) * 100 > "
+            f"{t.kv_cache_fragmentation_percent:g}",
+            (t.for_duration, "warning"),
+            f"KV cache fragmentation above {t.kv_cache_fragmentation_percent:g}%",
+        ),
+        _rule(
+            dsd,
+            ALERTS[2],
+            "histogram_quantile(0.95, sum by (le) "
+            f"(rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[5m]))) > "
+            f"{t.p95_latency_milliseconds / 1000:g}",
+            (t.for_duration, "warning"),
+            f"p95 latency above {t.p95_latency_milliseconds} ms",
+        ),
+        _rule(
+            dsd,
+            ALERTS[3],
+            f"{_error_ratio(sel, '5m')} > {t.error_rate_percent:g}",
+            (t.for_duration, "warning"),
+            f"error rate above {t.error_rate_percent:g}%",
+        ),
+        _rule(
+            dsd,
+            ALERTS[4],
+            f"{_error_ratio(sel, '1m')} > {circuit:g}",
+            ("1m", "critical"),
+            f"error rate above {circuit:g}%: circuit open",
+        ),
     ]
     return {
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
         "metadata": metadata(dsd, dsd.name, "monitoring"),
         "spec": {"groups": [{"name": f"deepseek-{dsd.namespace}-{dsd.name}", "rules": rules}]},
     }

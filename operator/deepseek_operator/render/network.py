@@ -31,13 +31,21 @@ SYSTEM_NAMESPACES = ("monitoring", "istio-system")
 def api_service(dsd: DeepSeekDeployment) -> dict[str, Any]:
     """The ClusterIP Service of the OpenAI-compatible API."""
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": metadata(dsd, dsd.name, "server", {LABEL_SERVICE: "api"}),
         "spec": {
             "type": "ClusterIP",
             "selector": {LABEL_DEPLOYMENT: dsd.name, LABEL_ROLE: "server"},
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http",
-                       "protocol": "TCP", "appProtocol": "http"}],
+            "ports": [
+                {
+                    "name": "http",
+                    "port": SERVICE_PORT,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                }
+            ],
         },
     }
 
@@ -45,14 +53,22 @@ def api_service(dsd: DeepSeekDeployment) -> dict[str, Any]:
 def headless_service(dsd: DeepSeekDeployment) -> dict[str, Any]:
     """The headless Service publishing every pod, ready or not."""
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": metadata(dsd, f"{dsd.name}-headless", "server", {LABEL_SERVICE: "headless"}),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": {LABEL_DEPLOYMENT: dsd.name},
-            "ports": [{"name": "http", "port": dsd.spec.engine.port, "targetPort": "http",
-                       "protocol": "TCP", "appProtocol": "http"}],
+            "ports": [
+                {
+                    "name": "http",
+                    "port": dsd.spec.engine.port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                }
+            ],
         },
     }
 
@@ -60,12 +76,18 @@ def headless_service(dsd: DeepSeekDeployment) -> dict[str, Any]:
 def disruption_budget(dsd: DeepSeekDeployment) -> dict[str, Any]:
     """PodDisruptionBudget: one stable serving pod down at a time."""
     return {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
         "metadata": metadata(dsd, dsd.name, "server"),
         "spec": {
             "maxUnavailable": 1,
-            "selector": {"matchLabels": {LABEL_DEPLOYMENT: dsd.name, LABEL_TRACK: "stable",
-                                         LABEL_ROLE: "server"}},
+            "selector": {
+                "matchLabels": {
+                    LABEL_DEPLOYMENT: dsd.name,
+                    LABEL_TRACK: "stable",
+                    LABEL_ROLE: "server",
+                }
+            },
         },
     }
 
@@ -77,10 +99,13 @@ def network_policy(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
         return None
     namespaces = sorted({*SYSTEM_NAMESPACES, *np.allowed_namespaces})
     peers: list[dict[str, Any]] = [{"podSelector": {}}]
-    peers += [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-              for ns in namespaces]
+    peers += [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+        for ns in namespaces
+    ]
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": metadata(dsd, dsd.name, "server"),
         "spec": {
             "podSelector": {"matchLabels": {LABEL_DEPLOYMENT: dsd.name}},

@@ -65,8 +65,10 @@ def _resources(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any]:
     r = dsd.spec.engine.resources
     cpu = r.cpu or str(4 * gpus + 2)
     memory = r.memory or f"{32 + 16 * gpus}Gi"
-    return {"requests": {"cpu": cpu, "memory": memory, GPU_RESOURCE: str(gpus)},
-            "limits": {"memory": memory, GPU_RESOURCE: str(gpus)}}
+    return {
+        "requests": {"cpu": cpu, "memory": memory, GPU_RESOURCE: str(gpus)},
+        "limits": {"memory": memory, GPU_RESOURCE: str(gpus)},
+    }
 
 
 def _probes(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any]:
@@ -74,16 +76,24 @@ def _probes(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any]:
     ready_path = "/health" if dsd.spec.engine.kind == "vllm" else "/ready"
     budget = startup_budget_seconds(dsd, plan)
     return {
-        "startupProbe": {"httpGet": {"path": "/health", "port": port},
-                         "periodSeconds": STARTUP_PERIOD_SECONDS,
-                         "timeoutSeconds": h.timeout_seconds,
-                         "failureThreshold": math.ceil(budget / STARTUP_PERIOD_SECONDS)},
-        "livenessProbe": {"httpGet": {"path": "/health", "port": port},
-                          "periodSeconds": h.period_seconds, "timeoutSeconds": h.timeout_seconds,
-                          "failureThreshold": h.failure_threshold},
-        "readinessProbe": {"httpGet": {"path": ready_path, "port": port},
-                           "periodSeconds": 10, "timeoutSeconds": h.timeout_seconds,
-                           "failureThreshold": 3},
+        "startupProbe": {
+            "httpGet": {"path": "/health", "port": port},
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "timeoutSeconds": h.timeout_seconds,
+            "failureThreshold": math.ceil(budget / STARTUP_PERIOD_SECONDS),
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": port},
+            "periodSeconds": h.period_seconds,
+            "timeoutSeconds": h.timeout_seconds,
+            "failureThreshold": h.failure_threshold,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": ready_path, "port": port},
+            "periodSeconds": 10,
+            "timeoutSeconds": h.timeout_seconds,
+            "failureThreshold": 3,
+        },
     }
 
 
@@ -96,17 +106,27 @@ def _scheduling(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any]:
     if p.affinity is not None:
         out["affinity"] = p.affinity
     elif plan.nodes_per_replica == 1:
-        out["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 50, "podAffinityTerm": {
-                "topologyKey": "kubernetes.io/hostname",
-                "labelSelector": {"matchLabels": {LABEL_DEPLOYMENT: dsd.name}}}}]}}
+        out["affinity"] = {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 50,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {LABEL_DEPLOYMENT: dsd.name}},
+                        },
+                    }
+                ]
+            }
+        }
     if p.priority_class_name:
         out["priorityClassName"] = p.priority_class_name
     return out
 
 
-def pod_template(dsd: DeepSeekDeployment, plan: Plan, labels: dict[str, str],
-                 role: str, revision: str) -> dict[str, Any]:
+def pod_template(
+    dsd: DeepSeekDeployment, plan: Plan, labels: dict[str, str], role: str, revision: str
+) -> dict[str, Any]:
     """Pod template of a serving pod (``role`` server) or an LWS follower (``worker``)."""
     security = container_security()
     resources = _resources(dsd, plan)
@@ -116,21 +136,37 @@ def pod_template(dsd: DeepSeekDeployment, plan: Plan, labels: dict[str, str],
         init["image"] = init["image"] or engine_image(dsd)
     command, args, env = container_command(dsd, plan, mount.path, role)
     env += [{"name": v.name, "value": v.value} for v in dsd.spec.engine.env]
-    mounts = [*mount.mounts, {"name": "dshm", "mountPath": "/dev/shm"},
-              {"name": "tmp", "mountPath": "/tmp"}]
+    mounts = [
+        *mount.mounts,
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     shm_gib = min(64, 8 * plan.gpus_per_pod)
-    volumes = [*mount.volumes,
-               {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib}Gi"}},
-               {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}}]
+    volumes = [
+        *mount.volumes,
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib}Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}},
+    ]
     serving = dsd.spec.serving
     if serving.auth.api_keys_secret_ref is not None and dsd.spec.engine.kind != "vllm":
         ref = serving.auth.api_keys_secret_ref
-        volumes.append({"name": "api-keys", "secret": {"secretName": ref.name, "items": [
-            {"key": ref.key or "api-keys", "path": "api-keys"}]}})
+        volumes.append(
+            {
+                "name": "api-keys",
+                "secret": {
+                    "secretName": ref.name,
+                    "items": [{"key": ref.key or "api-keys", "path": "api-keys"}],
+                },
+            }
+        )
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
     if serving.content_filter.config_map_ref is not None:
-        volumes.append({"name": "content-filter", "configMap": {
-            "name": serving.content_filter.config_map_ref.name}})
+        volumes.append(
+            {
+                "name": "content-filter",
+                "configMap": {"name": serving.content_filter.config_map_ref.name},
+            }
+        )
         mounts.append({"name": "content-filter", "mountPath": FILTER_DIR, "readOnly": True})
     container: dict[str, Any] = {
         "name": "engine",
@@ -151,13 +187,20 @@ def pod_template(dsd: DeepSeekDeployment, plan: Plan, labels: dict[str, str],
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 120,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
-                            "fsGroup": UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         **_scheduling(dsd, plan),
     }
     if mount.init_containers:
         spec["initContainers"] = mount.init_containers
     spec["containers"] = [container]
     spec["volumes"] = volumes
-    return {"metadata": {"labels": {**labels, LABEL_ROLE: role, LABEL_REVISION: revision}},
-            "spec": spec}
+    return {
+        "metadata": {"labels": {**labels, LABEL_ROLE: role, LABEL_REVISION: revision}},
+        "spec": spec,
+    }

@@ -50,19 +50,22 @@ def _gib(n: int) -> str:
     return f"{-(-n // 1024**3)}Gi"
 
 
-def _secret_env(dsd: DeepSeekDeployment, variable: str) -> tuple[list[dict[str, Any]],
-                                                                   list[dict[str, Any]]]:
+def _secret_env(
+    dsd: DeepSeekDeployment, variable: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     ref = dsd.spec.model.source.secret_ref
     if ref is None:
         return [], []
     if ref.key:
-        return [{"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name,
-                                                                  "key": ref.key}}}], []
+        return [
+            {"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        ], []
     return [], [{"secretRef": {"name": ref.name}}]
 
 
-def model_mount(dsd: DeepSeekDeployment, plan: Plan, security: dict[str, Any],
-                resources: dict[str, Any]) -> ModelMount:
+def model_mount(
+    dsd: DeepSeekDeployment, plan: Plan, security: dict[str, Any], resources: dict[str, Any]
+) -> ModelMount:
     """Volumes, mounts, init container and in-pod path of the model for this DSD."""
     uri = dsd.spec.model.source.uri
     scheme, rest = uri.split("://", 1)
@@ -70,18 +73,23 @@ def model_mount(dsd: DeepSeekDeployment, plan: Plan, security: dict[str, Any],
         claim, _, sub = rest.partition("/")
         return ModelMount(
             path=f"{MODEL_ROOT}/{sub}".rstrip("/"),
-            volumes=[{"name": "model", "persistentVolumeClaim": {"claimName": claim,
-                                                                 "readOnly": True}}],
-            mounts=[{"name": "model", "mountPath": MODEL_ROOT, "readOnly": True}])
+            volumes=[
+                {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            ],
+            mounts=[{"name": "model", "mountPath": MODEL_ROOT, "readOnly": True}],
+        )
     if scheme == "oci":
         return ModelMount(
             path=MODEL_ROOT,
             volumes=[{"name": "model", "image": {"reference": rest, "pullPolicy": "IfNotPresent"}}],
-            mounts=[{"name": "model", "mountPath": MODEL_ROOT, "readOnly": True}])
+            mounts=[{"name": "model", "mountPath": MODEL_ROOT, "readOnly": True}],
+        )
     local = f"{MODEL_ROOT}/{rest.strip('/').rsplit('/', 1)[-1]}"
     if dsd.spec.model.cache is not None:
-        volume: dict[str, Any] = {"name": "model", "persistentVolumeClaim": {
-            "claimName": cache_claim_name(dsd)}}
+        volume: dict[str, Any] = {
+            "name": "model",
+            "persistentVolumeClaim": {"claimName": cache_claim_name(dsd)},
+        }
     else:
         size = int(plan.checkpoint_bytes * 1.1)
         volume = {"name": "model", "emptyDir": {"sizeLimit": _gib(size)}}
@@ -91,10 +99,19 @@ def model_mount(dsd: DeepSeekDeployment, plan: Plan, security: dict[str, Any],
         fetch: dict[str, Any] = {
             "name": "fetch-model",
             "image": "",  # filled by the pod builder with the engine image
-            "command": ["python3", "-c", FETCH_HF, rest, dsd.spec.model.source.revision or "",
-                        local],
-            "env": [{"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
-                    {"name": "HF_HOME", "value": f"{MODEL_ROOT}/.hf"}, *env],
+            "command": [
+                "python3",
+                "-c",
+                FETCH_HF,
+                rest,
+                dsd.spec.model.source.revision or "",
+                local,
+            ],
+            "env": [
+                {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
+                {"name": "HF_HOME", "value": f"{MODEL_ROOT}/.hf"},
+                *env,
+            ],
         }
     else:
         backend = "s3" if scheme == "s3" else "gcs"
@@ -103,8 +120,15 @@ def model_mount(dsd: DeepSeekDeployment, plan: Plan, security: dict[str, Any],
         fetch = {
             "name": "fetch-model",
             "image": RCLONE_IMAGE,
-            "command": ["rclone", "copy", "--transfers", "16", f"--{backend}-env-auth",
-                        f":{backend}:{rest}", local],
+            "command": [
+                "rclone",
+                "copy",
+                "--transfers",
+                "16",
+                f"--{backend}-env-auth",
+                f":{backend}:{rest}",
+                local,
+            ],
             "env": [{"name": "RCLONE_CONFIG", "value": "/tmp/rclone.conf"}, *env],
         }
     if env_from:
@@ -120,9 +144,15 @@ def cache_claim(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
     cache = dsd.spec.model.cache
     if cache is None or dsd.spec.model.source.uri.startswith(("pvc://", "oci://")):
         return None
-    spec: dict[str, Any] = {"accessModes": [cache.access_mode],
-                            "resources": {"requests": {"storage": cache.size}}}
+    spec: dict[str, Any] = {
+        "accessModes": [cache.access_mode],
+        "resources": {"requests": {"storage": cache.size}},
+    }
     if cache.storage_class_name:
         spec["storageClassName"] = cache.storage_class_name
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": metadata(dsd, cache_claim_name(dsd), "model-cache"), "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(dsd, cache_claim_name(dsd), "model-cache"),
+        "spec": spec,
+    }

@@ -39,36 +39,56 @@ def workload(dsd: DeepSeekDeployment, plan: Plan, track: str = "stable") -> dict
     selector = pod_selector(dsd, track)
     labels = {**base_labels(dsd, "server"), **selector}
     revision = spec_revision(dsd)
-    meta = metadata(dsd, name, "server", {LABEL_TRACK: track},
-                    {ANNOTATION_PLAN: f"{plan.gpu_summary} TPxPPxEP={plan.layout}"})
+    meta = metadata(
+        dsd,
+        name,
+        "server",
+        {LABEL_TRACK: track},
+        {ANNOTATION_PLAN: f"{plan.gpu_summary} TPxPPxEP={plan.layout}"},
+    )
     replicas = _replicas(dsd, track)
     if not plan.multi_node:
         ru = dsd.spec.rollout.rolling_update
         spec: dict[str, Any] = {}
         if replicas is not None:
             spec["replicas"] = replicas
-        spec.update({
-            "revisionHistoryLimit": 3,
-            "progressDeadlineSeconds": startup_budget_seconds(dsd, plan) + 600,
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {
-                "maxSurge": ru.max_surge, "maxUnavailable": ru.max_unavailable}},
-            "selector": {"matchLabels": selector},
-            "template": pod_template(dsd, plan, labels, "server", revision),
-        })
+        spec.update(
+            {
+                "revisionHistoryLimit": 3,
+                "progressDeadlineSeconds": startup_budget_seconds(dsd, plan) + 600,
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {
+                        "maxSurge": ru.max_surge,
+                        "maxUnavailable": ru.max_unavailable,
+                    },
+                },
+                "selector": {"matchLabels": selector},
+                "template": pod_template(dsd, plan, labels, "server", revision),
+            }
+        )
         return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
     lws: dict[str, Any] = {}
     if replicas is not None:
         lws["replicas"] = replicas
-    lws.update({
-        "startupPolicy": "LeaderCreated",
-        "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
-            "maxUnavailable": 1, "maxSurge": 0}},
-        "leaderWorkerTemplate": {
-            "size": plan.nodes_per_replica,
-            "restartPolicy": "RecreateGroupOnPodRestart",
-            "leaderTemplate": pod_template(dsd, plan, labels, "server", revision),
-            "workerTemplate": pod_template(dsd, plan, labels, "worker", revision),
-        },
-    })
-    return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-            "metadata": meta, "spec": lws}
+    lws.update(
+        {
+            "startupPolicy": "LeaderCreated",
+            "rolloutStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0},
+            },
+            "leaderWorkerTemplate": {
+                "size": plan.nodes_per_replica,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": pod_template(dsd, plan, labels, "server", revision),
+                "workerTemplate": pod_template(dsd, plan, labels, "worker", revision),
+            },
+        }
+    )
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "metadata": meta,
+        "spec": lws,
+    }
