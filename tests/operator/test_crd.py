@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from deepseek_operator.api import DeepSeekDeploymentSpec
 from deepseek_operator.crd import CRD_FILE, REGENERATE_COMMAND, build_crd, crd_yaml
 
 pytestmark = pytest.mark.unit
@@ -152,3 +154,36 @@ def test_subresources_columns_and_names() -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert "type" in conditions["items"]["required"]
+
+
+def _apply_defaults(schema: dict[str, Any], obj: Any) -> Any:
+    """Structural defaulting as the apiserver does it (defaults, then recurse)."""
+    if isinstance(obj, dict) and "properties" in schema:
+        for key, child in schema["properties"].items():
+            if key not in obj and "default" in child:
+                obj[key] = json.loads(json.dumps(child["default"]))
+            if key in obj:
+                obj[key] = _apply_defaults(child, obj[key])
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        return [_apply_defaults(schema["items"], item) for item in obj]
+    return obj
+
+
+def _prune_empty(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _prune_empty(v) for k, v in x.items() if v not in ({}, [], None)}
+    if isinstance(x, list):
+        return [_prune_empty(v) for v in x]
+    return float(x) if isinstance(x, int) and not isinstance(x, bool) else x
+
+
+@pytest.mark.parametrize(
+    "sample", sorted((ROOT / "manifests" / "samples").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_crd_defaults_agree_with_model_defaults(sample: Path) -> None:
+    # The apiserver fills CRD defaults on write; the controller parses with pydantic's.
+    # Both must give the same spec (checked once against a v1.33 apiserver, kept here).
+    spec = yaml.safe_load(sample.read_text(encoding="utf-8"))["spec"]
+    by_server = _apply_defaults(_schema()["properties"]["spec"], json.loads(json.dumps(spec)))
+    by_models = DeepSeekDeploymentSpec.model_validate(spec).to_k8s()
+    assert _prune_empty(by_server) == _prune_empty(by_models)

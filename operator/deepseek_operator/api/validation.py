@@ -73,11 +73,13 @@ SPEC_RULES: Final = (
     Rule(
         rule="!(has(self.replicas) && has(self.autoscaling))",
         message="set either spec.replicas or spec.autoscaling, not both",
+        field_path=".replicas",
     ),
     Rule(
         rule="!has(self.rollout) || self.rollout.strategy != 'Canary' "
         "|| (has(self.traffic) && has(self.traffic.istio))",
         message="rollout.strategy Canary splits traffic with Istio: set spec.traffic.istio",
+        field_path=".rollout.strategy",
     ),
 )
 
@@ -85,6 +87,7 @@ AUTOSCALING_RULES: Final = (
     Rule(
         rule="self.minReplicas <= self.maxReplicas",
         message="autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+        field_path=".minReplicas",
     ),
 )
 
@@ -101,6 +104,7 @@ PARALLELISM_RULES: Final = (
         rule="!has(self.expert) || self.expert == 1 || !has(self.tensor) "
         "|| self.expert % self.tensor == 0 || self.tensor % self.expert == 0",
         message="parallelism.expert must be 1, a multiple of tensor, or divide tensor",
+        field_path=".expert",
     ),
 )
 
