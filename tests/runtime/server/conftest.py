@@ -6,14 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from server_harness import ServerProcess
+
+from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
-
     out = tmp_path_factory.mktemp("ckpt") / "tiny-v3"
     return Path(make_tiny_checkpoint(out, arch="v3", seed=0))
 

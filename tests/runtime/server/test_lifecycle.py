@@ -63,7 +63,7 @@ def test_overload_gives_429_and_leaks_nothing(tiny_model: Path, tmp_path: Path) 
 
 
 def test_disconnect_mid_stream_aborts(server: ServerProcess) -> None:
-    total_before, free_before, _ = _wait_idle(server)
+    total_before, _, _ = _wait_idle(server)
     with httpx.Client(timeout=30) as c, c.stream("POST", server.url + "/v1/completions", json={
             "model": "tiny-v3", "prompt": "stream me", "max_tokens": 2000, "stream": True,
             "ignore_eos": True}) as r:

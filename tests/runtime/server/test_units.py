@@ -1,0 +1,210 @@
+"""Pure parts of the server: options, keys and buckets, content policy, PII redaction,
+chat-template sandbox, v2 settings, gRPC tensor codec, engine option mappings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from deepseek_runtime.backends.native import engine_kwargs
+from deepseek_runtime.backends.triton import triton_sampling_parameters
+from deepseek_runtime.backends.vllm import vllm_engine_args, vllm_sampling_kwargs
+from deepseek_runtime.engine.api import EngineError, SamplingParams
+from deepseek_runtime.server.audit import AuditLog, redact_pii
+from deepseek_runtime.server.auth import KeyStore, RateLimiter, TokenBucket, read_keys
+from deepseek_runtime.server.config import ServerConfig, add_config_arguments, config_from_args
+from deepseek_runtime.server.content_filter import ContentFilter, ContentPolicy
+from deepseek_runtime.server.errors import APIError
+from deepseek_runtime.server.grpc_v2 import decode_bytes_tensor, encode_bytes_tensor
+from deepseek_runtime.server.preparation import engine_refusal, resolve_max_tokens
+from deepseek_runtime.server.tokenizer import ChatTemplateError, ServerTokenizer
+from deepseek_runtime.server.v2_common import parse_settings
+
+pytestmark = pytest.mark.unit
+
+
+def _parse(argv: list[str], env: dict[str, str]) -> ServerConfig:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(argv), env)
+
+
+def test_options_come_from_cli_then_env_then_defaults() -> None:
+    cfg = _parse(["--model", "/m/tiny", "--port", "9000"],
+                 {"DSR_PORT": "1", "DSR_MAX_NUM_SEQS": "7", "DSR_ENABLE_PREFIX_CACHING": "false",
+                  "DSR_LOG_PROMPTS": "1"})
+    assert cfg.port == 9000 and cfg.max_num_seqs == 7
+    assert cfg.enable_prefix_caching is False and cfg.log_prompts is True
+    assert cfg.host == "127.0.0.1" and cfg.engine == "native"
+    assert cfg.model_name == "tiny"
+    assert _parse(["--model", "m", "--no-enable-prefix-caching"], {}).enable_prefix_caching is False
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--model", "m", "--engine", "tgi"], "--engine"),
+    (["--model", "m", "--port", "-1"], "--port"),
+    (["--model", "m", "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
+    ([], "--model"),
+])
+def test_bad_options_name_the_option(argv: list[str], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        _parse(argv, {})
+
+
+def test_keys_are_hashed_and_identified(tmp_path: Path) -> None:
+    (tmp_path / "keys").write_text("# comment\nsk-one\n\n")
+    keys = read_keys(tmp_path / "keys", "sk-two, ")
+    store = KeyStore(keys)
+    assert store.enabled
+    assert store.identify("sk-one") is not None and store.identify("sk-two") is not None
+    assert store.identify("sk-one") != store.identify("sk-two")
+    assert store.identify("sk-on") is None and store.identify(None) is None
+    assert "sk-one" not in repr(vars(store))
+    assert KeyStore([]).identify(None) == "anonymous"
+    with pytest.raises(ValueError, match="cannot read"):
+        read_keys(tmp_path / "missing", None)
+
+
+def test_token_bucket_and_rate_limiter() -> None:
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731
+    bucket = TokenBucket(rate=2.0, capacity=2.0, clock=clock)
+    assert bucket.try_take(1) == 0 and bucket.try_take(1) == 0
+    assert bucket.try_take(1) == pytest.approx(0.5)
+    now[0] = 0.5
+    assert bucket.try_take(1) == 0
+    limiter = RateLimiter(rps=1.0, tpm=600, clock=clock)
+    assert limiter.admit("a", 100) == 0
+    assert limiter.admit("a", 100) == 1  # request bucket empty
+    assert limiter.admit("b", 100) == 0  # separate key
+    now[0] = 2.0
+    limiter.charge_tokens("a", 600)  # generated tokens put the key in debt
+    assert limiter.admit("a", 10) >= 1
+
+
+def test_content_filter_rules() -> None:
+    f = ContentFilter(ContentPolicy(blocklist=["bad word"], regex=[
+        {"name": "ssn", "pattern": r"\b\d{3}-\d{2}-\d{4}\b"}]))  # type: ignore[list-item]
+    assert f.check("a BAD WORD here") is not None
+    assert f.check("badwords") is None
+    v = f.check("ssn 123-45-6789")
+    assert v is not None and v.rule == "ssn"
+    off = ContentFilter(ContentPolicy(blocklist=["x"], apply_to_outputs=False))
+    assert off.check_output("x") is None and off.check_prompt("x") is not None
+
+
+def test_content_policy_file_validation(tmp_path: Path) -> None:
+    good = tmp_path / "p.json"
+    good.write_text(json.dumps({"blocklist": ["nope"]}))
+    assert ContentFilter.from_file(good).check("nope") is not None
+    bad = tmp_path / "p.yaml"
+    bad.write_text("regex: [{name: r, pattern: '(unclosed'}]\n")
+    with pytest.raises(ValueError, match="invalid"):
+        ContentFilter.from_file(bad)
+    extra = tmp_path / "q.yaml"
+    extra.write_text("blocklist: [a]\nunknown: 1\n")
+    with pytest.raises(ValueError, match="invalid"):
+        ContentFilter.from_file(extra)
+
+
+def test_pii_redaction() -> None:
+    text = "mail a.b@x.org, call +1 (415) 555-0100 or 020 7946 0958, card 4111-1111-1111-1111"
+    red = redact_pii(text)
+    assert "a.b@x.org" not in red and "[EMAIL]" in red
+    assert "4111" not in red and "[CARD]" in red
+    assert "555-0100" not in red and "7946" not in red
+    assert "[CARD]" not in redact_pii("ref 4111111111111112")  # fails the Luhn check
+    assert redact_pii("year 2024") == "year 2024"
+
+
+def test_audit_log_omits_prompt_unless_enabled(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(str(path))
+    log.record(prompt="secret text", key_id="abc", status=200)
+    on = AuditLog(str(path), log_prompts=True)
+    on.record(prompt="reach me at z@y.io", key_id="abc", status=200)
+    log.close()
+    on.close()
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert "prompt" not in first and first["key_id"] == "abc" and "time" in first
+    assert second["prompt"] == "reach me at [EMAIL]"
+
+
+def test_chat_template_is_sandboxed() -> None:
+    class FakeTok:  # only what ServerTokenizer needs for rendering
+        pass
+
+    tok = ServerTokenizer(FakeTok(), chat_template=(
+        "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"), bos_token="<s>")
+    out = tok.apply_chat_template([{"role": "user", "content": "hi"}])
+    assert out == "<s><user>hi<assistant>"
+    evil = ServerTokenizer(FakeTok(),
+                           chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(ChatTemplateError):
+        evil.apply_chat_template([])
+    raising = ServerTokenizer(FakeTok(),
+                              chat_template="{{ raise_exception('roles must alternate') }}")
+    with pytest.raises(ChatTemplateError, match="alternate"):
+        raising.apply_chat_template([])
+    with pytest.raises(ChatTemplateError, match="no chat template"):
+        ServerTokenizer(FakeTok()).apply_chat_template([])
+
+
+def test_v2_settings_precedence_and_errors() -> None:
+    s = parse_settings({"max_tokens": 5, "temperature": 0.5}, {"temperature": 0.0},
+                       json.dumps({"top_k": 3, "stop": "x"}), default_stream=False)
+    assert s.params.max_tokens == 5 and s.params.temperature == 0.0 and s.params.top_k == 3
+    assert s.params.stop == ("x",) and s.exclude_input and not s.stream
+    with pytest.raises(APIError) as err:
+        parse_settings({"max_tokens": "many"}, default_stream=False)
+    assert err.value.status == 400
+    with pytest.raises(APIError):
+        parse_settings("{not json", default_stream=True)
+    with pytest.raises(APIError):
+        parse_settings({"top_p": 3}, default_stream=True)
+
+
+def test_bytes_tensor_codec_roundtrip() -> None:
+    items = [b"hello", b"", "h\u00e9".encode()]
+    assert decode_bytes_tensor(encode_bytes_tensor(items)) == items
+
+
+def test_limits_and_refusals() -> None:
+    assert resolve_max_tokens(None, [[1] * 10], 64, 16) == 16
+    assert resolve_max_tokens(None, [[1] * 60], 64, None) == 4
+    with pytest.raises(APIError) as err:
+        resolve_max_tokens(60, [[1] * 10], 64, 16)
+    assert err.value.param == "max_tokens"
+
+    class QueueFullError(EngineError):
+        pass
+
+    busy = engine_refusal(QueueFullError("full"), 3)
+    assert busy.status == 429 and busy.headers["Retry-After"] == "3"
+    assert engine_refusal(EngineError("bad"), 3).status == 400
+
+
+def test_engine_option_mappings() -> None:
+    cfg = ServerConfig(model="/models/ds", engine="vllm", tensor_parallel_size=8,
+                       pipeline_parallel_size=2, enable_expert_parallel=True,
+                       quantization="fp8", kv_cache_dtype="fp8", max_model_len=32768,
+                       gpu_memory_utilization=0.85, served_model_name="deepseek-r1")
+    args = vllm_engine_args(cfg)
+    assert args["tensor_parallel_size"] == 8 and args["pipeline_parallel_size"] == 2
+    assert args["enable_expert_parallel"] is True and args["quantization"] == "fp8"
+    assert args["kv_cache_dtype"] == "fp8" and args["max_model_len"] == 32768
+    assert args["gpu_memory_utilization"] == 0.85
+    assert args["served_model_name"] == ["deepseek-r1"] and args["model"] == "/models/ds"
+    assert "quantization" not in vllm_engine_args(ServerConfig(model="m"))
+    sp = SamplingParams(max_tokens=9, top_k=0, stop=("a",), seed=4, logprobs=2)
+    kw = vllm_sampling_kwargs(sp)
+    assert kw["top_k"] == -1 and kw["stop"] == ["a"] and kw["seed"] == 4 and kw["n"] == 1
+    assert kw["logprobs"] == 2
+    tp = triton_sampling_parameters(sp)
+    assert tp["max_tokens"] == 9 and tp["stop"] == ["a"] and tp["top_k"] == -1
+    nk = engine_kwargs(ServerConfig(model="m", max_waiting=5), "cpu")
+    assert nk["dtype"] == "float32" and nk["max_waiting"] == 5 and nk["device"] == "cpu"
