@@ -269,3 +269,33 @@ def test_model_sources() -> None:
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in (
         fetch["env"]
     )
+
+
+RESERVED_MULTI_NODE = {"DSR_NNODES", "DSR_MASTER_PORT"}
+
+
+def test_native_env_names_are_runtime_options() -> None:
+    from deepseek_runtime.server.config import ENV_PREFIX, ServerConfig  # noqa: PLC0415
+
+    d = dsd(
+        model_name=QWEN_7B,
+        model={"quantization": "fp8"},
+        engine={"kind": "triton", "tritonURL": "triton.serving:8001"},
+        serving={
+            "auth": {"apiKeysSecretRef": {"name": "keys"}},
+            "rateLimit": {"requestsPerSecond": 5, "tokensPerMinute": 1000},
+            "contentFilter": {"configMapRef": {"name": "policy"}},
+        },
+    )
+    (deploy,) = _by_kind(_render(d, pool(L40S, 1)), "Deployment")
+    engine = deploy["spec"]["template"]["spec"]["containers"][0]
+    names = {e["name"] for e in engine["env"] if e["name"].startswith(ENV_PREFIX)}
+    known = {ENV_PREFIX + f.upper() for f in ServerConfig.model_fields}
+    assert names - RESERVED_MULTI_NODE <= known, names - known
+    env = {e["name"]: e.get("value") for e in engine["env"]}
+    assert env["DSR_CONTENT_FILTER"] == "/etc/deepseek/filter/policy.yaml"
+    assert env["DSR_API_KEYS_FILE"] == "/etc/deepseek/auth/api-keys"
+    assert env["DSR_TRITON_URL"] == "triton.serving:8001"
+    assert env["DSR_QUANTIZATION"] == "fp8"
+    options = engine["args"]
+    assert options[options.index("--engine") + 1] == "triton"

@@ -77,6 +77,11 @@ class EngineSpec(ApiModel):
         defaults.MAX_NUM_BATCHED_TOKENS
     )
     """Token budget of one step (chunked prefill splits longer prompts)."""
+    triton_url: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None, alias="tritonURL"
+    )
+    """For ``kind: triton``: gRPC address (``host:port``) of the Triton Inference Server
+    the runtime fronts."""
     kv_cache: KVCacheSpec = Field(default_factory=KVCacheSpec)
     """Paged KV cache settings."""
     resources: ResourceSpec = Field(default_factory=ResourceSpec)

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from deepseek_operator.api import defaults
 from deepseek_operator.api.base import ApiModel
-from deepseek_operator.api.model import LocalObjectReference, SecretKeyReference
+from deepseek_operator.api.model import KubeName, SecretKeyReference
 from deepseek_operator.api.scaling import Duration
 
 
@@ -33,11 +33,21 @@ class RateLimitSpec(ApiModel):
     """Prompt plus completion tokens per minute per key."""
 
 
+class FilterPolicyReference(ApiModel):
+    """A ConfigMap key holding a content policy."""
+
+    name: KubeName
+    """Name of the ConfigMap."""
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "policy.yaml"
+    """Key holding the policy (YAML or JSON)."""
+
+
 class ContentFilterSpec(ApiModel):
     """Content filtering of prompts and completions."""
 
-    config_map_ref: LocalObjectReference | None = None
-    """ConfigMap holding the filter rules (mounted read-only at /etc/deepseek/filter)."""
+    config_map_ref: FilterPolicyReference | None = None
+    """ConfigMap key holding the runtime's content policy (YAML or JSON), mounted
+    read-only under /etc/deepseek/filter and passed as ``DSR_CONTENT_FILTER``."""
 
 
 class ServingSpec(ApiModel):

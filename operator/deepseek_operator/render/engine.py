@@ -1,7 +1,10 @@
 """Engine command lines and environment for the serving container.
 
 ``native`` / ``triton``: ``deepseek-runtime serve --model DIR --host 0.0.0.0 --port P
---dtype auto --engine KIND``, everything else as ``DSR_*`` environment variables.
+--dtype auto --engine KIND``, everything else as the ``DSR_*`` environment variables the
+runtime's ``ServerConfig`` reads (``DSR_MAX_NUM_SEQS`` for ``--max-num-seqs`` …).
+``DSR_NNODES`` / ``DSR_MASTER_*`` / ``DSR_NODE_RANK`` describe multi-node groups for a
+runtime that spans nodes; today's runtime ignores them.
 
 Multi-node native replicas start through ``/bin/sh -c`` so ``DSR_MASTER_ADDR`` and
 ``DSR_NODE_RANK`` come from the ``LWS_LEADER_ADDRESS`` / ``LWS_WORKER_INDEX`` variables the
@@ -82,11 +85,9 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
     pairs = [
         ("DSR_SERVED_MODEL_NAME", s.model.name),
         ("DSR_MAX_MODEL_LEN", str(s.model.max_model_len)),
-        ("DSR_QUANTIZATION", plan.quantization),
         ("DSR_TENSOR_PARALLEL_SIZE", str(plan.tensor)),
         ("DSR_PIPELINE_PARALLEL_SIZE", str(plan.pipeline)),
-        ("DSR_EXPERT_PARALLEL_SIZE", str(plan.expert)),
-        ("DSR_DATA_PARALLEL_SIZE", str(plan.data)),
+        ("DSR_ENABLE_EXPERT_PARALLEL", "true" if plan.expert > 1 else "false"),
         ("DSR_GPU_MEMORY_UTILIZATION", f"{e.gpu_memory_utilization:g}"),
         ("DSR_MAX_NUM_SEQS", str(e.max_num_seqs)),
         ("DSR_MAX_NUM_BATCHED_TOKENS", str(e.max_num_batched_tokens)),
@@ -94,6 +95,10 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
         ("DSR_BLOCK_SIZE", str(e.kv_cache.block_size)),
         ("DSR_ENABLE_PREFIX_CACHING", "true" if e.kv_cache.prefix_caching else "false"),
     ]
+    if s.model.quantization in ("fp8", "int8", "int4"):  # auto/none: the checkpoint's own
+        pairs.append(("DSR_QUANTIZATION", s.model.quantization))
+    if e.kind == "triton" and e.triton_url:
+        pairs.append(("DSR_TRITON_URL", e.triton_url))
     rl = s.serving.rate_limit
     if rl.requests_per_second is not None:
         pairs.append(("DSR_RATE_LIMIT_RPS", f"{rl.requests_per_second:g}"))
@@ -101,8 +106,9 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
         pairs.append(("DSR_RATE_LIMIT_TPM", str(rl.tokens_per_minute)))
     if s.serving.auth.api_keys_secret_ref is not None:
         pairs.append(("DSR_API_KEYS_FILE", f"{API_KEYS_DIR}/api-keys"))
-    if s.serving.content_filter.config_map_ref is not None:
-        pairs.append(("DSR_CONTENT_FILTER_DIR", FILTER_DIR))
+    policy = s.serving.content_filter.config_map_ref
+    if policy is not None:
+        pairs.append(("DSR_CONTENT_FILTER", f"{FILTER_DIR}/{policy.key}"))
     if plan.nodes_per_replica > 1:
         pairs += [("DSR_NNODES", str(plan.nodes_per_replica)), ("DSR_MASTER_PORT", str(DIST_PORT))]
     return [{"name": k, "value": v} for k, v in pairs]

@@ -164,7 +164,15 @@ def pod_template(
         volumes.append(
             {
                 "name": "content-filter",
-                "configMap": {"name": serving.content_filter.config_map_ref.name},
+                "configMap": {
+                    "name": serving.content_filter.config_map_ref.name,
+                    "items": [
+                        {
+                            "key": serving.content_filter.config_map_ref.key,
+                            "path": serving.content_filter.config_map_ref.key,
+                        }
+                    ],
+                },
             }
         )
         mounts.append({"name": "content-filter", "mountPath": FILTER_DIR, "readOnly": True})
