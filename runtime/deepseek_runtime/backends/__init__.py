@@ -43,10 +43,14 @@ def _importable(module: str) -> bool:
 
 def check_available(config: ServerConfig) -> None:
     """Raise EngineUnavailable saying what to install when the engine cannot be used."""
-    for module, hint in _REQUIREMENTS[config.engine]:
+    needs = [(f"--engine {config.engine}", m, h) for m, h in _REQUIREMENTS[config.engine]]
+    if config.grpc_port is not None:
+        needs.append(("--grpc-port", "tritonclient.grpc", "pip install 'tritonclient[grpc]' "
+                      "(the KServe v2 gRPC face uses its protos)"))
+    for what, module, hint in needs:
         if not _importable(module):
             raise EngineUnavailable(
-                f"--engine {config.engine} needs the Python package {module!r}, which is not "
+                f"{what} needs the Python package {module!r}, which is not "
                 f"installed: {hint}"
             )
 

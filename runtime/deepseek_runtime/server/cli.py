@@ -105,7 +105,6 @@ class DrainingServer(uvicorn.Server):
 async def serve(config: ServerConfig) -> int:
     from ..backends import load_model  # noqa: PLC0415
     from .app import build_app, serving_state  # noqa: PLC0415
-    from .grpc_v2 import start_grpc_server  # noqa: PLC0415
 
     holder: dict[str, DrainingServer] = {}
 
@@ -121,6 +120,9 @@ async def serve(config: ServerConfig) -> int:
     holder["server"] = server
     grpc_server = None
     if config.grpc_port is not None:
+        # needs grpcio + tritonclient (for the KServe protos): only when asked for
+        from .grpc_v2 import start_grpc_server  # noqa: PLC0415
+
         grpc_server = await start_grpc_server(state, config.host, config.grpc_port)
     try:
         await server.serve()
