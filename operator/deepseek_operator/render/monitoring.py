@@ -11,6 +11,10 @@ DeepSeekHighErrorRate      5xx responses above 1 % of requests
 DeepSeekCircuitOpen        5xx responses above 5 % over one minute (critical)
 =========================  ====================================================
 
+Metrics: vLLM-compatible names the runtime and vLLM both serve (``vllm:*``,
+``http_requests_total{status}``), DCGM's ``DCGM_FI_DEV_GPU_UTIL``, and the runtime's
+``dsr:kv_cache_fragmentation_perc`` (share of allocated KV slots left unused, 0-1).
+
 Pure; called by :func:`deepseek_operator.render.render_children`.
 """
 
@@ -102,7 +106,7 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
         _rule(
             dsd,
             ALERTS[1],
-            f"max(deepseek:kv_cache_fragmentation_perc{{{sel}}}) * 100 > "
+            f"max(dsr:kv_cache_fragmentation_perc{{{sel}}}) * 100 > "
             f"{t.kv_cache_fragmentation_percent:g}",
             (t.for_duration, "warning"),
             f"KV cache fragmentation above {t.kv_cache_fragmentation_percent:g}%",
