@@ -216,6 +216,14 @@ REJECTIONS: list[tuple[str, str, list[Any], dict[str, Any], str, str]] = [
         "spec.placement",
         r"do not match placement.nodeSelector",
     ),
+    (
+        "tensor-beyond-node",
+        R1,
+        [pool(H200, 2)],
+        {"parallelism": {"tensor": 16}},
+        "spec.placement",
+        r"tensor 16 × data 1 exceeds the 8 GPUs of a node.*To fit",
+    ),
     ("no-gpu-nodes", QWEN_7B, [[]], {}, "spec.placement", r"no GPU nodes at all"),
 ]
 

@@ -192,6 +192,13 @@ def _first_fit(
 ) -> tuple[Fit | None, str]:
     """The smallest sharding of ``pool`` that holds the model, else why none does."""
     nodes = len(pool.nodes)
+    par = spec.parallelism
+    if par.tensor is not None and par.tensor * par.data > pool.gpus_per_node:
+        return None, (
+            f"parallelism.tensor {par.tensor} × data {par.data} exceeds the "
+            f"{pool.gpus_per_node} GPUs of a node (tensor parallelism stays within a node); "
+            f"use tensor ≤ {pool.gpus_per_node // par.data} and let pipeline span nodes"
+        )
     last = ""
     for s in candidates(arch, spec.parallelism, pool.gpus_per_node, nodes):
         mem: GpuMemory = measure(pool, s)
