@@ -92,6 +92,8 @@ class NativeAsyncEngine(AsyncEngine):
             raise EngineError("the engine is not running")
         if request_id in self._streams:
             raise EngineError(f"request id {request_id!r} is already in use")
+        prompt = list(prompt_token_ids)
+        self.engine.validate(request_id, prompt, params)
         if (
             self.engine.scheduler.num_waiting + self._num_pending_adds
             >= self.engine.config.max_waiting
@@ -100,8 +102,6 @@ class NativeAsyncEngine(AsyncEngine):
                 f"too many queued requests (max_waiting={self.engine.config.max_waiting}); "
                 "retry later"
             )
-        prompt = list(prompt_token_ids)
-        self.engine.validate(request_id, prompt, params)
         queue: asyncio.Queue[RequestOutput] = asyncio.Queue()
         self._streams[request_id] = queue
         self._num_pending_adds += 1
@@ -170,16 +170,18 @@ class NativeAsyncEngine(AsyncEngine):
     # -- the loop --------------------------------------------------------------------
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        assert self._wakeup is not None and self._executor is not None
+        wakeup, executor = self._wakeup, self._executor
+        if wakeup is None or executor is None:
+            raise RuntimeError("start() sets up the loop")
         while True:
             self._apply_pending()
             if not self.engine.has_unfinished_requests():
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                wakeup.clear()
+                await wakeup.wait()
                 continue
             self._stepping = True
             try:
-                outputs = await loop.run_in_executor(self._executor, self.engine.step)
+                outputs = await loop.run_in_executor(executor, self.engine.step)
             except Exception as exc:
                 log.exception("engine step failed")
                 outputs = []

@@ -7,6 +7,7 @@ method must be called from one thread at a time.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -66,6 +67,7 @@ class LLMEngine:
         self.sampler = Sampler(config.seed)
         self.outputs = OutputProcessor(tokenizer)
         self.num_steps = 0
+        self._gen_ids = itertools.count()
 
     # -- requests --------------------------------------------------------------------
     def validate(
@@ -181,7 +183,7 @@ class LLMEngine:
     ) -> list[list[int]]:
         """Run prompts to completion (batch helper for tests and benchmarks)."""
         plist = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
-        ids = [f"gen-{self.num_steps}-{i}" for i in range(len(prompts))]
+        ids = [f"generate-{next(self._gen_ids)}" for _ in prompts]
         for rid, prompt, p in zip(ids, prompts, plist, strict=True):
             self.add_request(rid, prompt, p)
         tokens: dict[str, list[int]] = {rid: [] for rid in ids}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import FakeRunner
+from engine_fakes import FakeRunner
 
 from deepseek_runtime.engine import (
     EngineConfig,
@@ -94,7 +94,9 @@ def test_stop_conditions_and_length() -> None:
     assert [o.new_token_ids[0] for o in outs] == toks[: toks.index(stop_at) + 1]
     # max_model_len caps the total length.
     engine.add_request(
-        "m", [i % 49 + 1 for i in range(59)], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True)
+        "m",
+        [i % 49 + 1 for i in range(59)],
+        SamplingParams(max_tokens=50, temperature=0, ignore_eos=True),
     )
     outs = []
     while engine.has_unfinished_requests():

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import pytest
 import torch
 
 from deepseek_runtime.engine.stages import ScheduledChunk
@@ -42,8 +41,3 @@ class FakeRunner:
             gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
             out[row] = torch.randn(self.vocab_size, generator=gen) * 3
         return out
-
-
-@pytest.fixture
-def fake_runner() -> FakeRunner:
-    return FakeRunner()

@@ -1,0 +1,94 @@
+"""NativeAsyncEngine over a fake runner: streaming, abort, queue limit, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from engine_fakes import FakeRunner
+
+from deepseek_runtime.engine import (
+    EngineConfig,
+    EngineError,
+    FinishReason,
+    LLMEngine,
+    NativeAsyncEngine,
+    QueueFullError,
+    SamplingParams,
+)
+
+pytestmark = pytest.mark.unit
+
+GREEDY = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+
+
+def make(**kw: object) -> NativeAsyncEngine:
+    cfg: dict[str, object] = {"max_model_len": 64, "max_num_seqs": 4, "max_num_batched_tokens": 16}
+    cfg.update(kw)
+    return NativeAsyncEngine(LLMEngine(FakeRunner(), EngineConfig(**cfg)))  # type: ignore[arg-type]
+
+
+async def collect(engine: NativeAsyncEngine, rid: str, prompt: list[int]) -> list[int]:
+    tokens: list[int] = []
+    async for out in engine.generate(rid, prompt, GREEDY):
+        tokens += out.new_token_ids
+        if out.finished:
+            assert out.finish_reason is FinishReason.LENGTH
+    return tokens
+
+
+async def test_concurrent_streams_match_sync_results() -> None:
+    prompts = [[i + 1, i + 2, i + 3] for i in range(10)]
+    expected = LLMEngine(FakeRunner(), EngineConfig(max_model_len=64)).generate(prompts, GREEDY)
+    engine = make()
+    await engine.start()
+    try:
+        got = await asyncio.gather(*(collect(engine, f"r{i}", p) for i, p in enumerate(prompts)))
+    finally:
+        await engine.shutdown()
+    assert got == expected
+    stats = engine.stats()
+    assert stats.num_blocks_free == stats.num_blocks_total
+    assert stats.num_running == stats.num_waiting == 0
+
+
+async def test_abort_and_cancel_free_blocks() -> None:
+    engine = make()
+    await engine.start()
+    try:
+        stream = engine.generate("a", [1, 2, 3], SamplingParams(max_tokens=50, temperature=0))
+        first = await anext(stream)
+        assert first.new_token_ids
+        await engine.abort("a")
+        rest = [o async for o in stream]
+        assert rest[-1].finish_reason is FinishReason.ABORT
+        # Closing a stream early aborts it too.
+        stream2 = engine.generate("b", [1, 2, 3], SamplingParams(max_tokens=50, temperature=0))
+        await anext(stream2)
+        await stream2.aclose()
+        await asyncio.sleep(0.05)
+        stats = engine.stats()
+        assert stats.num_blocks_free == stats.num_blocks_total
+        assert stats.num_running == 0
+        await engine.abort("unknown")  # no-op
+    finally:
+        await engine.shutdown()
+
+
+async def test_queue_full_and_bad_input_leave_others_running() -> None:
+    engine = make(max_waiting=2, max_num_seqs=1)
+    await engine.start()
+    try:
+        ok = [engine.generate(f"r{i}", [1, 2], GREEDY) for i in range(2)]
+        with pytest.raises(QueueFullError, match="max_waiting=2"):
+            engine.generate("r2", [1, 2], GREEDY)
+        with pytest.raises(EngineError, match="prompt is empty"):
+            engine.generate("bad", [], GREEDY)
+        with pytest.raises(EngineError, match="outside the vocabulary"):
+            engine.generate("bad", [10_000], GREEDY)
+        for stream in ok:
+            outs = [o async for o in stream]
+            assert outs[-1].finished and outs[-1].completion_tokens == 6
+    finally:
+        await engine.shutdown()
+    assert issubclass(QueueFullError, EngineError)

@@ -1,0 +1,107 @@
+"""The engine over the real tiny DeepSeek model: batching changes nothing.
+
+64 concurrent requests of mixed lengths (greedy and seeded sampling) produce exactly
+the tokens each produces alone, also under forced preemption (a tiny KV pool) and with
+prefix-cache hits (shared prompt prefixes); afterwards every block is back in the pool.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
+from deepseek_runtime.engine import EngineError, FinishReason, LLMEngine, SamplingParams
+from deepseek_runtime.engine.loader import build_engine
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-v3"), "v3", seed=3)
+
+
+def workload() -> tuple[list[list[int]], list[SamplingParams]]:
+    rng = random.Random(1)
+    shared = [[rng.randrange(2, 512) for _ in range(n)] for n in (20, 37)]
+    prompts, params = [], []
+    for i in range(64):
+        head = shared[i % 2] if i % 3 else []
+        prompts.append(head + [rng.randrange(2, 512) for _ in range(rng.randrange(1, 24))])
+        max_tokens = rng.randrange(1, 10)
+        if i % 4 == 0:
+            params.append(
+                SamplingParams(max_tokens=max_tokens, temperature=0.8, top_p=0.9, seed=100 + i)
+            )
+        else:
+            params.append(SamplingParams(max_tokens=max_tokens, temperature=0))
+    return prompts, params
+
+
+def engine(model_dir: Path, **kw: object) -> LLMEngine:
+    eng, _ = build_engine(model_dir, block_size=4, **kw)  # type: ignore[arg-type]
+    return eng
+
+
+@pytest.fixture(scope="module")
+def alone(model_dir: Path) -> list[list[int]]:
+    """Each request run by itself (batch of one, no prefix cache)."""
+    eng = engine(model_dir, num_blocks=64, max_num_seqs=1, enable_prefix_caching=False)
+    prompts, params = workload()
+    return [eng.generate([p], sp)[0] for p, sp in zip(prompts, params, strict=True)]
+
+
+def check_all_blocks_free(eng: LLMEngine) -> None:
+    stats = eng.stats()
+    assert stats.num_blocks_free == stats.num_blocks_total
+    assert all(b.ref_cnt == 0 for b in eng.kv.pool.blocks)
+    assert not eng.scheduler.requests
+
+
+def test_64_concurrent_requests_with_prefix_hits(model_dir: Path, alone: list[list[int]]) -> None:
+    eng = engine(model_dir, num_blocks=1024, max_num_seqs=64, max_num_batched_tokens=256)
+    prompts, params = workload()
+    assert eng.generate(prompts, params) == alone
+    stats = eng.stats()
+    assert stats.prefix_cache_hits > 0
+    assert stats.num_preemptions == 0
+    check_all_blocks_free(eng)
+
+
+def test_64_concurrent_requests_with_forced_preemption(
+    model_dir: Path, alone: list[list[int]]
+) -> None:
+    eng = engine(model_dir, num_blocks=40, max_num_seqs=64, max_num_batched_tokens=96)
+    prompts, params = workload()
+    assert eng.generate(prompts, params) == alone
+    assert eng.stats().num_preemptions > 0
+    check_all_blocks_free(eng)
+
+
+def test_abort_bad_input_and_text(model_dir: Path) -> None:
+    eng = engine(model_dir, num_blocks=64)
+    eng.add_request("long", list(range(2, 40)), SamplingParams(max_tokens=200, temperature=0))
+    eng.add_request("short", [5, 6, 7], SamplingParams(max_tokens=5, temperature=0))
+    eng.step()
+    assert eng.kv.holds("long")
+    free_before = eng.stats().num_blocks_free
+    eng.abort_request("long")
+    assert eng.stats().num_blocks_free > free_before
+    with pytest.raises(EngineError, match="empty"):
+        eng.add_request("x", [], SamplingParams())
+    with pytest.raises(EngineError, match="at most 255 prompt tokens"):
+        eng.add_request("x", [3] * 256, SamplingParams())
+    with pytest.raises(EngineError, match="token id 512 is outside"):
+        eng.add_request("x", [3, 512], SamplingParams())
+    outs = []
+    while eng.has_unfinished_requests():
+        outs += eng.step()
+    assert outs[-1].request_id == "short"
+    assert outs[-1].finish_reason is FinishReason.LENGTH
+    assert "".join(o.text for o in outs) == eng.outputs._tokenizer.decode(  # type: ignore[union-attr]
+        [t for o in outs for t in o.new_token_ids]
+    )
+    check_all_blocks_free(eng)
