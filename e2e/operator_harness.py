@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,7 +94,12 @@ class OperatorProcess:
     """``python -m deepseek_operator.controllers`` as a child process, logs to a file."""
 
     def __init__(
-        self, kubeconfig: Path, log_path: Path, *extra: str, resync_seconds: float = 5.0
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        *extra: str,
+        resync_seconds: float = 5.0,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
@@ -106,6 +112,7 @@ class OperatorProcess:
             "--standalone",
             f"--resync-seconds={resync_seconds}",
             "--log-format=json",
+            *(f"--namespace={ns}" for ns in namespaces),
             *extra,
         ]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -285,3 +292,45 @@ def wait_current(kube: Kube, namespace: str, name: str, timeout: float = 120) ->
     except AssertionError:
         print(json.dumps(get_dsd(kube, namespace, name).get("status"), indent=1))
         raise
+
+
+class Scope:
+    """Namespaces of one test module, served by that module's operator only.
+
+    Operators of concurrent test sessions on the same cluster watch disjoint namespace
+    globs (``<prefix>-*``), so they never reconcile each other's objects.
+    """
+
+    def __init__(self, kube: Kube, prefix: str | None = None) -> None:
+        self.kube = kube
+        self.prefix = prefix or f"op-{uuid.uuid4().hex[:6]}"
+        self.pattern = f"{self.prefix}-*"
+
+    def new_namespace(self) -> str:
+        name = f"{self.prefix}-{uuid.uuid4().hex[:6]}"
+        self.kube("create", "namespace", name)
+        return name
+
+    def delete_namespace(self, name: str, wait: float = 30) -> None:
+        """Delete the DSDs (while an operator may still finalize them), then the namespace."""
+        self.kube("delete", "dsd", "--all", "-n", name, "--wait=false", check=False)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            left = self.kube.json("get", "dsd", "-n", name)["items"]
+            if not left:
+                break
+            time.sleep(0.5)
+        else:  # no operator left to finalize them
+            for item in self.kube.json("get", "dsd", "-n", name)["items"]:
+                self.kube(
+                    "patch",
+                    "dsd",
+                    item["metadata"]["name"],
+                    "-n",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
+                    check=False,
+                )
+        self.kube("delete", "namespace", name, "--wait=false", check=False)

@@ -18,6 +18,7 @@ from e2e.devcluster import ClusterInfo
 from e2e.operator_harness import (
     Kube,
     OperatorProcess,
+    Scope,
     children,
     condition,
     current,
@@ -84,7 +85,7 @@ UNPLANNABLE: dict[str, tuple[dict[str, Any], list[str]]] = {
     "unknown-model": (dsd("x", "acme/not-a-deepseek-model", products=["H100"]), ["config"]),
     "tensor-beyond-node": (
         _with(dsd("x", R1, products=["H200"]), "parallelism", {"tensor": 16}),
-        ["16"],
+        ["tensor", "To fit"],
     ),
 }
 
@@ -97,11 +98,26 @@ def kube(cluster: ClusterInfo) -> Kube:
 
 
 @pytest.fixture(scope="module")
+def scope(kube: Kube) -> Scope:
+    return Scope(kube)
+
+
+@pytest.fixture
+def namespace(scope: Scope) -> Iterator[str]:
+    """A fresh namespace inside this module's operator scope."""
+    name = scope.new_namespace()
+    yield name
+    scope.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
 def operator(
-    cluster: ClusterInfo, kube: Kube, tmp_path_factory: pytest.TempPathFactory
+    cluster: ClusterInfo, scope: Scope, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    op = OperatorProcess(cluster.kubeconfig, log, resync_seconds=3).start()
+    op = OperatorProcess(
+        cluster.kubeconfig, log, resync_seconds=3, namespaces=(scope.pattern,)
+    ).start()
     op.wait_started()
     yield op
     op.stop()

@@ -20,6 +20,7 @@ from e2e.devcluster import ClusterInfo
 from e2e.operator_harness import (
     Kube,
     OperatorProcess,
+    Scope,
     children,
     condition,
     current,
@@ -46,11 +47,26 @@ def kube(cluster: ClusterInfo) -> Kube:
 
 
 @pytest.fixture(scope="module")
+def scope(kube: Kube) -> Scope:
+    return Scope(kube)
+
+
+@pytest.fixture
+def namespace(scope: Scope) -> Iterator[str]:
+    """A fresh namespace inside this module's operator scope."""
+    name = scope.new_namespace()
+    yield name
+    scope.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
 def operator(
-    cluster: ClusterInfo, kube: Kube, tmp_path_factory: pytest.TempPathFactory
+    cluster: ClusterInfo, scope: Scope, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    op = OperatorProcess(cluster.kubeconfig, log, resync_seconds=3).start()
+    op = OperatorProcess(
+        cluster.kubeconfig, log, resync_seconds=3, namespaces=(scope.pattern,)
+    ).start()
     op.wait_started()
     yield op
     op.stop()
@@ -101,15 +117,9 @@ def test_single_node_sample_becomes_ready_on_the_planned_pool(
 def test_r1_on_h100_is_multi_node_leaderworkerset(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    kube.apply(
-        dsd(
-            "r1-h100",
-            R1,
-            products=["H100"],
-            model={"name": R1, "source": {"uri": f"hf://{R1}"}, "quantization": "fp8"},
-        ),
-        namespace,
-    )
+    obj = dsd("r1-h100", R1, products=["H100"])
+    obj["spec"]["model"]["quantization"] = "fp8"
+    kube.apply(obj, namespace)
 
     def planned() -> dict[str, Any] | None:
         obj = get_dsd(kube, namespace, "r1-h100")
@@ -201,7 +211,7 @@ def _versions(kube: Kube, namespace: str, name: str) -> dict[str, str]:
 
 
 def test_noop_resync_and_restart_write_nothing(
-    cluster: ClusterInfo,
+    scope: Scope,
     kube: Kube,
     operator: OperatorProcess,
     namespace: str,
@@ -220,7 +230,10 @@ def test_noop_resync_and_restart_write_nothing(
     operator.stop()
     try:
         second = OperatorProcess(
-            cluster.kubeconfig, tmp_path / "second.log", resync_seconds=3
+            operator.kubeconfig,
+            tmp_path / "second.log",
+            resync_seconds=3,
+            namespaces=(scope.pattern,),
         ).start()
         second.wait_started()
         wait_for(

@@ -23,6 +23,7 @@ from e2e.devcluster import ClusterInfo, load_pools, render_nodes
 from e2e.operator_harness import (
     Kube,
     OperatorProcess,
+    Scope,
     children,
     condition,
     dsd,
@@ -46,11 +47,26 @@ def kube(cluster: ClusterInfo) -> Kube:
     return k
 
 
+@pytest.fixture(scope="module")
+def scope(kube: Kube) -> Scope:
+    return Scope(kube)
+
+
+@pytest.fixture
+def namespace(scope: Scope) -> Iterator[str]:
+    """A fresh namespace inside this module's operator scope."""
+    name = scope.new_namespace()
+    yield name
+    scope.delete_namespace(name)
+
+
 def test_sigkill_mid_reconcile_converges_without_duplicates_or_orphans(
-    cluster: ClusterInfo, kube: Kube, namespace: str, tmp_path: Path
+    cluster: ClusterInfo, kube: Kube, scope: Scope, namespace: str, tmp_path: Path
 ) -> None:
     names = [f"k{i}" for i in range(6)]
-    first = OperatorProcess(cluster.kubeconfig, tmp_path / "first.log", resync_seconds=3)
+    first = OperatorProcess(
+        cluster.kubeconfig, tmp_path / "first.log", resync_seconds=3, namespaces=(scope.pattern,)
+    )
     first.start()
     first.wait_started()
     kube.apply(
@@ -67,7 +83,9 @@ def test_sigkill_mid_reconcile_converges_without_duplicates_or_orphans(
     killed_after = len(first.writes())
     assert killed_after < 8 * len(names), "the kill should land mid-reconcile"
 
-    second = OperatorProcess(cluster.kubeconfig, tmp_path / "second.log", resync_seconds=3)
+    second = OperatorProcess(
+        cluster.kubeconfig, tmp_path / "second.log", resync_seconds=3, namespaces=(scope.pattern,)
+    )
     second.start()
     try:
         second.wait_started()
@@ -120,8 +138,10 @@ B200_POOLS = {
 
 
 @pytest.fixture
-def operator(cluster: ClusterInfo, kube: Kube, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster.kubeconfig, tmp_path / "operator.log", resync_seconds=2)
+def operator(cluster: ClusterInfo, scope: Scope, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(
+        cluster.kubeconfig, tmp_path / "operator.log", resync_seconds=2, namespaces=(scope.pattern,)
+    )
     op.start()
     op.wait_started()
     yield op

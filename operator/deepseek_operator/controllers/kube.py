@@ -77,7 +77,9 @@ class Kube:
                 k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                     client_configuration=configuration
                 )
-        return cls(k8s.ApiClient(configuration))
+        api = k8s.ApiClient(configuration)
+        api.user_agent = f"{FIELD_MANAGER}/0.1"
+        return cls(api)
 
     # -- transport -----------------------------------------------------------------
     def request(
@@ -209,6 +211,7 @@ class Kube:
         live = self.request(
             "PATCH",
             info.path(namespace, name) + "/status",
+            query=[("fieldManager", self.field_manager)],
             body=body,
             content_type="application/merge-patch+json",
         )

@@ -35,7 +35,8 @@ class OperatorOptions:
     kubeconfig: str | None = None
     """Path of a kubeconfig; default: in-cluster config, else ``~/.kube/config``."""
     namespaces: tuple[str, ...] = ()
-    """Watch only these namespaces (kopf globs allowed); empty: the whole cluster."""
+    """Watch only these namespaces; empty: the whole cluster. Globs (``team-*``) make kopf
+    list/watch namespaces and CRDs, which the namespaced RBAC must then allow."""
     peering: str = PEERING_NAME
     """Name of the (Cluster)KopfPeering object used to coordinate replicas (HA)."""
     standalone: bool = False
@@ -146,7 +147,8 @@ def build_settings(options: OperatorOptions) -> Any:
         prefix="deepseek.ai", key="last-handled-configuration"
     )
     settings.posting.loggers = False  # only explicit decision events, no log spam
-    settings.scanning.disabled = True  # no cluster-wide CRD watch needed (least privilege)
+    # No namespace/CRD watching (least privilege) unless namespace globs must be resolved.
+    settings.scanning.disabled = not any(set("*?[!") & set(ns) for ns in options.namespaces)
     settings.execution.executor = concurrent.futures.ThreadPoolExecutor(max_workers=options.workers)
     settings.peering.name = options.peering
     settings.peering.standalone = options.standalone

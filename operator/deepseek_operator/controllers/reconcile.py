@@ -224,6 +224,8 @@ def refresh_status(
     """
 
     def compute(cur: dict[str, Any] | None) -> dict[str, Any]:
+        if not any(c.get("type") == "Planned" for c in (cur or {}).get("conditions") or []):
+            return dict(cur or {})  # the first pass has not recorded a plan yet: leave it be
         return compute_status(
             cur, 0, None, workloads, now=now_rfc3339(), endpoint=(cur or {}).get("endpoint")
         )
