@@ -210,3 +210,15 @@ def test_run_delegates_to_the_controller(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "deepseek_operator.controllers", fake)
     assert main(["run", "--standalone", "-n", "x"]) == 0
     assert calls == [["--standalone", "-n", "x"]]
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_real_kubectl_nodes_plan_like_the_example_inventory(sample: Path) -> None:
+    # The fixture is real apiserver output for the local control plane's pools, which the
+    # built-in example inventory mirrors: both give the same plan shape.
+    nodes = Path(__file__).parent / "fixtures" / "kubectl-get-nodes.yaml"
+    _, real = _run(["plan", "-f", str(sample), "--nodes", str(nodes), "-o", "json"])
+    _, example = _run(["plan", "-f", str(sample), "-o", "json"])
+    keys = ("gpuProduct", "tensor", "pipeline", "expert", "gpusPerReplica", "maxTokensInCache")
+    got, want = json.loads(real)["plan"], json.loads(example)["plan"]
+    assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
