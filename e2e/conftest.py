@@ -24,6 +24,7 @@ Environment: ``DSK_KEEP_CLUSTER=1`` keeps a cluster this session created;
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -53,8 +54,6 @@ class Kubectl:
 
     def json(self, *args: str) -> Any:
         """Run a read command with ``-o json`` and decode its output."""
-        import json
-
         return json.loads(self(*args, "-o", "json").stdout)
 
 

@@ -62,9 +62,7 @@ def _virtual_service(hosts: Any) -> dict[str, Any]:
     }
 
 
-def test_virtual_service_accepted_and_wrong_type_rejected(
-    kubectl: Kubectl, namespace: str
-) -> None:
+def test_virtual_service_accepted_and_wrong_type_rejected(kubectl: Kubectl, namespace: str) -> None:
     ok = _create(kubectl, namespace, _virtual_service(["svc"]))
     assert ok.returncode == 0, ok.stderr
     stored = kubectl.json("get", "virtualservice", "vs", "-n", namespace)
@@ -89,9 +87,7 @@ def _service_monitor(name: str, port: Any) -> dict[str, Any]:
     }
 
 
-def test_service_monitor_accepted_and_wrong_type_rejected(
-    kubectl: Kubectl, namespace: str
-) -> None:
+def test_service_monitor_accepted_and_wrong_type_rejected(kubectl: Kubectl, namespace: str) -> None:
     ok = _create(kubectl, namespace, _service_monitor("sm", "http"))
     assert ok.returncode == 0, ok.stderr
 

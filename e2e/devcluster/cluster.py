@@ -10,19 +10,23 @@ the pytest fixtures in ``e2e/conftest.py``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import yaml
 
 from e2e.devcluster.crds import crd_files, required_crd_names
 from e2e.devcluster.kube import KubectlError, kubectl, kubectl_json
-from e2e.devcluster.pools import POOL_LABEL, load_pools, render_nodes
+from e2e.devcluster.pools import COPY_LABEL, POOL_LABEL, load_pools, render_nodes
 from e2e.devcluster.toolchain import Toolchain, cache_dir, ensure_built, toolchain
 
 DEFAULT_NAME = "deepseek-dev"
@@ -55,6 +59,19 @@ def kwok_workdir() -> Path:
     return cache_dir() / "kwok"
 
 
+@contextmanager
+def _cluster_lock(name: str) -> Iterator[None]:
+    """Serialize up/down of one cluster across processes (parallel test runs share it)."""
+    lock_path = kwok_workdir() / f"{name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def cluster_info(name: str | None = None, tc: Toolchain | None = None) -> ClusterInfo:
     """Paths for cluster ``name`` (whether or not it is running)."""
     name = name or cluster_name()
@@ -78,6 +95,10 @@ def _kwokctl(tc: Toolchain, *args: str, timeout: float = 300) -> subprocess.Comp
         timeout=timeout,
         check=False,
     )
+
+
+def _config_path(name: str) -> Path:
+    return kwok_workdir() / f"{name}.kwokctl.yaml"
 
 
 def _kwokctl_config(tc: Toolchain) -> str:
@@ -125,6 +146,11 @@ def down(name: str | None = None) -> bool:
     """Delete the cluster and its files; True if anything was there to delete."""
     tc = toolchain()
     info = cluster_info(name, tc)
+    with _cluster_lock(info.name):
+        return _down(tc, info)
+
+
+def _down(tc: Toolchain, info: ClusterInfo) -> bool:
     existed = info.workdir.exists() or info.kubeconfig.exists()
     if info.workdir.exists() and tc.path("kwokctl").is_file():
         progress(f"deleting cluster {info.name}")
@@ -135,12 +161,13 @@ def down(name: str | None = None) -> bool:
             progress(f"kwokctl delete reported: {proc.stderr.strip()[-500:]}")
     shutil.rmtree(info.workdir, ignore_errors=True)
     info.kubeconfig.unlink(missing_ok=True)
+    _config_path(info.name).unlink(missing_ok=True)
     return existed
 
 
 def _create(tc: Toolchain, info: ClusterInfo) -> None:
     info.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    config = cache_dir() / "kwok" / f"{info.name}.kwokctl.yaml"
+    config = _config_path(info.name)
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(_kwokctl_config(tc))
     progress(f"creating cluster {info.name} (kwokctl --runtime binary, 127.0.0.1)")
@@ -197,9 +224,23 @@ def _reconcile_nodes(info: ClusterInfo, pools_file: Path | None, scale: int) -> 
     current = kubectl_json(info.kubectl, info.kubeconfig, "get", "nodes", "-l", POOL_LABEL)
     have = {n["metadata"]["name"] for n in current["items"]}
     want = {n["metadata"]["name"] for n in desired}
+    if have - want:
+        copies = ",".join(str(i) for i in range(scale))
+        selector = quote(f"{POOL_LABEL},{COPY_LABEL} notin ({copies})")
+        progress(f"deleting {len(have - want)} nodes not in the pools")
+        kubectl(
+            info.kubectl,
+            info.kubeconfig,
+            "delete",
+            "--raw",
+            f"/api/v1/nodes?labelSelector={selector}",
+            timeout=300,
+        )
+        current = kubectl_json(info.kubectl, info.kubeconfig, "get", "nodes", "-l", POOL_LABEL)
+        have = {n["metadata"]["name"] for n in current["items"]}
     extra = sorted(have - want)
     if extra:
-        progress(f"deleting {len(extra)} nodes not in the pools")
+        progress(f"deleting {len(extra)} more nodes not in the pools")
         kubectl(info.kubectl, info.kubeconfig, "delete", "node", *extra, "--wait=false")
     missing = [n for n in desired if n["metadata"]["name"] not in have]
     if missing:
@@ -255,10 +296,17 @@ def ensure_cluster(
         raise ValueError(f"scale must be >= 1, got {scale}")
     tc = ensure_built()
     info = cluster_info(name, tc)
+    with _cluster_lock(info.name):
+        return _ensure(tc, info, pools_file, scale, recreate)
+
+
+def _ensure(
+    tc: Toolchain, info: ClusterInfo, pools_file: Path | None, scale: int, recreate: bool
+) -> ClusterInfo:
     if recreate or not is_healthy(info):
         if info.workdir.exists() or info.kubeconfig.exists():
             progress(f"cluster {info.name} is not healthy: recreating it")
-        down(info.name)
+        _down(tc, info)
         _create(tc, info)
     else:
         progress(f"reusing healthy cluster {info.name}")

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 DEFAULT_POOLS_FILE = Path(__file__).resolve().parent.parent / "pools.yaml"
 
 POOL_LABEL = "deepseek.ai/pool"
+# Which multiple of the pool's base count a node belongs to (0 at scale 1): scaling down
+# deletes whole copies with one label-selected request.
+COPY_LABEL = "deepseek.ai/pool-copy"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -91,6 +94,7 @@ def _node(pool_set: PoolSet, pool: Pool, index: int) -> dict[str, Any]:
         "topology.kubernetes.io/region": pool_set.region,
         "topology.kubernetes.io/zone": pool.zones[index % len(pool.zones)],
         POOL_LABEL: pool.name,
+        COPY_LABEL: str(index // pool.count),
     }
     resources = {"cpu": pool.cpu, "memory": pool.memory, "pods": str(pool.pods)}
     taints: list[dict[str, str]] = []
@@ -116,12 +120,6 @@ def _node(pool_set: PoolSet, pool: Pool, index: int) -> dict[str, Any]:
         "status": {
             "capacity": dict(resources),
             "allocatable": dict(resources),
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-            },
         },
     }
 

@@ -4,7 +4,7 @@
 # A tool whose output folder is complete is skipped, so a second run takes seconds.
 # Called by `make toolchain`; e2e/devcluster finds the binaries at the same paths.
 # Usage: build.sh [tool ...]   (tools: etcd kube-apiserver kube-controller-manager
-#                               kube-scheduler kubectl kwok helm; default: all)
+#                               kube-scheduler kubectl kwok helm crds; default: all)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
@@ -69,8 +69,27 @@ build_tool() {
   log "$tool $version: built in $((SECONDS - t0))s -> $out"
 }
 
+# fetch_crd_modules: put the Go modules that ship the third-party CRDs into the module cache,
+# so `python -m e2e.devcluster up` later reads them offline.
+fetch_crd_modules() {
+  local t0=$SECONDS m
+  for m in "istio.io/api@$ISTIO_API_VERSION" \
+           "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+           "sigs.k8s.io/lws@$LWS_VERSION" "github.com/kedacore/keda/v2@$KEDA_VERSION" \
+           "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"; do
+    (cd "$here" && GOFLAGS=-mod=mod go mod download "$m")
+  done
+  log "CRD modules in the module cache ($((SECONDS - t0))s)"
+}
+
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm crds)
+mkdir -p "$bin_root"
+# One build at a time on this machine (parallel `make test` runs share the cache).
+exec 9>"$bin_root/.build.lock"
+if ! flock -n 9; then log "another build.sh holds $bin_root/.build.lock: waiting"; flock 9; fi
 log "building ${tools[*]} into $bin_root (GOFLAGS=$GOFLAGS)"
-for t in "${tools[@]}"; do build_tool "$t"; done
+for t in "${tools[@]}"; do
+  if [[ $t == crds ]]; then fetch_crd_modules; else build_tool "$t"; fi
+done
 log "toolchain ready in $((SECONDS - start_all))s"
