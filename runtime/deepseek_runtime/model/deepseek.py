@@ -47,8 +47,13 @@ class DecoderLayer:
         cos_sin: tuple[torch.Tensor, torch.Tensor],
         cache: torch.Tensor,
         meta: PagedAttentionMetadata,
+        *,
+        keep_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """One block; with ``keep_rows`` only those rows go through the MLP and come back."""
         h = h + self.attn(self.input_norm(h), rope, cos_sin, cache, meta)
+        if keep_rows is not None:
+            h = h.index_select(0, keep_rows)
         return h + self.mlp(self.post_attn_norm(h))
 
 
@@ -89,7 +94,13 @@ class DeepseekModel:
         """
         h = self.embed[token_ids]
         cos_sin = self.rope.cos_sin(positions)
+        last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            h = layer(h, self.rope, cos_sin, cache[index], meta)
-        h = self.norm(h.index_select(0, logits_rows))
+            # The last layer still writes every token's latent, but only the rows whose
+            # logits are wanted need its MLP.
+            keep = logits_rows if index == last else None
+            h = layer(h, self.rope, cos_sin, cache[index], meta, keep_rows=keep)
+        if not self.layers:
+            h = h.index_select(0, logits_rows)
+        h = self.norm(h)
         return linear(h, self.lm_head).to(torch.float32)

@@ -256,3 +256,31 @@ def test_yarn_softmax_mscale_switch(make_ckpt: Callable[..., Path]) -> None:
         results[on] = torch.stack(got)
         assert (results[on] - expected[5:]).abs().max().item() < TOL
     assert (results[True] - results[False]).abs().max().item() > 1e-2
+
+
+def test_v2_norm_topk_prob_follows_deepseek(make_ckpt: Callable[..., Path]) -> None:
+    """transformers' V2 router ignores norm_topk_prob; we normalise as DeepSeek's code does.
+
+    Every released V2 / V2-Lite config has norm_topk_prob=false, where both agree (tested
+    above); here it is on, and the reference is transformers with normalised weights.
+    """
+    path = make_ckpt("v2-norm-topk", "v2", seed=7, overrides={"norm_topk_prob": True})
+    ids = _ids(12, 61)
+    ref = load_reference(path)
+    plain = reference_logits(ref, ids)
+    for module in ref.modules():
+        if type(module).__name__ == "DeepseekV2TopkRouter":
+            original = module.forward
+
+            def normalised(h: torch.Tensor, _f: Any = original, _m: Any = module) -> Any:
+                logits, weights, idx = _f(h)
+                weights = weights / _m.routed_scaling_factor
+                weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+                return logits, weights * _m.routed_scaling_factor, idx
+
+            module.forward = normalised
+    expected = reference_logits(ref, ids)
+    runner = ModelRunner.from_pretrained(path, block_size=BLOCK, num_blocks=64)
+    got = torch.stack(run_prefill_then_decode(runner, ids, 6, BlockAllocator(64, BLOCK)))
+    assert (got - expected[5:]).abs().max().item() < TOL
+    assert (got - plain[5:]).abs().max().item() > 1e-2
