@@ -58,6 +58,8 @@ def test_camel_case_round_trip() -> None:
         ({"model": {"maxModelLen": 10}}, "greater than or equal to 256"),
         ({"model": {"source": {"uri": "ftp://x"}}}, "should match pattern"),
         ({"modle": {}}, "Extra inputs are not permitted"),
+        ({"placement": {"gpu": {"products": ["H100", "H100"]}}}, "duplicate entry 'H100'"),
+        ({"engine": {"env": [{"name": "A"}, {"name": "A"}]}}, "duplicate entry 'A'"),
         (
             {"rollout": {"canary": {"analysis": {"metrics": [{"name": "x"}]}}}},
             "exactly one of builtin, query",

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from deepseek_operator.api import defaults
 from deepseek_operator.api.base import ApiModel
+from deepseek_operator.api.validation import unique_items
 
 EngineKind = Literal["native", "vllm", "triton"]
 
@@ -63,7 +64,10 @@ class EngineSpec(ApiModel):
         default_factory=list
     )
     """Extra command-line arguments appended after the ones the operator derives."""
-    env: Annotated[list[EnvVar], Field(max_length=64)] = Field(default_factory=list)
+    env: Annotated[list[EnvVar], Field(max_length=64), AfterValidator(unique_items)] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     """Extra environment variables for the engine container."""
     port: Annotated[int, Field(ge=1024, le=65535)] = defaults.SERVING_PORT
     """Port of the OpenAI-compatible HTTP API and ``/metrics``."""

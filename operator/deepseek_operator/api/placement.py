@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from deepseek_operator.api.base import ApiModel
-from deepseek_operator.api.validation import PARALLELISM_RULES, Rule
+from deepseek_operator.api.validation import LIST_SET, PARALLELISM_RULES, Rule, unique_items
 
 LabelValue = Annotated[str, Field(max_length=63)]
 
@@ -35,9 +35,11 @@ class Toleration(ApiModel):
 class GpuSelector(ApiModel):
     """Which GPU products a replica may use."""
 
-    products: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=16)] = Field(
-        default_factory=list
-    )
+    products: Annotated[
+        list[Annotated[str, Field(max_length=128)]],
+        Field(max_length=16),
+        AfterValidator(unique_items),
+    ] = Field(default_factory=list, json_schema_extra=LIST_SET)
     """Allowed GPU products, matched against the ``nvidia.com/gpu.product`` node label by
     name tokens: ``H100`` matches ``NVIDIA-H100-80GB-HBM3``, ``A100-80GB`` matches
     ``NVIDIA-A100-SXM4-80GB``. Any product when empty."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from deepseek_operator.api import defaults
 from deepseek_operator.api.base import ApiModel
 from deepseek_operator.api.scaling import Duration
+from deepseek_operator.api.validation import LIST_SET, unique_items
 
 HostName = Annotated[str, Field(max_length=253)]
 
@@ -21,9 +22,13 @@ HostName = Annotated[str, Field(max_length=253)]
 class IstioSpec(ApiModel):
     """Istio routing for the served model."""
 
-    gateways: Annotated[list[HostName], Field(max_length=16)] = Field(default_factory=list)
+    gateways: Annotated[list[HostName], Field(max_length=16), AfterValidator(unique_items)] = Field(
+        default_factory=list, json_schema_extra=LIST_SET
+    )
     """Gateways (``namespace/name``) the VirtualService binds to, besides the mesh."""
-    hosts: Annotated[list[HostName], Field(max_length=16)] = Field(default_factory=list)
+    hosts: Annotated[list[HostName], Field(max_length=16), AfterValidator(unique_items)] = Field(
+        default_factory=list, json_schema_extra=LIST_SET
+    )
     """External host names served through the gateways."""
 
 
@@ -44,9 +49,9 @@ class NetworkPolicySpec(ApiModel):
 
     enabled: bool = True
     """Render a NetworkPolicy admitting only the allowed peers."""
-    allowed_namespaces: Annotated[list[HostName], Field(max_length=32)] = Field(
-        default_factory=list
-    )
+    allowed_namespaces: Annotated[
+        list[HostName], Field(max_length=32), AfterValidator(unique_items)
+    ] = Field(default_factory=list, json_schema_extra=LIST_SET)
     """Namespaces (by name) allowed to call the API, besides the DSD's own namespace and
     the monitoring and istio-system namespaces."""
 

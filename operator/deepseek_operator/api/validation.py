@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import JsonValue
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -113,3 +115,18 @@ def check_strictly_rising(weights: list[int]) -> None:
     """Raise ``ValueError`` unless ``weights`` rise strictly (the CANARY_STEP_RULES rule)."""
     if any(b <= a for a, b in itertools.pairwise(weights)):
         raise ValueError(CANARY_STEP_RULES[0].message + f" (got {weights})")
+
+
+LIST_SET: Final[dict[str, JsonValue]] = {"x-kubernetes-list-type": "set"}
+"""Schema marker: the apiserver rejects duplicate items (and SSA merges items)."""
+
+
+def unique_items(values: list[Any]) -> list[Any]:
+    """Reject duplicate items, as a ``set`` list in the CRD does (pydantic AfterValidator)."""
+    seen: list[Any] = []
+    for value in values:
+        key = getattr(value, "name", value)
+        if key in seen:
+            raise ValueError(f"duplicate entry {key!r}")
+        seen.append(key)
+    return values
