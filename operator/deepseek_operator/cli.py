@@ -4,8 +4,9 @@
 
     deepseek-operator crd [-o yaml|json]
     deepseek-operator plan -f DSD.yaml [--nodes NODES.yaml] [--model-config config.json]
-                           [-o text|json|yaml]
+                           [-n NAMESPACE] [-o text|json|yaml]
     deepseek-operator render -f DSD.yaml [--nodes NODES.yaml] [--model-config config.json]
+                             [-n NAMESPACE]
     deepseek-operator api-docs
     deepseek-operator run [kopf options]        (see deepseek-operator run --help)
 
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
             type=Path,
             help="the checkpoint's config.json, for models outside the catalog",
         )
+        cmd.add_argument(
+            "-n", "--namespace", help="namespace of DSDs that set none (default: default)"
+        )
         if name == "plan":
             cmd.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     sub.add_parser("api-docs", help="print the API reference (docs/api.md)")
@@ -98,8 +102,16 @@ def _plan_text(dsd: DeepSeekDeployment, plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+def _load(args: argparse.Namespace) -> list[DeepSeekDeployment]:
     dsds = load_deployments(args.filename)
+    for dsd in dsds:
+        if args.namespace and "namespace" not in dsd.metadata.model_fields_set:
+            dsd.metadata.namespace = args.namespace
+    return dsds
+
+
+def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    dsds = _load(args)
     inventory = _inventory(args)
     config = load_config(args.model_config) if args.model_config else None
     results: list[dict[str, Any]] = []
@@ -132,7 +144,7 @@ def plan_or_raise(
 
 
 def _cmd_render(args: argparse.Namespace, out: TextIO) -> int:
-    dsds = load_deployments(args.filename)
+    dsds = _load(args)
     inventory = _inventory(args)
     config = load_config(args.model_config) if args.model_config else None
     objects: list[dict[str, Any]] = []

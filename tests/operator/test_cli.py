@@ -82,6 +82,8 @@ def test_render_prints_every_child(tmp_path: Path) -> None:
         "PrometheusRule",
     ]
     assert all("ownerReferences" not in d["metadata"] for d in docs)  # no uid: a preview
+    code, text = _run(["render", "-f", str(SAMPLES / "r1-h200.yaml"), "-n", "serving"])
+    assert {d["metadata"]["namespace"] for d in yaml.safe_load_all(text)} == {"serving"}
 
 
 def test_model_config_for_uncatalogued_models(tmp_path: Path) -> None:
