@@ -31,9 +31,13 @@ class DeepSeekDeploymentSpec(ApiModel):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     """The inference engine and its tuning."""
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
-    """GPU node selection: products, node labels, tolerations, affinity."""
+    """GPU node selection: products, memory, node labels, tolerations, affinity. The planner
+    considers only nodes matching all of it, then picks the pool (product, memory, GPUs per
+    node) that fits best; `kubectl describe dsd` shows why (docs/planner.md)."""
     parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
-    """Sharding of one replica; omitted degrees are planned from the model and the pool."""
+    """Sharding of one replica: tensor (GPUs within a node), pipeline (nodes), expert and
+    data degrees. Omitted degrees are planned from the model's shape and the chosen pool;
+    explicit ones are honoured or rejected with the reason on the Planned condition."""
     replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
     """Fixed replica count (the scale subresource's spec path, so ``kubectl scale dsd``
     works). 1 when neither this nor ``autoscaling`` is set."""
