@@ -11,31 +11,22 @@ the pytest fixtures in ``e2e/conftest.py``.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import yaml
 
-from e2e.devcluster.crds import crd_files, required_crd_names
-from e2e.devcluster.kube import KubectlError, kubectl, kubectl_json
-from e2e.devcluster.pools import COPY_LABEL, POOL_LABEL, load_pools, render_nodes
+from e2e.devcluster.content import install_crds, reconcile_nodes, wait_ready
+from e2e.devcluster.kube import KubectlError, kubectl
+from e2e.devcluster.progress import progress
 from e2e.devcluster.toolchain import Toolchain, cache_dir, ensure_built, toolchain
 
 DEFAULT_NAME = "deepseek-dev"
-_T0 = time.monotonic()
-
-
-def progress(message: str) -> None:
-    """One progress line on stdout with seconds since start (long steps say what they do)."""
-    print(f"[devcluster {time.monotonic() - _T0:6.1f}s] {message}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -191,97 +182,6 @@ def _create(tc: Toolchain, info: ClusterInfo) -> None:
         raise RuntimeError(f"kwokctl create cluster failed:\n{proc.stderr[-4000:]}")
 
 
-def _install_crds(info: ClusterInfo) -> None:
-    existing = {
-        item["metadata"]["name"]
-        for item in kubectl_json(info.kubectl, info.kubeconfig, "get", "crd")["items"]
-    }
-    if set(required_crd_names()) <= existing:
-        return
-    files = crd_files()
-    progress(
-        f"installing {len(files)} third-party CRD files (Istio, prometheus-operator, "
-        "LWS, KEDA, Gateway API)"
-    )
-    args = ["apply", "--server-side", "--force-conflicts", "--field-manager=devcluster"]
-    for f in files:
-        args += ["-f", str(f)]
-    kubectl(info.kubectl, info.kubeconfig, *args, timeout=300)
-    kubectl(
-        info.kubectl,
-        info.kubeconfig,
-        "wait",
-        "--for=condition=Established",
-        "crd",
-        "--all",
-        "--timeout=120s",
-        timeout=150,
-    )
-
-
-def _reconcile_nodes(info: ClusterInfo, pools_file: Path | None, scale: int) -> int:
-    desired = render_nodes(load_pools(pools_file), scale)
-    current = kubectl_json(info.kubectl, info.kubeconfig, "get", "nodes", "-l", POOL_LABEL)
-    have = {n["metadata"]["name"] for n in current["items"]}
-    want = {n["metadata"]["name"] for n in desired}
-    if have - want:
-        copies = ",".join(str(i) for i in range(scale))
-        selector = quote(f"{POOL_LABEL},{COPY_LABEL} notin ({copies})")
-        progress(f"deleting {len(have - want)} nodes not in the pools")
-        kubectl(
-            info.kubectl,
-            info.kubeconfig,
-            "delete",
-            "--raw",
-            f"/api/v1/nodes?labelSelector={selector}",
-            timeout=300,
-        )
-        current = kubectl_json(info.kubectl, info.kubeconfig, "get", "nodes", "-l", POOL_LABEL)
-        have = {n["metadata"]["name"] for n in current["items"]}
-    extra = sorted(have - want)
-    if extra:
-        progress(f"deleting {len(extra)} more nodes not in the pools")
-        kubectl(info.kubectl, info.kubeconfig, "delete", "node", *extra, "--wait=false")
-    missing = [n for n in desired if n["metadata"]["name"] not in have]
-    if missing:
-        progress(f"creating {len(missing)} simulated nodes")
-        doc = {"apiVersion": "v1", "kind": "List", "items": missing}
-        kubectl(
-            info.kubectl, info.kubeconfig, "create", "-f", "-", stdin=json.dumps(doc), timeout=600
-        )
-    return len(desired)
-
-
-def _wait_ready(info: ClusterInfo, count: int, timeout: float = 180) -> None:
-    progress(f"waiting for {count} nodes to be Ready and the default service account")
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = kubectl_json(info.kubectl, info.kubeconfig, "get", "nodes", "-l", POOL_LABEL)
-        ready = sum(
-            1
-            for n in nodes["items"]
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in n.get("status", {}).get("conditions", [])
-            )
-        )
-        sa = kubectl(
-            info.kubectl,
-            info.kubeconfig,
-            "get",
-            "serviceaccount",
-            "default",
-            "-n",
-            "default",
-            check=False,
-        )
-        if ready >= count and sa.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {ready}/{count} nodes Ready after {timeout:.0f}s")
-        time.sleep(1)
-
-
 def ensure_cluster(
     pools_file: Path | None = None,
     scale: int = 1,
@@ -311,9 +211,9 @@ def _ensure(
     else:
         progress(f"reusing healthy cluster {info.name}")
     try:
-        _install_crds(info)
-        count = _reconcile_nodes(info, pools_file, scale)
-        _wait_ready(info, count)
+        install_crds(info.kubectl, info.kubeconfig)
+        count = reconcile_nodes(info.kubectl, info.kubeconfig, pools_file, scale)
+        wait_ready(info.kubectl, info.kubeconfig, count)
     except (KubectlError, TimeoutError) as exc:
         raise RuntimeError(f"cluster {info.name} did not become ready: {exc}") from exc
     progress(f"cluster {info.name} ready; KUBECONFIG={info.kubeconfig}")

@@ -57,6 +57,15 @@ build_tool() {
           done ;;
     *) ldflags="$(k8s_ldflags)" ;;
   esac
+  local pinned
+  case "$tool" in
+    etcd) pinned="go.etcd.io/etcd/server/v3 $version" ;; kwok) pinned="sigs.k8s.io/kwok $version" ;;
+    helm) pinned="helm.sh/helm/v3 $version" ;; *) pinned="k8s.io/kubernetes $version" ;;
+  esac
+  if ! grep -qF "$pinned" "$dir/go.mod"; then
+    echo "build.sh: $dir/go.mod does not require $pinned: run e2e/toolchain/gen-modules.sh" >&2
+    exit 2
+  fi
   mapfile -t pkgs < <(awk '$1 == "tool" {print $2}' "$dir/go.mod")
   tmp="$out.tmp.$$"; rm -rf "$tmp"; mkdir -p "$tmp"
   t0=$SECONDS
@@ -88,7 +97,7 @@ mkdir -p "$bin_root"
 # One build at a time on this machine (parallel `make test` runs share the cache).
 exec 9>"$bin_root/.build.lock"
 if ! flock -n 9; then log "another build.sh holds $bin_root/.build.lock: waiting"; flock 9; fi
-log "building ${tools[*]} into $bin_root (GOFLAGS=$GOFLAGS)"
+log "building ${tools[*]} into $bin_root ($(go version | cut -d' ' -f3), GOFLAGS=$GOFLAGS)"
 for t in "${tools[@]}"; do
   if [[ $t == crds ]]; then fetch_crd_modules; else build_tool "$t"; fi
 done
