@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from deepseek_runtime.kernels.fp8 import FP8_DTYPE, dequantize_fp8_blocks
+from deepseek_runtime.kernels.fp8 import FP8_DTYPE, Fp8Weight, dequantize_fp8_blocks
+from deepseek_runtime.kernels.linear import Weight
 
 INDEX_FILE = "model.safetensors.index.json"
 
@@ -35,10 +36,12 @@ class WeightStore:
         model_dir: str | Path,
         dtype: torch.dtype = torch.float32,
         fp8_block: tuple[int, int] = (128, 128),
+        keep_fp8: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.dtype = dtype
         self.fp8_block = fp8_block
+        self.keep_fp8 = keep_fp8
         self._files: dict[str, Path] = {}
         self._stack = ExitStack()
         self._handles: dict[Path, Any] = {}
@@ -114,3 +117,24 @@ class WeightStore:
             except ValueError as exc:
                 raise CheckpointError(f"tensor {scale_name!r}: {exc}") from None
         return tensor.to(target)
+
+    def get_linear(self, name: str, shape: tuple[int, int]) -> Weight:
+        """A linear weight: kept as :class:`Fp8Weight` when stored in FP8 and ``keep_fp8``."""
+        if not self.keep_fp8 or self.raw(name).dtype != FP8_DTYPE:
+            return self.get(name, shape)
+        dense_check = self.raw(name)
+        if tuple(dense_check.shape) != tuple(shape):
+            raise CheckpointError(
+                f"tensor {name!r} has shape {tuple(dense_check.shape)}, expected {tuple(shape)}"
+            )
+        scale_name = f"{name}_scale_inv"
+        if not self.has(scale_name):
+            raise CheckpointError(f"FP8 tensor {name!r} has no {scale_name!r}")
+        scale = self.raw(scale_name).float()
+        (bo, bi), (rows, cols) = self.fp8_block, shape
+        want = ((rows + bo - 1) // bo, (cols + bi - 1) // bi)
+        if tuple(scale.shape) != want:
+            raise CheckpointError(
+                f"tensor {scale_name!r} has shape {tuple(scale.shape)}, expected {want}"
+            )
+        return Fp8Weight(dense_check, scale, self.fp8_block, self.dtype)

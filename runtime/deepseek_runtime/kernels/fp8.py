@@ -9,6 +9,8 @@ Called by the checkpoint loader (dequantize at load) and by ``make_tiny`` (quant
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 FP8_DTYPE = torch.float8_e4m3fn
@@ -60,3 +62,39 @@ def quantize_fp8_blocks(
     expanded = _expand_scales(scale_inv, weight.shape, block)
     quantized = (weight.float() / expanded).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
     return quantized, scale_inv
+
+
+@dataclass(frozen=True, slots=True)
+class Fp8Weight:
+    """A linear weight kept in FP8 with its block scales (for block-scaled GEMM kernels).
+
+    The CPU reference dequantizes on use; a CUDA kernel would consume ``data`` and
+    ``scale_inv`` directly.
+    """
+
+    data: torch.Tensor  # [out, in] float8_e4m3fn
+    scale_inv: torch.Tensor  # [ceil(out / bo), ceil(in / bi)] fp32
+    block: tuple[int, int]
+    dtype: torch.dtype  # compute dtype
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.data.shape
+
+    def dequantize(self) -> torch.Tensor:
+        return dequantize_fp8_blocks(self.data, self.scale_inv, self.block, self.dtype)
+
+    def concat_rows(self, other: Fp8Weight) -> Fp8Weight | None:
+        """``[self; other]`` stacked by rows, or None when the rows do not align to blocks."""
+        if (
+            self.block != other.block
+            or self.shape[0] % self.block[0]
+            or self.shape[1] != other.shape[1]
+        ):
+            return None
+        return Fp8Weight(
+            torch.cat((self.data, other.data)),
+            torch.cat((self.scale_inv, other.scale_inv)),
+            self.block,
+            self.dtype,
+        )

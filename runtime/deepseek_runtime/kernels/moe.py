@@ -11,17 +11,19 @@ over all of its tokens, instead of looping over tokens::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from deepseek_runtime.kernels.linear import linear, silu_and_mul
+from deepseek_runtime.kernels.linear import Weight, linear, silu_and_mul
 
 
 def fused_moe(
     x: torch.Tensor,
     topk_ids: torch.Tensor,
     topk_weights: torch.Tensor,
-    w_gate_up: torch.Tensor,
-    w_down: torch.Tensor,
+    w_gate_up: Sequence[Weight] | torch.Tensor,
+    w_down: Sequence[Weight] | torch.Tensor,
 ) -> torch.Tensor:
     """Mixture-of-experts forward.
 
@@ -29,8 +31,9 @@ def fused_moe(
         x: ``[N, hidden]`` token activations.
         topk_ids: ``[N, K]`` chosen expert ids.
         topk_weights: ``[N, K]`` routing weights (already scaled).
-        w_gate_up: ``[E, 2 * inter, hidden]``, gate rows first then up rows.
-        w_down: ``[E, hidden, inter]``.
+        w_gate_up: per expert ``[2 * inter, hidden]``, gate rows first then up rows
+            (a stacked ``[E, 2 * inter, hidden]`` tensor or a sequence of weights).
+        w_down: per expert ``[hidden, inter]``.
 
     Returns:
         ``[N, hidden]``: the weighted sum of the chosen experts' outputs.
@@ -38,8 +41,7 @@ def fused_moe(
     n_tokens, k = topk_ids.shape
     if n_tokens == 0:
         return torch.zeros_like(x)
-    num_experts = w_gate_up.shape[0]
-    inter = w_down.shape[2]
+    num_experts = len(w_gate_up)
     flat_ids = topk_ids.reshape(-1)
     order = torch.argsort(flat_ids, stable=True)
     counts = torch.bincount(flat_ids, minlength=num_experts).tolist()
@@ -52,6 +54,7 @@ def fused_moe(
         end = start + count
         rows = x.index_select(0, token_of[start:end])
         gate_up = linear(rows, w_gate_up[expert])
+        inter = gate_up.shape[1] // 2
         hidden = silu_and_mul(gate_up[:, :inter], gate_up[:, inter:])
         y_sorted[start:end] = linear(hidden, w_down[expert])
         start = end

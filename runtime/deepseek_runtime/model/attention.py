@@ -18,7 +18,7 @@ import torch
 
 from deepseek_runtime.checkpoint.config import DeepseekConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
-from deepseek_runtime.kernels.linear import linear
+from deepseek_runtime.kernels.linear import Weight, linear
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, paged_mla_attention
 from deepseek_runtime.model.norm import RMSNorm
 from deepseek_runtime.model.rope import RotaryEmbedding
@@ -41,21 +41,23 @@ class MLAAttention:
         self.scale = c.softmax_scale()
         hidden, bias = c.hidden_size, c.attention_bias
         q_out = self.n_heads * c.qk_head_dim
-        self.q_proj: torch.Tensor | None = None
-        self.q_a_proj: torch.Tensor | None = None
+        self.q_proj: Weight | None = None
+        self.q_a_proj: Weight | None = None
         self.q_a_bias: torch.Tensor | None = None
         self.q_a_norm: RMSNorm | None = None
-        self.q_b_proj: torch.Tensor | None = None
+        self.q_b_proj: Weight | None = None
         if c.q_lora_rank is None:
-            self.q_proj = store.get(f"{prefix}.q_proj.weight", (q_out, hidden))
+            self.q_proj = store.get_linear(f"{prefix}.q_proj.weight", (q_out, hidden))
         else:
-            self.q_a_proj = store.get(f"{prefix}.q_a_proj.weight", (c.q_lora_rank, hidden))
+            self.q_a_proj = store.get_linear(f"{prefix}.q_a_proj.weight", (c.q_lora_rank, hidden))
             self.q_a_bias = _maybe_bias(store, f"{prefix}.q_a_proj", c.q_lora_rank, bias)
             self.q_a_norm = RMSNorm.load(
                 store, f"{prefix}.q_a_layernorm", c.q_lora_rank, LORA_NORM_EPS
             )
-            self.q_b_proj = store.get(f"{prefix}.q_b_proj.weight", (q_out, c.q_lora_rank))
-        self.kv_a_proj = store.get(f"{prefix}.kv_a_proj_with_mqa.weight", (c.latent_dim, hidden))
+            self.q_b_proj = store.get_linear(f"{prefix}.q_b_proj.weight", (q_out, c.q_lora_rank))
+        self.kv_a_proj = store.get_linear(
+            f"{prefix}.kv_a_proj_with_mqa.weight", (c.latent_dim, hidden)
+        )
         self.kv_a_bias = _maybe_bias(store, f"{prefix}.kv_a_proj_with_mqa", c.latent_dim, bias)
         self.kv_a_norm = RMSNorm.load(store, f"{prefix}.kv_a_layernorm", self.rank, LORA_NORM_EPS)
         kv_b = store.get(
@@ -63,7 +65,9 @@ class MLAAttention:
         ).view(self.n_heads, self.nope + self.v_dim, self.rank)
         self.w_uk = kv_b[:, : self.nope, :].contiguous()  # [H, nope, R]
         self.w_uv = kv_b[:, self.nope :, :].contiguous()  # [H, v, R]
-        self.o_proj = store.get(f"{prefix}.o_proj.weight", (hidden, self.n_heads * self.v_dim))
+        self.o_proj = store.get_linear(
+            f"{prefix}.o_proj.weight", (hidden, self.n_heads * self.v_dim)
+        )
         self.o_bias = _maybe_bias(store, f"{prefix}.o_proj", hidden, bias)
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import torch
 
 from deepseek_runtime.checkpoint.weights import WeightStore
-from deepseek_runtime.kernels.linear import linear, silu_and_mul
+from deepseek_runtime.kernels.linear import concat_rows, linear, silu_and_mul
 
 
 class DenseMLP:
     """``down(silu(gate(x)) * up(x))`` with ``gate``/``up`` fused into one GEMM."""
 
     def __init__(self, store: WeightStore, prefix: str, hidden: int, inter: int) -> None:
-        gate = store.get(f"{prefix}.gate_proj.weight", (inter, hidden))
-        up = store.get(f"{prefix}.up_proj.weight", (inter, hidden))
-        self.gate_up = torch.cat((gate, up), dim=0)
-        self.down = store.get(f"{prefix}.down_proj.weight", (hidden, inter))
+        gate = store.get_linear(f"{prefix}.gate_proj.weight", (inter, hidden))
+        up = store.get_linear(f"{prefix}.up_proj.weight", (inter, hidden))
+        self.gate_up = concat_rows(gate, up)
+        self.down = store.get_linear(f"{prefix}.down_proj.weight", (hidden, inter))
         self.inter = inter
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

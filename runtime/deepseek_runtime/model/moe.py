@@ -19,11 +19,13 @@ normalises for V2, and every released V2 config has it off) times ``routed_scali
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from deepseek_runtime.checkpoint.config import DeepseekConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
-from deepseek_runtime.kernels.linear import linear
+from deepseek_runtime.kernels.linear import Weight, concat_rows, linear
 from deepseek_runtime.kernels.moe import fused_moe
 from deepseek_runtime.model.mlp import DenseMLP
 
@@ -107,15 +109,16 @@ class MoE:
 
 def _load_experts(
     store: WeightStore, prefix: str, experts: int, hidden: int, inter: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack per-expert weights (DeepSeek layout) or read transformers' fused 3-D layout."""
+) -> tuple[Sequence[Weight] | torch.Tensor, Sequence[Weight] | torch.Tensor]:
+    """Per-expert weights (DeepSeek layout) or transformers' fused 3-D layout."""
     if store.has(f"{prefix}.gate_up_proj"):
         gate_up = store.get(f"{prefix}.gate_up_proj", (experts, 2 * inter, hidden))
         return gate_up, store.get(f"{prefix}.down_proj", (experts, hidden, inter))
-    gate_up_list, down_list = [], []
+    gate_up_list: list[Weight] = []
+    down_list: list[Weight] = []
     for e in range(experts):
-        gate = store.get(f"{prefix}.{e}.gate_proj.weight", (inter, hidden))
-        up = store.get(f"{prefix}.{e}.up_proj.weight", (inter, hidden))
-        gate_up_list.append(torch.cat((gate, up), dim=0))
-        down_list.append(store.get(f"{prefix}.{e}.down_proj.weight", (hidden, inter)))
-    return torch.stack(gate_up_list), torch.stack(down_list)
+        gate = store.get_linear(f"{prefix}.{e}.gate_proj.weight", (inter, hidden))
+        up = store.get_linear(f"{prefix}.{e}.up_proj.weight", (inter, hidden))
+        gate_up_list.append(concat_rows(gate, up))
+        down_list.append(store.get_linear(f"{prefix}.{e}.down_proj.weight", (hidden, inter)))
+    return gate_up_list, down_list

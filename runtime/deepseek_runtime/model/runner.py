@@ -87,18 +87,23 @@ class ModelRunner:
         num_blocks: int | None = None,
         kv_cache_memory_bytes: int | None = None,
         config_overrides: dict[str, Any] | None = None,
+        keep_fp8: bool = False,
     ) -> ModelRunner:
         """Load a Hugging Face checkpoint and allocate the KV cache.
 
         The cache holds ``num_blocks`` blocks if given, else as many as fit in
         ``kv_cache_memory_bytes`` (default 256 MiB). ``config_overrides`` replace
         ``config.json`` fields (e.g. the runtime switches ``router_group_mask`` and
-        ``yarn_softmax_mscale``).
+        ``yarn_softmax_mscale``). FP8 checkpoints are dequantized to ``dtype`` at load
+        unless ``keep_fp8``, which keeps linear weights in FP8 with their block scales
+        (less memory; the CPU reference dequantizes on use).
         """
         if device != "cpu":
             raise ValueError(f"device {device!r}: only 'cpu' is supported by the reference kernels")
         config = load_config(model_dir, config_overrides)
-        with WeightStore(model_dir, dtype=dtype, fp8_block=config.fp8_block) as store:
+        with WeightStore(
+            model_dir, dtype=dtype, fp8_block=config.fp8_block, keep_fp8=keep_fp8
+        ) as store:
             model = DeepseekModel(config, store)
         per_block = cls.bytes_per_block(config, block_size, dtype)
         if num_blocks is None:

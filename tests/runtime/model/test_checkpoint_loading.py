@@ -13,7 +13,13 @@ from ds_model_helpers import BlockAllocator, rewrite_tensor, run_prefill_then_de
 from deepseek_runtime.checkpoint.config import ConfigError, load_config
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.checkpoint.weights import INDEX_FILE, CheckpointError
-from deepseek_runtime.kernels.fp8 import FP8_DTYPE, dequantize_fp8_blocks, quantize_fp8_blocks
+from deepseek_runtime.kernels.fp8 import (
+    FP8_DTYPE,
+    Fp8Weight,
+    dequantize_fp8_blocks,
+    quantize_fp8_blocks,
+)
+from deepseek_runtime.model.moe import MoE
 from deepseek_runtime.model.runner import ModelRunner
 
 pytestmark = pytest.mark.unit
@@ -147,3 +153,20 @@ def test_fp8_block_quantization_round_trip() -> None:
     assert (back - w).abs().max() <= 0.07 * w.abs().max()
     with pytest.raises(ValueError, match="weight_scale_inv"):
         dequantize_fp8_blocks(q, scale[:2], (32, 128))
+
+
+@pytest.mark.parametrize("block", [32, 128])
+def test_fp8_kept_quantized_matches_dequantized_at_load(tmp_path: Path, block: int) -> None:
+    path = make_tiny_checkpoint(tmp_path / "k", "v3", seed=8, fp8=True, fp8_block=block)
+    dense = ModelRunner.from_pretrained(path, block_size=4, num_blocks=16)
+    kept = ModelRunner.from_pretrained(path, block_size=4, num_blocks=16, keep_fp8=True)
+    attn = kept.model.layers[1].attn
+    assert isinstance(attn.o_proj, Fp8Weight) and attn.o_proj.data.dtype == FP8_DTYPE
+    moe = kept.model.layers[1].mlp
+    assert isinstance(moe, MoE) and isinstance(moe.w_down[0], Fp8Weight)
+    # gate and up fuse into one FP8 weight when the rows align to the scale blocks
+    assert isinstance(moe.w_gate_up[0], Fp8Weight) == (block == 32)
+    alloc = BlockAllocator(16, 4)
+    a = torch.stack(run_prefill_then_decode(dense, IDS, 5, alloc))
+    b = torch.stack(run_prefill_then_decode(kept, IDS, 5, BlockAllocator(16, 4)))
+    assert (a - b).abs().max().item() < 1e-5
