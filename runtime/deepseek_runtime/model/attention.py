@@ -1,4 +1,4 @@
-"""Multi-head Latent Attention (MLA) over the paged latent cache, weight-absorbed.
+"""Multi-head Latent Attention (MLA) over the paged latent cache.
 
 Called by :class:`~deepseek_runtime.model.deepseek.DecoderLayer`. Per token::
 
@@ -6,10 +6,11 @@ Called by :class:`~deepseek_runtime.model.deepseek.DecoderLayer`. Per token::
     c, kpe = kv_a_proj_with_mqa(x)  -> norm(c), rope(kpe)  (cached: [c | kpe])
     kv_b   = [W_uk (nope rows) ; W_uv (v rows)] per head, applied to c
 
-Instead of expanding every cached ``c`` into per-head K and V, the query is absorbed:
-``q_lat = q_nope @ W_uk`` and attention runs in latent space; the output is mapped back
-with ``W_uv`` (``q_nope . (W_uk c) == (q_nope W_uk) . c``), the same numbers up to float
-rounding. The new tokens' latents are written into the cache before attention reads it.
+Only the latent ``[c | kpe]`` is cached. The attention kernel either absorbs ``W_uk`` /
+``W_uv`` into the query and output (decode: nothing is expanded per cached token) or
+expands the chunk's context once (long prefill chunks), whichever costs less; both give
+the same numbers up to float rounding. The new tokens' latents are written into the cache
+before attention reads it.
 """
 
 from __future__ import annotations
@@ -94,8 +95,7 @@ class MLAAttention:
         q_pe = rope.apply(q_pe, cos, sin)
         k_pe = rope.apply(kv[:, self.rank :], cos, sin)
         cache[meta.slot_mapping] = torch.cat((c_kv, k_pe), dim=-1).to(cache.dtype)
-        q_lat = torch.einsum("thn,hnr->thr", q_nope, self.w_uk)
-        q_full = torch.cat((q_lat, q_pe), dim=-1).to(cache.dtype)
-        out_lat = paged_mla_attention(q_full, cache, meta, self.scale, self.rank).to(x.dtype)
-        out = torch.einsum("thr,hvr->thv", out_lat, self.w_uv).reshape(n_tokens, -1)
-        return linear(out, self.o_proj, self.o_bias)
+        out = paged_mla_attention(
+            q_nope, q_pe, cache, meta, scale=self.scale, w_uk=self.w_uk, w_uv=self.w_uv
+        )
+        return linear(out.reshape(n_tokens, -1), self.o_proj, self.o_bias)
