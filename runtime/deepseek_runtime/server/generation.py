@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..engine.api import AsyncEngine, FinishReason, RequestOutput, SamplingParams, TokenLogprob
 from .content_filter import ContentFilter
@@ -51,7 +51,7 @@ class _Seq:
     done: bool = False
     completion_tokens: int = 0
     finish_reason: str | None = None
-    extra: list[str] = field(default_factory=list)
+    queue_time: float | None = None
 
 
 class Generation:
@@ -114,6 +114,9 @@ class Generation:
 
     def _filter_update(self, index: int, seq: _Seq, out: RequestOutput) -> Update:
         seq.timer.on_tokens(len(out.new_token_ids))
+        queued = getattr(out, "queue_time", None)  # reported by engines that know it
+        if isinstance(queued, float | int):
+            seq.queue_time = float(queued)
         seq.completion_tokens = out.completion_tokens
         text = out.text
         reason = out.finish_reason.value if out.finish_reason is not None else None
@@ -124,7 +127,7 @@ class Generation:
         if finished:
             seq.done = True
             seq.finish_reason = reason
-            seq.timer.finish(reason, seq.completion_tokens)
+            seq.timer.finish(reason, seq.completion_tokens, seq.queue_time)
         return Update(index, text, list(out.new_token_ids), list(out.logprobs), finished, reason,
                       seq.completion_tokens, out.error)
 

@@ -97,8 +97,8 @@ class ServerMetrics:
         self.e2e = Histogram("vllm:e2e_request_latency_seconds", "End-to-end request latency.",
                              m, buckets=E2E_BUCKETS, registry=r).labels(model_name)
         self.queue = Histogram("vllm:request_queue_time_seconds",
-                               "Time from arrival until the engine produced the first output "
-                               "minus the first step (waiting time).", m,
+                               "Time a request waited before its first scheduling step "
+                               "(observed when the engine reports it).", m,
                                buckets=E2E_BUCKETS, registry=r).labels(model_name)
         self.req_prompt = Histogram("vllm:request_prompt_tokens", "Prompt tokens per request.",
                                     m, buckets=TOKEN_BUCKETS, registry=r).labels(model_name)

@@ -102,3 +102,22 @@ def test_audit_log_has_no_key_and_redacted_prompt(secured: tuple[ServerProcess, 
     assert "[CARD]" in last["prompt"] and "[PHONE]" in last["prompt"]
     assert any(e["status"] == 429 for e in entries)
     assert any(e["status"] == 400 for e in entries)
+
+
+def test_content_filter_on_outputs(tiny_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "policy.json").write_text(json.dumps({
+        "regex": [{"name": "anything", "pattern": "[a-z]"}], "apply_to_prompts": False}))
+    proc = ServerProcess(tiny_model, args=["--content-filter", str(tmp_path / "policy.json")])
+    proc.start(tmp_path)
+    try:
+        client = _client(proc, "unused")
+        r = client.completions.create(model="tiny-v3", prompt="hello", max_tokens=40,
+                                      extra_body={"ignore_eos": True})
+        assert r.choices[0].finish_reason == "content_filter"
+        assert not any(c.isalpha() and c.islower() and c.isascii() for c in r.choices[0].text)
+        chunks = list(client.chat.completions.create(
+            model="tiny-v3", messages=[{"role": "user", "content": "hi"}], max_tokens=40,
+            stream=True, extra_body={"ignore_eos": True}))
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
+    finally:
+        proc.stop()

@@ -208,3 +208,15 @@ def test_engine_option_mappings() -> None:
     assert tp["max_tokens"] == 9 and tp["stop"] == ["a"] and tp["top_k"] == -1
     nk = engine_kwargs(ServerConfig(model="m", max_waiting=5), "cpu")
     assert nk["dtype"] == "float32" and nk["max_waiting"] == 5 and nk["device"] == "cpu"
+
+
+def test_missing_engine_package_says_what_to_install() -> None:
+    import importlib.util  # noqa: PLC0415
+
+    from deepseek_runtime.backends import EngineUnavailable, check_available  # noqa: PLC0415
+
+    check_available(ServerConfig(model="m"))  # native: torch is here
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    with pytest.raises(EngineUnavailable, match=r"pip install .*vllm"):
+        check_available(ServerConfig(model="m", engine="vllm"))
