@@ -47,6 +47,76 @@ def load_samples(files: list[Path]) -> list[dict[str, Any]]:
     return docs
 
 
+def _refs(node: Any, key: str) -> list[dict[str, Any]]:
+    """Every ``{key: {name, key?}}`` reference anywhere under ``node``."""
+    out: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key and isinstance(v, dict) and "name" in v:
+                out.append(v)
+            else:
+                out += _refs(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            out += _refs(item, key)
+    return out
+
+
+def create_referenced_config(kube: Kube, docs: list[dict[str, Any]]) -> None:
+    """Placeholder Secrets / ConfigMaps the samples reference (tokens, API keys, policy)."""
+    for doc in docs:
+        for ref in _refs(doc, "secretRef") + _refs(doc, "apiKeysSecretRef"):
+            kube(
+                "create",
+                "secret",
+                "generic",
+                ref["name"],
+                "-n",
+                NAMESPACE,
+                f"--from-literal={ref.get('key') or 'token'}=demo-placeholder",
+                check=False,
+            )
+        for ref in _refs(doc, "configMapRef"):
+            kube(
+                "create",
+                "configmap",
+                ref["name"],
+                "-n",
+                NAMESPACE,
+                f"--from-literal={ref.get('key') or 'policy'}=demo-placeholder",
+                check=False,
+            )
+
+
+def bind_pending_claims(kube: Kube) -> int:
+    """Statically provision a PV for each Pending PVC (the local cluster has no provisioner).
+
+    Stands in for the shared NFS/RWX weight cache a real cluster provides; the PV is
+    pre-bound to its claim with ``claimRef``. Returns the number of PVs created.
+    """
+    created = 0
+    for pvc in kube.json("get", "pvc", "-n", NAMESPACE)["items"]:
+        if (pvc.get("status") or {}).get("phase") != "Pending":
+            continue
+        name = f"demo-{NAMESPACE}-{pvc['metadata']['name']}"[:63]
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name, "labels": {"deepseek.ai/demo": "true"}},
+            "spec": {
+                "capacity": {"storage": pvc["spec"]["resources"]["requests"]["storage"]},
+                "accessModes": pvc["spec"].get("accessModes", ["ReadWriteOnce"]),
+                "storageClassName": pvc["spec"].get("storageClassName") or "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": f"/var/cache/deepseek-demo/{name}"},
+                "claimRef": {"namespace": NAMESPACE, "name": pvc["metadata"]["name"]},
+            },
+        }
+        if kube.apply(pv, check=False).returncode == 0:
+            created += 1
+    return created
+
+
 def settled(obj: dict[str, Any]) -> bool:
     """Ready, or as far as this cluster can take it (plan failed / waiting on LWS)."""
     planned = condition(obj, "Planned")
@@ -128,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         docs = load_samples(sample_files())
         names = [d["metadata"]["name"] for d in docs]
         print(f"applying {len(docs)} DeepSeekDeployments: {', '.join(names)}")
+        create_referenced_config(kube, docs)
         kube.apply(docs, NAMESPACE)
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
+            bind_pending_claims(kube)
             objs = [kube.json("get", "dsd", n, "-n", NAMESPACE) for n in names]
             if all(settled(o) for o in objs):
                 break
