@@ -31,7 +31,8 @@ log = logging.getLogger("deepseek_runtime.server")
 class JsonFormatter(logging.Formatter):
     """One JSON object per log line (time, level, logger, message, extras)."""
 
-    _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
+    _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+        "message", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -87,6 +87,20 @@ def test_disconnect_mid_stream_aborts(server: ServerProcess) -> None:
             or 0) >= 1
 
 
+def test_disconnect_while_waiting_for_a_whole_answer_aborts(server: ServerProcess) -> None:
+    total_before, _, _ = _wait_idle(server)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/completions", timeout=1.0, json={
+            "model": "tiny-v3", "prompt": "long", "max_tokens": 2000, "ignore_eos": True})
+    deadline = time.monotonic() + 3  # 2000 tokens take far longer than this
+    while True:
+        total, free, running = _blocks(server)
+        if running == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert running == 0 and free == total_before == total
+
+
 def test_sigterm_drains_then_exits_zero(tiny_model: Path, tmp_path: Path) -> None:
     proc = ServerProcess(tiny_model, args=["--drain-timeout", "60"])
     proc.start(tmp_path)
