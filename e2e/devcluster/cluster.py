@@ -179,7 +179,11 @@ def _create(tc: Toolchain, info: ClusterInfo) -> None:
         timeout=400,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"kwokctl create cluster failed:\n{proc.stderr[-4000:]}")
+        logs = "".join(
+            f"\n--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-1500:]}"
+            for log in sorted((info.workdir / "logs").glob("*.log"))
+        )
+        raise RuntimeError(f"kwokctl create cluster failed:\n{proc.stderr[-4000:]}{logs}")
 
 
 def ensure_cluster(
