@@ -42,9 +42,10 @@ class PagedAttentionMetadata:
 
     slot_mapping: torch.Tensor  # [T] long: the cache slot each new token is written to
     decode_query_idx: torch.Tensor  # [B] long: query rows of single-token chunks
-    decode_slots: torch.Tensor  # [B, Lmax] long, padded with slot 0
-    decode_valid: torch.Tensor  # [B, Lmax] bool
+    decode_blocks: torch.Tensor  # [B, max_blocks] long: block tables, padded with block 0
+    decode_valid: torch.Tensor  # [B, max_blocks * block_size] bool: slot holds context
     prefills: tuple[PrefillSpan, ...]
+    block_size: int
 
 
 def _softmax(scores: torch.Tensor, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -94,7 +95,9 @@ def paged_mla_attention(
         rows = meta.decode_query_idx
         q_lat = torch.einsum("bhn,hnr->bhr", q_nope.index_select(0, rows), w_uk)
         q = torch.cat((q_lat, q_pe.index_select(0, rows)), dim=-1).to(dtype) * scale
-        keys = cache[meta.decode_slots]  # [B, L, R + P]
+        # gather whole blocks (contiguous rows), not single slots
+        blocks = cache.view(-1, meta.block_size, cache.shape[-1])[meta.decode_blocks]
+        keys = blocks.flatten(1, 2)  # [B, max_blocks * block_size, R + P]
         probs = _softmax(torch.bmm(q, keys.transpose(1, 2)), meta.decode_valid.unsqueeze(1), dtype)
         latent = torch.bmm(probs, keys[..., :rank]).to(w_uv.dtype)
         out[rows] = torch.einsum("bhr,hvr->bhv", latent, w_uv)

@@ -145,42 +145,44 @@ class ModelRunner:
         bs = self.block_size
         tokens: list[int] = []
         positions: list[int] = []
-        slots: list[torch.Tensor] = []
+        slots: list[int] = []
         last_rows: list[int] = []
         decode_rows: list[int] = []
-        decode_ctx: list[torch.Tensor] = []
+        decode_tables: list[list[int]] = []
+        decode_lens: list[int] = []
         prefills: list[PrefillSpan] = []
         for i, chunk in enumerate(chunks):
             n = len(chunk.token_ids)
             end = chunk.start_pos + n
             self._validate(i, chunk, end)
-            table = torch.tensor(chunk.block_table[: (end + bs - 1) // bs], dtype=torch.long)
-            pos = torch.arange(end, dtype=torch.long)
-            ctx_slots = table[pos // bs] * bs + pos % bs  # slots of positions 0 .. end-1
+            table = chunk.block_table[: (end + bs - 1) // bs]
             q_start = len(tokens)
             tokens.extend(chunk.token_ids)
             positions.extend(range(chunk.start_pos, end))
-            slots.append(ctx_slots[chunk.start_pos :])
+            slots.extend(table[p // bs] * bs + p % bs for p in range(chunk.start_pos, end))
             last_rows.append(q_start + n - 1)
             if n == 1:
                 decode_rows.append(q_start)
-                decode_ctx.append(ctx_slots)
+                decode_tables.append(table)
+                decode_lens.append(end)
             else:
-                q_pos = torch.arange(chunk.start_pos, end).unsqueeze(1)
-                mask = pos.unsqueeze(0) <= q_pos  # [n, end]
+                pos = torch.arange(end)
+                ctx_slots = torch.tensor(table, dtype=torch.long)[pos // bs] * bs + pos % bs
+                mask = pos.unsqueeze(0) <= torch.arange(chunk.start_pos, end).unsqueeze(1)
                 prefills.append(PrefillSpan(q_start, q_start + n, ctx_slots, mask))
-        longest = max((len(c) for c in decode_ctx), default=0)
-        decode_slots = torch.zeros(len(decode_ctx), longest, dtype=torch.long)
-        decode_valid = torch.zeros(len(decode_ctx), longest, dtype=torch.bool)
-        for row, ctx in enumerate(decode_ctx):
-            decode_slots[row, : len(ctx)] = ctx
-            decode_valid[row, : len(ctx)] = True
+        width = max((len(t) for t in decode_tables), default=0)
+        decode_blocks = torch.tensor(
+            [t + [0] * (width - len(t)) for t in decode_tables], dtype=torch.long
+        ).view(len(decode_tables), width)
+        lens = torch.tensor(decode_lens, dtype=torch.long)
+        decode_valid = torch.arange(width * bs).unsqueeze(0) < lens.unsqueeze(1)
         meta = PagedAttentionMetadata(
-            slot_mapping=torch.cat(slots),
+            slot_mapping=torch.tensor(slots, dtype=torch.long),
             decode_query_idx=torch.tensor(decode_rows, dtype=torch.long),
-            decode_slots=decode_slots,
+            decode_blocks=decode_blocks,
             decode_valid=decode_valid,
             prefills=tuple(prefills),
+            block_size=bs,
         )
         return (
             torch.tensor(tokens, dtype=torch.long),

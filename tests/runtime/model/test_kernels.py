@@ -46,18 +46,20 @@ def test_prefill_forms_and_decode_match_naive_attention(form: str) -> None:
     heads, nope, rope, rank, v_dim = 3, 8, 4, 12, 6
     w_uk = torch.randn(heads, nope, rank, generator=g)
     w_uv = torch.randn(heads, v_dim, rank, generator=g)
-    cache = torch.randn(40, rank + rope, generator=g)
-    slots = torch.randperm(40, generator=g)[:17]  # sequence of 17 tokens, scattered slots
+    cache = torch.randn(40, rank + rope, generator=g)  # 10 blocks of 4 slots
+    table = torch.tensor([7, 2, 9, 0, 5])  # a sequence of 17 tokens in scattered blocks
+    pos = torch.arange(17)
+    slots = table[pos // 4] * 4 + pos % 4
     # query rows: a chunk of positions 10..16 (7 tokens), then a decode at position 5
     q_nope = torch.randn(8, heads, nope, generator=g)
     q_pe = torch.randn(8, heads, rope, generator=g)
-    pos = torch.arange(17)
     meta = PagedAttentionMetadata(
         slot_mapping=torch.cat((slots[10:17], slots[5:6])),
         decode_query_idx=torch.tensor([7]),
-        decode_slots=torch.cat((slots[:6], slots[:3])).view(1, 9),
-        decode_valid=torch.tensor([[True] * 6 + [False] * 3]),
+        decode_blocks=table[:2].view(1, 2),
+        decode_valid=torch.tensor([[True] * 6 + [False] * 2]),
         prefills=(PrefillSpan(0, 7, slots, pos.unsqueeze(0) <= torch.arange(10, 17)[:, None]),),
+        block_size=4,
     )
     out = paged_mla_attention(
         q_nope, q_pe, cache, meta, scale=0.3, w_uk=w_uk, w_uv=w_uv, prefill_form=form
