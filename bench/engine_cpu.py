@@ -19,6 +19,7 @@ import json
 import random
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -179,6 +180,7 @@ def main() -> None:
     engine.generate([[5, 6, 7, 8]], SamplingParams(max_tokens=2, temperature=0))  # warm-up
     engine.num_steps = 0
     ours = run_ours(engine, workload)
+    print(f"ours: {ours['tokens_per_s']:.1f} tok/s in {ours['seconds']:.1f}s", file=sys.stderr)
     rss_ours = peak_rss_mib()
     result: dict[str, Any] = {
         "requests": len(workload),

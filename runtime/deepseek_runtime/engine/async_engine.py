@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from deepseek_runtime.engine.api import (
     AsyncEngine,
@@ -39,7 +40,7 @@ class QueueFullError(EngineError):
 class NativeAsyncEngine(AsyncEngine):
     """Our continuous-batching engine behind the :class:`AsyncEngine` interface."""
 
-    def __init__(self, engine: LLMEngine, *, tokenizer: object | None = None) -> None:
+    def __init__(self, engine: LLMEngine, *, tokenizer: Any | None = None) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self._streams: dict[str, asyncio.Queue[RequestOutput]] = {}
@@ -52,11 +53,43 @@ class NativeAsyncEngine(AsyncEngine):
         self._closed = False
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | Path, **kwargs: object) -> NativeAsyncEngine:
-        """Load a Hugging Face checkpoint directory; see :func:`build_engine` for options."""
+    def from_model_dir(
+        cls,
+        model_dir: str | Path,
+        *,
+        dtype: str = "float32",
+        device: str = "cpu",
+        max_model_len: int | None = None,
+        max_num_seqs: int = 256,
+        max_num_batched_tokens: int = 2048,
+        block_size: int = 16,
+        num_blocks: int | None = None,
+        kv_cache_memory_bytes: int | None = None,
+        enable_prefix_caching: bool = True,
+        max_waiting: int = 1024,
+        seed: int | None = None,
+    ) -> NativeAsyncEngine:
+        """Load a Hugging Face checkpoint directory (see ``loader.build_engine``).
+
+        ``tokenizer`` is then the ``tokenizers.Tokenizer`` of ``tokenizer.json`` (or
+        None when the checkpoint has none).
+        """
         from deepseek_runtime.engine.loader import build_engine  # noqa: PLC0415
 
-        engine, tokenizer = build_engine(model_dir, **kwargs)  # type: ignore[arg-type]
+        engine, tokenizer = build_engine(
+            model_dir,
+            dtype=dtype,
+            device=device,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
+            block_size=block_size,
+            num_blocks=num_blocks,
+            kv_cache_memory_bytes=kv_cache_memory_bytes,
+            enable_prefix_caching=enable_prefix_caching,
+            max_waiting=max_waiting,
+            seed=seed,
+        )
         return cls(engine, tokenizer=tokenizer)
 
     # -- lifecycle -------------------------------------------------------------------

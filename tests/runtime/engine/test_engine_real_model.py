@@ -8,15 +8,32 @@ prefix-cache hits (shared prompt prefixes); afterwards every block is back in th
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
-from deepseek_runtime.engine import EngineError, FinishReason, LLMEngine, SamplingParams
+from deepseek_runtime.engine import (
+    EngineError,
+    FinishReason,
+    LLMEngine,
+    NativeAsyncEngine,
+    SamplingParams,
+)
 from deepseek_runtime.engine.loader import build_engine
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny matmuls: intra-op threads only add synchronization (badly so on a busy CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +122,33 @@ def test_abort_bad_input_and_text(model_dir: Path) -> None:
         [t for o in outs for t in o.new_token_ids]
     )
     check_all_blocks_free(eng)
+
+
+async def test_async_engine_from_model_dir_streams_text_and_stops(model_dir: Path) -> None:
+    engine = NativeAsyncEngine.from_model_dir(model_dir, num_blocks=64, block_size=4)
+    assert engine.tokenizer is not None
+    assert engine.max_model_len == 256
+    prompt = engine.tokenizer.encode("hello world").ids
+    params = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
+    await engine.start()
+    try:
+        text, tokens = "", []
+        async for out in engine.generate("a", prompt, params):
+            text += out.text
+            tokens += out.new_token_ids
+        full = engine.tokenizer.decode(tokens)
+        # Everything is streamed except a trailing incomplete character.
+        assert text in (full, full.rstrip("\ufffd"))
+        stop = text[4:7]
+        assert len(stop) == 3
+        stopped = ""
+        final = None
+        async for out in engine.generate(
+            "b", prompt, SamplingParams(max_tokens=16, temperature=0, ignore_eos=True, stop=(stop,))
+        ):
+            stopped += out.text
+            final = out
+        assert final is not None and final.finish_reason is FinishReason.STOP
+        assert stopped == text[: text.index(stop)]
+    finally:
+        await engine.shutdown()
