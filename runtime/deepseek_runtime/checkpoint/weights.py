@@ -37,11 +37,13 @@ class WeightStore:
         dtype: torch.dtype = torch.float32,
         fp8_block: tuple[int, int] = (128, 128),
         keep_fp8: bool = False,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.dtype = dtype
         self.fp8_block = fp8_block
         self.keep_fp8 = keep_fp8
+        self.device = torch.device(device)
         self._files: dict[str, Path] = {}
         self._stack = ExitStack()
         self._handles: dict[Path, Any] = {}
@@ -113,10 +115,11 @@ class WeightStore:
             if not self.has(scale_name):
                 raise CheckpointError(f"FP8 tensor {name!r} has no {scale_name!r}")
             try:
-                return dequantize_fp8_blocks(tensor, self.raw(scale_name), self.fp8_block, target)
+                dense = dequantize_fp8_blocks(tensor, self.raw(scale_name), self.fp8_block, target)
             except ValueError as exc:
                 raise CheckpointError(f"tensor {scale_name!r}: {exc}") from None
-        return tensor.to(target)
+            return dense.to(self.device)
+        return tensor.to(device=self.device, dtype=target)
 
     def get_linear(self, name: str, shape: tuple[int, int]) -> Weight:
         """A linear weight: kept as :class:`Fp8Weight` when stored in FP8 and ``keep_fp8``."""
@@ -137,4 +140,6 @@ class WeightStore:
             raise CheckpointError(
                 f"tensor {scale_name!r} has shape {tuple(scale.shape)}, expected {want}"
             )
-        return Fp8Weight(dense_check, scale, self.fp8_block, self.dtype)
+        return Fp8Weight(
+            dense_check.to(self.device), scale.to(self.device), self.fp8_block, self.dtype
+        )

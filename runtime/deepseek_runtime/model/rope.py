@@ -62,7 +62,8 @@ class RotaryEmbedding:
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[T, dim/2]`` cos and sin (fp32, scaled by the YaRN attention factor)."""
-        freqs = positions.to(torch.float32)[:, None] * self.inv_freq[None, :]
+        inv_freq = self.inv_freq.to(positions.device)
+        freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]
         return freqs.cos() * self.attention_scaling, freqs.sin() * self.attention_scaling
 
     def apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -98,11 +98,10 @@ class ModelRunner:
         unless ``keep_fp8``, which keeps linear weights in FP8 with their block scales
         (less memory; the CPU reference dequantizes on use).
         """
-        if device != "cpu":
-            raise ValueError(f"device {device!r}: only 'cpu' is supported by the reference kernels")
+        target = _check_device(device)
         config = load_config(model_dir, config_overrides)
         with WeightStore(
-            model_dir, dtype=dtype, fp8_block=config.fp8_block, keep_fp8=keep_fp8
+            model_dir, dtype=dtype, fp8_block=config.fp8_block, keep_fp8=keep_fp8, device=target
         ) as store:
             model = DeepseekModel(config, store)
         per_block = cls.bytes_per_block(config, block_size, dtype)
@@ -129,7 +128,8 @@ class ModelRunner:
         return self.bytes_per_block(self.config, self.block_size, self.dtype)
 
     def execute(self, chunks: Sequence[SeqChunk]) -> torch.Tensor:
-        """Run one step; returns fp32 logits ``[len(chunks), vocab]`` (last token of each chunk).
+        """Run one step; returns fp32 logits ``[len(chunks), vocab]`` (last token of each chunk),
+        on the runner's device.
 
         Raises ValueError for an empty chunk, a token id outside the vocabulary, a negative
         ``start_pos``, or a block table that is too short or names a block out of range.
@@ -137,6 +137,10 @@ class ModelRunner:
         if not chunks:
             return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
         token_ids, positions, meta, last_rows = self._prepare(chunks)
+        if self.device.type != "cpu":
+            token_ids, positions, meta, last_rows = _to_device(
+                self.device, token_ids, positions, meta, last_rows
+            )
         return self.model.forward(token_ids, positions, self.kv_cache, meta, last_rows)
 
     def _prepare(
@@ -213,3 +217,37 @@ class ModelRunner:
             raise ValueError(
                 f"chunk {index}: block id {bad_blocks[0]} outside [0, {self.num_blocks})"
             )
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        target = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r}: {exc}") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available")
+    if target.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only cpu and cuda are supported")
+    return target
+
+
+def _to_device(
+    device: torch.device,
+    token_ids: torch.Tensor,
+    positions: torch.Tensor,
+    meta: PagedAttentionMetadata,
+    last_rows: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, PagedAttentionMetadata, torch.Tensor]:
+    spans = tuple(
+        PrefillSpan(s.q_start, s.q_end, s.ctx_slots.to(device), s.mask.to(device))
+        for s in meta.prefills
+    )
+    moved = PagedAttentionMetadata(
+        slot_mapping=meta.slot_mapping.to(device),
+        decode_query_idx=meta.decode_query_idx.to(device),
+        decode_blocks=meta.decode_blocks.to(device),
+        decode_valid=meta.decode_valid.to(device),
+        prefills=spans,
+        block_size=meta.block_size,
+    )
+    return token_ids.to(device), positions.to(device), moved, last_rows.to(device)

@@ -61,3 +61,11 @@ def test_empty_step_and_batch_invariance(runner: ModelRunner) -> None:
     alone = runner.execute([SeqChunk([15], 5, [0, 1])])
     batched = runner.execute([SeqChunk([23], 3, [6]), SeqChunk([15], 5, [4, 5])])
     assert torch.allclose(batched[1], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "device", ["tpu", "not a device"] + ([] if torch.cuda.is_available() else ["cuda"])
+)
+def test_unusable_device_is_rejected(make_ckpt: Callable[..., Path], device: str) -> None:
+    with pytest.raises(ValueError, match="device"):
+        ModelRunner.from_pretrained(make_ckpt("v3-default", "v3"), device=device, num_blocks=4)
