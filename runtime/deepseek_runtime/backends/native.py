@@ -8,6 +8,7 @@ the checkpoint's tokenizer and chat template. Called by ``backends.load_model``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from ..server.config import ServerConfig
 from ..server.state import LoadedModel
@@ -28,7 +29,7 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if device == "cuda" else "float32"
 
 
-def engine_kwargs(config: ServerConfig, device: str) -> dict[str, object]:
+def engine_kwargs(config: ServerConfig, device: str) -> dict[str, Any]:
     """Our options as ``NativeAsyncEngine.from_model_dir`` keyword arguments."""
     return {
         "dtype": resolve_dtype(config.dtype, device),
