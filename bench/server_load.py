@@ -16,7 +16,11 @@ throughput, TTFT and ITL p50/p99; the first rate whose p99 TTFT passes 2 s (null
 does); and ``http_throughput_loss`` = 1 - HTTP/direct throughput in a final burst level
 (all requests at t=0, i.e. at saturation, where the HTTP layer's cost shows), best of
 ``--repeats`` alternating runs of each (target ≤ 0.10). HTTP and direct runs alternate
-so drift in the machine's load hits both; a warm-up precedes the measurements.
+so drift in the machine's load hits both; a warm-up precedes the measurements. Since
+wall-clock figures on a shared host are noisy, the burst level also reports CPU seconds
+per 1k output tokens of the server process (HTTP path), of the load client, and of this
+process driving the engine directly; ``http_server_cpu_overhead`` is the server's extra
+CPU per token over the direct path (the HTTP layer's cost, independent of other load).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +43,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import psutil
 
 from deepseek_runtime.backends.native import engine_kwargs
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
@@ -158,6 +164,13 @@ async def _run_direct(engine: NativeAsyncEngine, prompts: list[list[int]],
     return list(results), span
 
 
+def _cpu(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -221,6 +234,11 @@ def main() -> None:
 
         burst_http: list[float] = []
         burst_direct: list[float] = []
+        cpu_server: list[float] = []
+        cpu_client: list[float] = []
+        cpu_direct: list[float] = []
+        me = psutil.Process()
+        server: psutil.Process | None = None
 
         async def run_all(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             engine = NativeAsyncEngine.from_model_dir(model, **engine_kwargs(config, "cpu"))
@@ -238,20 +256,28 @@ def main() -> None:
                     res, span = await _run_direct(engine, prompts, arrivals, args.max_tokens,
                                                   f"r{k}")
                     direct_out.append(_summary(res, span, args.max_tokens))
-                # saturation throughput, alternating, best of --repeats each (noisy host)
+                # saturation throughput, alternating, best of --repeats each (noisy host),
+                # with the CPU seconds each side burns (independent of other load)
                 _, prompts, arrivals = plans[-1]
+                tokens = len(prompts) * args.max_tokens
                 for k in range(args.repeats):
+                    s0, c0 = _cpu(server), _cpu(me)
                     res, span = await _run_http(url, prompts, arrivals, args.max_tokens)
                     burst_http.append(_summary(res, span, args.max_tokens)["output_tokens_per_s"])
+                    cpu_server.append((_cpu(server) - s0) * 1000 / tokens)
+                    cpu_client.append((_cpu(me) - c0) * 1000 / tokens)
+                    d0 = _cpu(me)
                     res, span = await _run_direct(engine, prompts, arrivals, args.max_tokens,
                                                   f"b{k}")
                     burst_direct.append(
                         _summary(res, span, args.max_tokens)["output_tokens_per_s"])
+                    cpu_direct.append((_cpu(me) - d0) * 1000 / tokens)
             finally:
                 await engine.shutdown()
             return http_out, direct_out
 
         proc, url = _start_server(model, extra)
+        server = psutil.Process(proc.pid)
         try:
             http_results, direct_results = asyncio.run(run_all(url))
         finally:
@@ -270,6 +296,13 @@ def main() -> None:
     report["saturation_tokens_per_s"] = {"http": burst_http, "direct": burst_direct}
     report["http_throughput_loss"] = round(1 - top_h / top_d, 4) if top_d else None
     report["http_throughput_loss_target"] = 0.10
+    med = statistics.median
+    report["saturation_cpu_s_per_1k_tokens"] = {
+        "http_server_process": round(med(cpu_server), 4),
+        "http_load_client": round(med(cpu_client), 4),
+        "direct_engine": round(med(cpu_direct), 4),
+    }
+    report["http_server_cpu_overhead"] = round(med(cpu_server) / med(cpu_direct) - 1, 4)
     print(json.dumps(report, indent=2))
 
 
