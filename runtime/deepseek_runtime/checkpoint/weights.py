@@ -97,7 +97,10 @@ class WeightStore:
         path = self._files.get(name)
         if path is None:
             raise CheckpointError(f"missing tensor {name!r} in {self.model_dir}")
-        tensor: torch.Tensor = self._handle(path).get_tensor(name)
+        try:
+            tensor: torch.Tensor = self._handle(path).get_tensor(name)
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"cannot read tensor {name!r} from {path.name}: {exc}") from None
         return tensor
 
     def get(

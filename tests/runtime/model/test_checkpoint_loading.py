@@ -170,3 +170,14 @@ def test_fp8_kept_quantized_matches_dequantized_at_load(tmp_path: Path, block: i
     a = torch.stack(run_prefill_then_decode(dense, IDS, 5, alloc))
     b = torch.stack(run_prefill_then_decode(kept, IDS, 5, BlockAllocator(16, 4)))
     assert (a - b).abs().max().item() < 1e-5
+
+
+def test_index_naming_a_tensor_its_shard_lacks(tmp_path: Path) -> None:
+    path = make_tiny_checkpoint(tmp_path / "ix", "v2", shards=2)
+    index = json.loads((path / INDEX_FILE).read_text())
+    name = "model.layers.0.self_attn.o_proj.weight"
+    other = next(f for f in set(index["weight_map"].values()) if f != index["weight_map"][name])
+    index["weight_map"][name] = other
+    (path / INDEX_FILE).write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
+        ModelRunner.from_pretrained(path, num_blocks=4)
