@@ -10,6 +10,7 @@ stopped at the end; the cluster stays up (``python -m e2e.devcluster down`` remo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from e2e.devcluster import ensure_cluster
+from e2e.lws_controller import LwsUnavailableError, lws_controller
 from e2e.operator_harness import (
     FIXTURES_DIR,
     SAMPLES_DIR,
@@ -63,7 +65,8 @@ def _refs(node: Any, key: str) -> list[dict[str, Any]]:
 
 
 def create_referenced_config(kube: Kube, docs: list[dict[str, Any]]) -> None:
-    """Placeholder Secrets / ConfigMaps the samples reference (tokens, API keys, policy)."""
+    """Placeholders for what the samples reference: Secrets (tokens, API keys), ConfigMaps
+    (content policy) and the claims behind ``pvc://`` model sources."""
     for doc in docs:
         for ref in _refs(doc, "secretRef") + _refs(doc, "apiKeysSecretRef"):
             kube(
@@ -76,6 +79,19 @@ def create_referenced_config(kube: Kube, docs: list[dict[str, Any]]) -> None:
                 f"--from-literal={ref.get('key') or 'token'}=demo-placeholder",
                 check=False,
             )
+        uri = str(doc["spec"].get("model", {}).get("source", {}).get("uri", ""))
+        if uri.startswith("pvc://"):  # weights the user pre-loaded into a claim
+            claim = {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": uri[len("pvc://") :].split("/", 1)[0], "namespace": NAMESPACE},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "resources": {"requests": {"storage": "1Ti"}},
+                },
+            }
+            kube.apply(claim, check=False)
         for ref in _refs(doc, "configMapRef"):
             kube(
                 "create",
@@ -95,10 +111,13 @@ def bind_pending_claims(kube: Kube) -> int:
     pre-bound to its claim with ``claimRef``. Returns the number of PVs created.
     """
     created = 0
+    for pv in kube.json("get", "pv", "-l", "deepseek.ai/demo=true")["items"]:
+        if (pv.get("status") or {}).get("phase") == "Released":  # claim of an earlier demo
+            kube("delete", "pv", pv["metadata"]["name"], "--wait=false", check=False)
     for pvc in kube.json("get", "pvc", "-n", NAMESPACE)["items"]:
         if (pvc.get("status") or {}).get("phase") != "Pending":
             continue
-        name = f"demo-{NAMESPACE}-{pvc['metadata']['name']}"[:63]
+        name = f"demo-{pvc['metadata']['name']}"[:54] + f"-{pvc['metadata']['uid'][:8]}"
         pv = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
@@ -109,12 +128,31 @@ def bind_pending_claims(kube: Kube) -> int:
                 "storageClassName": pvc["spec"].get("storageClassName") or "",
                 "persistentVolumeReclaimPolicy": "Retain",
                 "hostPath": {"path": f"/var/cache/deepseek-demo/{name}"},
-                "claimRef": {"namespace": NAMESPACE, "name": pvc["metadata"]["name"]},
+                "claimRef": {
+                    "namespace": NAMESPACE,
+                    "name": pvc["metadata"]["name"],
+                    "uid": pvc["metadata"]["uid"],
+                },
             },
         }
         if kube.apply(pv, check=False).returncode == 0:
             created += 1
     return created
+
+
+def ensure_namespace(kube: Kube, timeout: float = 120) -> None:
+    """Create the demo namespace; if a previous one is still terminating (the running
+    operator finalizes its DSDs), wait for it to go first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = kube("get", "namespace", NAMESPACE, "-o", "jsonpath={.status.phase}", check=False)
+        if proc.returncode != 0:
+            kube("create", "namespace", NAMESPACE)
+            return
+        if proc.stdout.strip() == "Active":
+            return
+        time.sleep(2)
+    raise TimeoutError(f"namespace {NAMESPACE} is still terminating after {timeout:.0f}s")
 
 
 def settled(obj: dict[str, Any]) -> bool:
@@ -190,17 +228,29 @@ def main(argv: list[str] | None = None) -> int:
     info = ensure_cluster()
     kube = Kube(info.kubectl, info.kubeconfig)
     install_crds(kube)
-    kube("create", "namespace", NAMESPACE, check=False)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lws_controller(info.kubectl, info.kubeconfig))
+        except LwsUnavailableError as exc:
+            print(
+                f"LeaderWorkerSet controller unavailable ({exc}); multi-node DSDs stay Progressing"
+            )
+        return run_demo(kube, info.kubeconfig, args.timeout)
+
+
+def run_demo(kube: Kube, kubeconfig: Path, timeout: float) -> int:
+    """Run the operator, apply the samples, wait and print (the cluster is ready)."""
     log = Path(tempfile.mkdtemp(prefix="deepseek-operator-")) / "operator.log"
-    operator = OperatorProcess(info.kubeconfig, log, resync_seconds=5).start()
+    operator = OperatorProcess(kubeconfig, log, resync_seconds=5, namespaces=(NAMESPACE,)).start()
     try:
         operator.wait_started()
+        ensure_namespace(kube)
         docs = load_samples(sample_files())
         names = [d["metadata"]["name"] for d in docs]
         print(f"applying {len(docs)} DeepSeekDeployments: {', '.join(names)}")
         create_referenced_config(kube, docs)
         kube.apply(docs, NAMESPACE)
-        deadline = time.monotonic() + args.timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             bind_pending_claims(kube)
             objs = [kube.json("get", "dsd", n, "-n", NAMESPACE) for n in names]
