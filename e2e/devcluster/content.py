@@ -53,7 +53,7 @@ def reconcile_nodes(binary: Path, kubeconfig: Path, pools_file: Path | None, sca
     want = {n["metadata"]["name"] for n in desired}
     if have - want:
         copies = ",".join(str(i) for i in range(scale))
-        selector = quote(f"{POOL_LABEL},{COPY_LABEL} notin ({copies})")
+        selector = quote(f"{POOL_LABEL},{COPY_LABEL},{COPY_LABEL} notin ({copies})")
         progress(f"deleting {len(have - want)} nodes not in the pools")
         kubectl(
             binary,
