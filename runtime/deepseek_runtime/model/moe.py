@@ -12,9 +12,10 @@ V3 (``noaux_tc``)::
     weights = s[experts] (/ sum if norm_topk_prob) * routed_scaling_factor
 
 V2: ``s = softmax(x W_g^T)``; ``greedy`` = top-k of s; ``group_limited_greedy`` keeps the
-``topk_group`` groups with the highest max score (others 0); weights ``s[experts]``
-(normalised if ``norm_topk_prob``, as DeepSeek's code does; transformers 5.x never
-normalises for V2, and every released V2 config has it off) times ``routed_scaling_factor``.
+``topk_group`` groups with the highest max score (others 0); weights ``s[experts]`` times
+``routed_scaling_factor`` -- or, with ``norm_topk_prob`` (and k > 1), normalised to sum 1
+and not rescaled, as DeepSeek's V2 code does. transformers 5.x ignores ``norm_topk_prob``
+for V2; every released V2 / V2-Lite config has it off, where the two agree.
 """
 
 from __future__ import annotations
@@ -78,8 +79,12 @@ class Router:
             weights, ids = torch.topk(masked, k=self.top_k, dim=-1, sorted=False)
         else:
             weights, ids = torch.topk(scores, k=self.top_k, dim=-1, sorted=False)
-        if self.norm_topk_prob:
-            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        if self.method == "noaux_tc":
+            if self.norm_topk_prob:
+                weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+            return ids, weights * self.scaling
+        if self.norm_topk_prob and self.top_k > 1:  # V2: normalised weights are not rescaled
+            return ids, weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
         return ids, weights * self.scaling
 
 

@@ -259,12 +259,17 @@ def test_yarn_softmax_mscale_switch(make_ckpt: Callable[..., Path]) -> None:
 
 
 def test_v2_norm_topk_prob_follows_deepseek(make_ckpt: Callable[..., Path]) -> None:
-    """transformers' V2 router ignores norm_topk_prob; we normalise as DeepSeek's code does.
+    """transformers' V2 router ignores norm_topk_prob; we follow DeepSeek's V2 gate.
 
     Every released V2 / V2-Lite config has norm_topk_prob=false, where both agree (tested
     above); here it is on, and the reference is transformers with normalised weights.
     """
-    path = make_ckpt("v2-norm-topk", "v2", seed=7, overrides={"norm_topk_prob": True})
+    path = make_ckpt(
+        "v2-norm-topk",
+        "v2",
+        seed=7,
+        overrides={"norm_topk_prob": True, "routed_scaling_factor": 2.0},
+    )
     ids = _ids(12, 61)
     ref = load_reference(path)
     plain = reference_logits(ref, ids)
@@ -274,9 +279,9 @@ def test_v2_norm_topk_prob_follows_deepseek(make_ckpt: Callable[..., Path]) -> N
 
             def normalised(h: torch.Tensor, _f: Any = original, _m: Any = module) -> Any:
                 logits, weights, idx = _f(h)
-                weights = weights / _m.routed_scaling_factor
+                # DeepSeek's V2 gate: normalised weights, without routed_scaling_factor
                 weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-                return logits, weights * _m.routed_scaling_factor, idx
+                return logits, weights, idx
 
             module.forward = normalised
     expected = reference_logits(ref, ids)
