@@ -9,11 +9,14 @@ inference code where they differ; both default to transformers' behaviour:
 
 * ``router_group_mask`` (V3 ``noaux_tc`` routing): the score given to experts of groups
   that were not selected before the final top-k. ``"-inf"`` (transformers 5.x, DeepSeek-V3
-  ``inference/model.py``) or ``"zero"`` (DeepSeek's original ``modeling_deepseek.py``;
-  differs when bias-corrected scores go negative).
+  ``inference/model.py``) or ``"zero"`` (DeepSeek's Hugging Face ``modeling_deepseek.py``
+  and vLLM's ``grouped_topk``); they differ only when bias-corrected scores of experts in
+  the kept groups go negative.
 * ``yarn_softmax_mscale``: multiply the attention softmax scale by
-  ``yarn_get_mscale(factor, mscale_all_dim) ** 2`` under YaRN (transformers and DeepSeek's
-  ``modeling_deepseek.py``: on; implementations that leave it out: off).
+  ``yarn_get_mscale(factor, mscale_all_dim) ** 2`` under YaRN. On: DeepSeek's
+  ``modeling_deepseek.py`` (V2 and V3) and transformers 5.x (for V2 since
+  huggingface/transformers#47435). Off: earlier transformers ``DeepseekV2Attention``,
+  which left it out.
 """
 
 from __future__ import annotations
