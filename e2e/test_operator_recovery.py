@@ -90,8 +90,16 @@ def test_sigkill_mid_reconcile_converges_without_duplicates_or_orphans(
     try:
         second.wait_started()
         ready = {n: wait_current(kube, namespace, n) for n in names}
+        check_children(kube, namespace, names, ready)
+        kube("delete", "dsd", "--all", "-n", namespace, "--timeout=60s")
     finally:
         second.stop()
+
+
+def check_children(
+    kube: Kube, namespace: str, names: list[str], ready: dict[str, dict[str, Any]]
+) -> None:
+    """Exactly one set of children per DSD, all owned by a live DSD, one ReplicaSet each."""
     per_dsd = Counter()
     for child in children(kube, namespace):
         owners = child["metadata"].get("ownerReferences") or []

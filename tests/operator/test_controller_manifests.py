@@ -9,6 +9,7 @@ import yaml
 
 from deepseek_operator.controllers.manifests import expected_files
 from deepseek_operator.controllers.rbac import cluster_rules
+from deepseek_operator.render.monitoring import ALERTS
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +52,6 @@ def test_kustomize_deployment_is_restricted() -> None:
 
 
 def test_every_rendered_alert_has_a_runbook() -> None:
-    from deepseek_operator.render.monitoring import ALERTS
-
     for alert in ALERTS:
         page = ROOT / "docs" / "runbooks" / f"{alert}.md"
         assert page.is_file(), f"missing runbook {page}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from deepseek_operator.controllers.semantic import (
@@ -42,8 +44,6 @@ def _deployment(image: str = "img:1", gpus: str = "8") -> dict:
 
 def _live(desired: dict) -> dict:
     """What the apiserver returns: defaults, canonical quantities, bookkeeping."""
-    import copy
-
     live = copy.deepcopy(desired)
     live["metadata"] |= {"uid": "u", "resourceVersion": "7", "managedFields": [{}]}
     c = live["spec"]["template"]["spec"]["containers"][0]

@@ -44,6 +44,8 @@ class OperatorOptions:
     priority: int = 0
     """Peering priority; the highest-priority live replica works, others stand by.
     Replicas with equal priorities would all freeze, hence ``--priority=auto``."""
+    peering_lifetime: int = 60
+    """Seconds a replica's peering heartbeat stays valid; a standby takes over after it."""
     liveness: str | None = None
     """Liveness endpoint such as ``http://0.0.0.0:8080/healthz``; off when None."""
     resync_seconds: float = 30.0
@@ -88,6 +90,12 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="peering priority, or 'auto' (random) for active/standby replicas",
     )
+    p.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        help="seconds before a dead replica's heartbeat expires (HA takeover)",
+    )
     p.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--resync-seconds", type=float, default=30.0)
     p.add_argument("--workers", type=int, default=8)
@@ -99,14 +107,15 @@ def parser() -> argparse.ArgumentParser:
 def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
     """Parse ``run`` flags into :class:`OperatorOptions` (exit 2 on bad flags)."""
     ns = parser().parse_args(list(argv) if argv is not None else None)
-    if ns.resync_seconds <= 0 or ns.workers <= 0:
-        parser().error("--resync-seconds and --workers must be positive")
+    if ns.resync_seconds <= 0 or ns.workers <= 0 or ns.peering_lifetime <= 0:
+        parser().error("--resync-seconds, --workers and --peering-lifetime must be positive")
     return OperatorOptions(
         kubeconfig=ns.kubeconfig,
         namespaces=tuple(ns.namespaces),
         peering=ns.peering,
         standalone=ns.standalone,
         priority=ns.priority,
+        peering_lifetime=ns.peering_lifetime,
         liveness=ns.liveness,
         resync_seconds=ns.resync_seconds,
         workers=ns.workers,
@@ -153,6 +162,7 @@ def build_settings(options: OperatorOptions) -> Any:
     settings.peering.name = options.peering
     settings.peering.standalone = options.standalone
     settings.peering.priority = options.priority
+    settings.peering.lifetime = options.peering_lifetime
     settings.peering.clusterwide = not options.namespaces
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
