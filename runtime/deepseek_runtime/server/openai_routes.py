@@ -109,18 +109,18 @@ def build_openai_router(state: ServerState) -> APIRouter:
             await gen.close()
             raise
         if not body.stream:
-            status = 200
+            status = 499  # unless the answer is ready
             try:
                 bufs = await _collect_watching(request, gen, len(prompts) * body.n)
+                reasons = {b.finish_reason for b in bufs}
+                ctx.finish_reason = reasons.pop() if len(reasons) == 1 else "mixed"
+                status = 200
             except ClientGone:
-                status = 499
                 return Response(status_code=499)
             finally:
                 await gen.close()
                 ctx.completion_tokens = gen.completion_tokens
                 state.finish(ctx, status)
-            reasons = {b.finish_reason for b in bufs}
-            ctx.finish_reason = reasons.pop() if len(reasons) == 1 else "mixed"
             return JSONResponse(summary(bufs, gen))
 
         async def stream() -> AsyncIterator[bytes]:

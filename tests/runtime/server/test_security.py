@@ -97,6 +97,7 @@ def test_audit_log_has_no_key_and_redacted_prompt(secured: tuple[ServerProcess, 
     assert {"time", "key_id", "model", "prompt_tokens", "completion_tokens", "status",
             "latency_ms"} <= set(last)
     assert last["status"] == 200 and last["completion_tokens"] == 2
+    assert last["finish_reason"] in {"length", "stop"}
     assert len(last["key_id"]) == 12
     assert "bob@example.com" not in last["prompt"] and "[EMAIL]" in last["prompt"]
     assert "[CARD]" in last["prompt"] and "[PHONE]" in last["prompt"]
