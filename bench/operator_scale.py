@@ -41,6 +41,7 @@ from e2e.operator_harness import (  # noqa: E402
     CHILD_KINDS,
     Kube,
     OperatorProcess,
+    children,
     current,
     dsd,
     install_crds,
@@ -74,6 +75,32 @@ class RssSampler(threading.Thread):
             time.sleep(self.period)
 
 
+def reset_namespace(kube: Kube) -> None:
+    """Delete what an earlier run left (the running operator finalizes it), then recreate."""
+    if kube("get", "namespace", NAMESPACE, check=False).returncode == 0:
+        kube(
+            "delete",
+            "dsd",
+            "--all",
+            "-n",
+            NAMESPACE,
+            "--wait=true",
+            "--timeout=600s",
+            check=False,
+            timeout=620,
+        )
+        kube(
+            "delete",
+            "namespace",
+            NAMESPACE,
+            "--wait=true",
+            "--timeout=300s",
+            check=False,
+            timeout=320,
+        )
+    kube("create", "namespace", NAMESPACE)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -102,10 +129,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kube = Kube(info.kubectl, info.kubeconfig)
     install_crds(kube)
     gpu_nodes = len(kube.json("get", "nodes", "-l", "nvidia.com/gpu.present=true")["items"])
-    kube(
-        "delete", "namespace", NAMESPACE, "--wait=true", "--timeout=300s", check=False, timeout=320
-    )
-    kube("create", "namespace", NAMESPACE)
     workdir = Path(tempfile.mkdtemp(prefix="operator-bench-"))
     op = OperatorProcess(
         info.kubeconfig,
@@ -114,6 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         resync_seconds=args.resync,
     ).start()
     op.wait_started(120)
+    reset_namespace(kube)  # the operator finalizes DSDs left by an earlier run
     rss = RssSampler(op.pid)
     rss.start()
     try:
@@ -174,9 +198,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             time.sleep(1)
         resume_s = time.monotonic() - t_restart
+        time.sleep(args.resync + 1)  # one resync period on the new process too
         restart_writes = second.writes()
-        second.stop()
         restart_changed = sum(1 for k, v in versions(kube).items() if before.get(k) != v)
+        # delete: every DSD and every child gone (finalizer + owner references)
+        t_delete = time.monotonic()
+        kube(
+            "delete", "dsd", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=600s", timeout=620
+        )
+        while children(kube, NAMESPACE) and time.monotonic() - t_delete < args.timeout:
+            time.sleep(1)
+        delete_s = time.monotonic() - t_delete
+        children_left = len(children(kube, NAMESPACE))
+        second.stop()
     finally:
         op.stop()
         rss.stop_flag.set()
@@ -214,6 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "api_writes": len(restart_writes),
             "objects_changed": restart_changed,
         },
+        "delete_all": {"seconds": round(delete_s, 2), "children_left": children_left},
         "operator_peak_rss_mib": round(rss.peak / 2**20, 1),
         "operator_log": str(workdir),
     }

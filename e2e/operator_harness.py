@@ -163,12 +163,17 @@ class OperatorProcess:
         out = []
         if not self.log_path.exists():
             return out
+        decoder = json.JSONDecoder()
         for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
+            pos = line.find("{")
+            while pos != -1:  # tolerate two records on one line
                 try:
-                    out.append(json.loads(line))
+                    record, end = decoder.raw_decode(line, pos)
                 except ValueError:
-                    continue
+                    break
+                if isinstance(record, dict):
+                    out.append(record)
+                pos = line.find("{", end)
         return out
 
     def writes(self) -> list[dict[str, Any]]:

@@ -142,7 +142,8 @@ def configure_logging(options: OperatorOptions) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if options.verbose else logging.INFO
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # stdout: kopf logs to stderr; separate streams keep each line whole
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )
 
