@@ -73,7 +73,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deepseek-operator run", description="Run the DeepSeekDeployment operator."
     )
-    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    p.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig path (default: $KUBECONFIG, else in-cluster)",
+    )
     p.add_argument(
         "--namespace",
         "-n",
@@ -82,7 +86,11 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="watch only this namespace (repeatable); default: all namespaces",
     )
-    p.add_argument("--peering", default=PEERING_NAME)
+    p.add_argument(
+        "--peering",
+        default=PEERING_NAME,
+        help="name of the (Cluster)KopfPeering shared by the replicas",
+    )
     p.add_argument("--standalone", action="store_true", help="no peering (single replica)")
     p.add_argument(
         "--priority",
@@ -97,8 +105,13 @@ def parser() -> argparse.ArgumentParser:
         help="seconds before a dead replica's heartbeat expires (HA takeover)",
     )
     p.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
-    p.add_argument("--resync-seconds", type=float, default=30.0)
-    p.add_argument("--workers", type=int, default=8)
+    p.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=30.0,
+        help="per-DSD resync period: inventory re-plan check, status repair",
+    )
+    p.add_argument("--workers", type=int, default=8, help="threads running the reconcile handlers")
     p.add_argument("--log-format", choices=["json", "plain"], default="json")
     p.add_argument("--verbose", "-v", action="store_true")
     return p
