@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,14 @@ def test_every_rendered_alert_has_a_runbook() -> None:
         page = ROOT / "docs" / "runbooks" / f"{alert}.md"
         assert page.is_file(), f"missing runbook {page}"
         assert page.read_text().startswith(f"# {alert}")
+
+
+def test_dashboard_queries_metrics_the_runtime_exports() -> None:
+    dashboard = (ROOT / "manifests/monitoring/grafana-dashboard-deepseek.json").read_text()
+    json.loads(dashboard)
+    exported = "".join(
+        p.read_text() for p in (ROOT / "runtime/deepseek_runtime/server").glob("*.py")
+    )
+    used = {re.sub(r"_(total|bucket)$", "", m) for m in re.findall(r"vllm:[a-z0-9_]+", dashboard)}
+    missing = sorted(m for m in used if f'"{m}"' not in exported)
+    assert not missing, f"dashboard queries metrics the runtime does not export: {missing}"
