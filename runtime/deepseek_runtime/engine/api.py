@@ -108,6 +108,7 @@ class EngineStats:
     prefix_cache_hits: int  # cumulative, in tokens
     num_blocks_total: int
     num_blocks_free: int
+    kv_cache_waste: float = 0.0  # 0..1, allocated KV slots not holding a token
 
 
 class EngineError(Exception):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -235,16 +236,7 @@ class NativeAsyncEngine(AsyncEngine):
     def stats(self) -> EngineStats:
         s = self.engine.stats()
         if self._num_pending_adds:
-            return EngineStats(
-                s.num_running,
-                s.num_waiting + self._num_pending_adds,
-                s.kv_cache_usage,
-                s.num_preemptions,
-                s.prefix_cache_queries,
-                s.prefix_cache_hits,
-                s.num_blocks_total,
-                s.num_blocks_free,
-            )
+            return dataclasses.replace(s, num_waiting=s.num_waiting + self._num_pending_adds)
         return s
 
     @property

@@ -176,6 +176,7 @@ class LLMEngine:
             prefix_cache_hits=self.kv.prefix_cache_hits,
             num_blocks_total=self.kv.num_blocks,
             num_blocks_free=self.kv.num_free_blocks,
+            kv_cache_waste=self.kv.waste_fraction(),
         )
 
     def generate(
