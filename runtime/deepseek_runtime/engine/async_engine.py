@@ -48,6 +48,7 @@ class NativeAsyncEngine(AsyncEngine):
         self._pending: list[Callable[[], None]] = []
         self._num_pending_adds = 0
         self._stepping = False
+        self._last_stats = engine.stats()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -213,6 +214,7 @@ class NativeAsyncEngine(AsyncEngine):
                 wakeup.clear()
                 await wakeup.wait()
                 continue
+            self._last_stats = self.engine.stats()
             self._stepping = True
             try:
                 outputs = await loop.run_in_executor(executor, self.engine.step)
@@ -234,7 +236,9 @@ class NativeAsyncEngine(AsyncEngine):
 
     # -- figures ---------------------------------------------------------------------
     def stats(self) -> EngineStats:
-        s = self.engine.stats()
+        # During a step the engine's state belongs to the step thread: report the
+        # snapshot taken after the previous step instead of reading it concurrently.
+        s = self._last_stats if self._stepping else self.engine.stats()
         if self._num_pending_adds:
             return dataclasses.replace(s, num_waiting=s.num_waiting + self._num_pending_adds)
         return s
