@@ -81,7 +81,7 @@ def validation_error(exc: RequestValidationError) -> APIError:
         return APIError(400, "request body is missing", code="invalid_request")
     if param is None and first.get("type") in {"model_attributes_type", "dict_type", "model_type"}:
         return APIError(400, "request body must be a JSON object", code="invalid_value")
-    msg = str(first.get("msg", "invalid value"))
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     text = f"{param}: {msg}" if param else msg
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more problem(s))"

@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 from server_harness import ServerProcess
 
 pytestmark = [pytest.mark.slow]
@@ -29,7 +32,7 @@ def secured(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     proc = ServerProcess(tiny_model, args=[
         "--api-keys-file", str(d / "keys"), "--rate-limit-rps", "2",
         "--content-filter", str(d / "policy.yaml"), "--audit-log", str(audit),
-        "--log-prompts"], env={"DSR_API_KEYS": KEY_B})
+        "--log-prompts"], env={"DSR_API_KEYS": KEY_B}, grpc=True)
     proc.start(d)
     yield proc, audit
     proc.stop()
@@ -49,6 +52,20 @@ def test_keys_from_file_and_env(secured: tuple[ServerProcess, Path]) -> None:
     # probes stay open for the kubelet and Prometheus
     assert httpx.get(proc.url + "/ready").status_code == 200
     assert httpx.get(proc.url + "/metrics").status_code == 200
+
+
+def test_grpc_face_checks_keys(secured: tuple[ServerProcess, Path]) -> None:
+    proc, _ = secured
+    time.sleep(1.0)
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{proc.grpc_port}")
+    text = grpcclient.InferInput("text_input", [1], "BYTES")
+    text.set_data_from_numpy(np.array([b"hi"], dtype=object))
+    with pytest.raises(InferenceServerException, match="API key"):
+        c.infer("tiny-v3", [text], parameters={"max_tokens": 2})
+    time.sleep(0.6)
+    ok = c.infer("tiny-v3", [text], parameters={"max_tokens": 2},
+                 headers={"authorization": f"Bearer {KEY_B}"})
+    assert ok.as_numpy("text_output") is not None
 
 
 def test_rate_limit_per_key(secured: tuple[ServerProcess, Path]) -> None:
