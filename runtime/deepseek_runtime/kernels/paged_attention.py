@@ -88,39 +88,95 @@ def paged_mla_attention(
         prefill_form: how multi-token chunks are evaluated (``auto``: cheaper form).
     """
     n_tokens, n_heads, _ = q_nope.shape
-    rank = w_uk.shape[2]
-    dtype = cache.dtype
     out = q_nope.new_zeros(n_tokens, n_heads, w_uv.shape[1])
-    if meta.decode_query_idx.numel():
-        rows = meta.decode_query_idx
-        q_lat = torch.einsum("bhn,hnr->bhr", q_nope.index_select(0, rows), w_uk)
-        q = torch.cat((q_lat, q_pe.index_select(0, rows)), dim=-1).to(dtype) * scale
-        # gather whole blocks (contiguous rows), not single slots
-        blocks = cache.view(-1, meta.block_size, cache.shape[-1])[meta.decode_blocks]
-        keys = blocks.flatten(1, 2)  # [B, max_blocks * block_size, R + P]
-        probs = _softmax(torch.bmm(q, keys.transpose(1, 2)), meta.decode_valid.unsqueeze(1), dtype)
-        latent = torch.bmm(probs, keys[..., :rank]).to(w_uv.dtype)
-        out[rows] = torch.einsum("bhr,hvr->bhv", latent, w_uv)
+    rows = meta.decode_query_idx
+    if rows.numel():
+        # batch tiles keep the gathered keys and the scores bounded in memory
+        width = meta.decode_blocks.shape[1] * meta.block_size
+        for b0, b1 in _tiles(rows.numel(), width * (cache.shape[-1] + n_heads)):
+            out[rows[b0:b1]] = _decode(
+                (q_nope.index_select(0, rows[b0:b1]), q_pe.index_select(0, rows[b0:b1])),
+                cache,
+                meta.decode_blocks[b0:b1],
+                meta.decode_valid[b0:b1],
+                block_size=meta.block_size,
+                weights=(scale, w_uk, w_uv),
+            )
     for span in meta.prefills:
-        qn = q_nope[span.q_start : span.q_end]
-        qp = q_pe[span.q_start : span.q_end]
         ctx = cache[span.ctx_slots]  # [L, R + P]
-        allowed = span.mask.unsqueeze(0)
+        q_len, ctx_len = span.q_end - span.q_start, ctx.shape[0]
         expand = prefill_form == "expanded" or (
-            prefill_form == "auto" and expanded_is_cheaper(qn.shape[0], ctx.shape[0], w_uk, w_uv)
+            prefill_form == "auto" and expanded_is_cheaper(q_len, ctx_len, w_uk, w_uv)
         )
-        if expand:
-            c_kv = ctx[:, :rank].to(w_uk.dtype)
-            k_nope = torch.einsum("lr,hnr->hln", c_kv, w_uk)
-            values = torch.einsum("lr,hvr->hlv", c_kv, w_uv)
-            scores = torch.einsum("thn,hln->htl", qn, k_nope)
-            scores = (scores + torch.einsum("thp,lp->htl", qp, ctx[:, rank:].to(qp.dtype))) * scale
-            probs = _softmax(scores, allowed, qn.dtype)
-            out[span.q_start : span.q_end] = torch.einsum("htl,hlv->thv", probs, values)
-        else:
-            q_lat = torch.einsum("thn,hnr->thr", qn, w_uk)
-            q = torch.cat((q_lat, qp), dim=-1).to(dtype) * scale
-            probs = _softmax(torch.einsum("thd,ld->htl", q, ctx), allowed, dtype)
-            latent = torch.einsum("htl,lr->thr", probs, ctx[:, :rank]).to(w_uv.dtype)
-            out[span.q_start : span.q_end] = torch.einsum("thr,hvr->thv", latent, w_uv)
+        kv = _expand(ctx, w_uk, w_uv) if expand else None
+        for t0, t1 in _tiles(q_len, n_heads * ctx_len):
+            a, b = span.q_start + t0, span.q_start + t1
+            out[a:b] = _prefill(
+                (q_nope[a:b], q_pe[a:b]), ctx, kv, span.mask[t0:t1], weights=(scale, w_uk, w_uv)
+            )
     return out
+
+
+SCORE_BUDGET = 1 << 24  # elements of scores / gathered keys materialised at once
+
+
+def _tiles(rows: int, per_row: int) -> list[tuple[int, int]]:
+    step = max(1, SCORE_BUDGET // max(1, per_row))
+    return [(i, min(i + step, rows)) for i in range(0, rows, step)]
+
+
+_Weights = tuple[float, torch.Tensor, torch.Tensor]  # scale, w_uk, w_uv
+
+
+def _decode(
+    q: tuple[torch.Tensor, torch.Tensor],
+    cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    block_size: int,
+    weights: _Weights,
+) -> torch.Tensor:
+    """Absorbed attention for single-token queries over their gathered blocks."""
+    (q_nope, q_pe), (scale, w_uk, w_uv) = q, weights
+    rank = w_uk.shape[2]
+    q_lat = torch.einsum("bhn,hnr->bhr", q_nope, w_uk)
+    q_full = torch.cat((q_lat, q_pe), dim=-1).to(cache.dtype) * scale
+    # gather whole blocks (contiguous rows), not single slots
+    keys = cache.view(-1, block_size, cache.shape[-1])[block_tables].flatten(1, 2)
+    probs = _softmax(torch.bmm(q_full, keys.transpose(1, 2)), valid.unsqueeze(1), cache.dtype)
+    latent = torch.bmm(probs, keys[..., :rank]).to(w_uv.dtype)
+    return torch.einsum("bhr,hvr->bhv", latent, w_uv)
+
+
+def _expand(
+    ctx: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-head ``k_nope`` ``[H, L, nope]`` and ``v`` ``[H, L, v]`` of a context."""
+    c_kv = ctx[:, : w_uk.shape[2]].to(w_uk.dtype)
+    return torch.einsum("lr,hnr->hln", c_kv, w_uk), torch.einsum("lr,hvr->hlv", c_kv, w_uv)
+
+
+def _prefill(
+    q: tuple[torch.Tensor, torch.Tensor],
+    ctx: torch.Tensor,
+    expanded: tuple[torch.Tensor, torch.Tensor] | None,
+    mask: torch.Tensor,
+    *,
+    weights: _Weights,
+) -> torch.Tensor:
+    """Queries of one chunk (a tile of it) against its context, in either form."""
+    (q_nope, q_pe), (scale, w_uk, w_uv) = q, weights
+    rank = w_uk.shape[2]
+    allowed = mask.unsqueeze(0)
+    if expanded is not None:
+        k_nope, values = expanded
+        scores = torch.einsum("thn,hln->htl", q_nope, k_nope)
+        scores = scores + torch.einsum("thp,lp->htl", q_pe, ctx[:, rank:].to(q_pe.dtype))
+        probs = _softmax(scores * scale, allowed, q_nope.dtype)
+        return torch.einsum("htl,hlv->thv", probs, values)
+    q_lat = torch.einsum("thn,hnr->thr", q_nope, w_uk)
+    q_full = torch.cat((q_lat, q_pe), dim=-1).to(ctx.dtype) * scale
+    probs = _softmax(torch.einsum("thd,ld->htl", q_full, ctx), allowed, ctx.dtype)
+    latent = torch.einsum("htl,lr->thr", probs, ctx[:, :rank]).to(w_uv.dtype)
+    return torch.einsum("thr,hvr->thv", latent, w_uv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from deepseek_runtime.kernels import paged_attention
 from deepseek_runtime.kernels.moe import fused_moe
 from deepseek_runtime.kernels.paged_attention import (
     PagedAttentionMetadata,
@@ -40,8 +41,13 @@ def _naive_mla(
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("tiled", [False, True])
 @pytest.mark.parametrize("form", ["absorbed", "expanded", "auto"])
-def test_prefill_forms_and_decode_match_naive_attention(form: str) -> None:
+def test_prefill_forms_and_decode_match_naive_attention(
+    form: str, tiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if tiled:  # one query row (or decode row) per tile
+        monkeypatch.setattr(paged_attention, "SCORE_BUDGET", 1)
     g = torch.Generator().manual_seed(0)
     heads, nope, rope, rank, v_dim = 3, 8, 4, 12, 6
     w_uk = torch.randn(heads, nope, rank, generator=g)
