@@ -289,3 +289,14 @@ def test_v2_norm_topk_prob_follows_deepseek(make_ckpt: Callable[..., Path]) -> N
     got = torch.stack(run_prefill_then_decode(runner, ids, 6, BlockAllocator(64, BLOCK)))
     assert (got - expected[5:]).abs().max().item() < TOL
     assert (got - plain[5:]).abs().max().item() > 1e-2
+
+
+@pytest.mark.parametrize("name", ["v3-default", "v2-group-limited"])
+def test_long_context_prefill_and_decode(name: str, pair: Any) -> None:
+    """130 tokens: many blocks, the expanded prefill form, and YaRN's interpolated bands."""
+    runner, ref = pair(name)
+    ids = _ids(130, seed=71)
+    expected = reference_logits(ref, ids)
+    got = run_prefill_then_decode(runner, ids, 100, BlockAllocator(64, BLOCK, seed=5))
+    diffs = [(g - expected[99 + i]).abs().max().item() for i, g in enumerate(got)]
+    assert max(diffs) < TOL, max(diffs)
