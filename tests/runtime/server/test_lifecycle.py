@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from server_harness import ServerProcess, metric_value
+from server_harness import REPO, ServerProcess, free_port, metric_value
 
 pytestmark = [pytest.mark.slow]
 
@@ -135,3 +138,37 @@ def test_sigterm_drains_then_exits_zero(tiny_model: Path, tmp_path: Path) -> Non
     assert finals[-1] == "length"
     assert proc.proc is not None
     assert proc.proc.wait(30) == 0
+
+
+def test_ready_only_after_load_and_load_failure_exits_1(tiny_model: Path, tmp_path: Path) -> None:
+    # a TCP listener that never speaks gRPC: loading (the triton backend's readiness check)
+    # hangs until its 10 s timeout, then fails
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model", str(tiny_model),
+             "--port", str(port), "--engine", "triton",
+             "--triton-url", f"127.0.0.1:{silent.getsockname()[1]}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            r = httpx.get(url + "/ready")
+            assert r.status_code == 503 and r.json()["ready"] is False
+            r = httpx.post(url + "/v1/completions", json={"model": "tiny-v3", "prompt": "x"})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+            assert proc.wait(60) == 1
+            assert proc.stderr is not None
+            assert b"model failed to load" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -12,8 +12,8 @@ import numpy as np
 import openai
 import pytest
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 from server_harness import ServerProcess
+from tritonclient.utils import InferenceServerException
 
 pytestmark = [pytest.mark.slow]
 
