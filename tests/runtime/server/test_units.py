@@ -220,3 +220,39 @@ def test_missing_engine_package_says_what_to_install() -> None:
         pytest.skip("vllm is installed here")
     with pytest.raises(EngineUnavailable, match=r"pip install .*vllm"):
         check_available(ServerConfig(model="m", engine="vllm"))
+
+
+async def test_vllm_adapter_turns_cumulative_outputs_into_deltas() -> None:
+    from types import SimpleNamespace as Ns  # noqa: PLC0415
+
+    from deepseek_runtime.backends.vllm import VLLMEngine  # noqa: PLC0415
+    from deepseek_runtime.engine.api import FinishReason  # noqa: PLC0415
+
+    lp = Ns  # vLLM's Logprob has .logprob
+
+    aborted: list[str] = []
+
+    class FakeVLLM:  # the shape of vllm.AsyncLLMEngine.generate's outputs
+
+        async def generate(self, prompt: dict[str, list[int]], sp: object, rid: str):  # type: ignore[no-untyped-def]
+            assert prompt == {"prompt_token_ids": [1, 2, 3]}
+            steps = [([7], "a", None), ([7, 8], "ab", None), ([7, 8, 9], "abc", "length")]
+            for ids, text, reason in steps:
+                logprobs = [{t: lp(logprob=-0.5), 4: lp(logprob=-1.5)} for t in ids]
+                yield Ns(finished=reason is not None, outputs=[
+                    Ns(token_ids=ids, text=text, finish_reason=reason, logprobs=logprobs)])
+
+        async def abort(self, rid: str) -> None:
+            aborted.append(rid)
+
+    engine = VLLMEngine(FakeVLLM(), lambda **kw: kw, max_model_len=16)
+    outs = [o async for o in engine.generate("r", [1, 2, 3], SamplingParams(max_tokens=3))]
+    assert [o.new_token_ids for o in outs] == [[7], [8], [9]]
+    assert "".join(o.text for o in outs) == "abc"
+    assert [o.completion_tokens for o in outs] == [1, 2, 3]
+    assert outs[-1].finished and outs[-1].finish_reason is FinishReason.LENGTH
+    assert outs[1].logprobs[0].token_id == 8 and outs[1].logprobs[0].top[0] == (8, -0.5)
+    with pytest.raises(EngineError, match="max_model_len"):
+        engine.generate("r2", list(range(20)), SamplingParams())
+    await engine.abort("r")
+    assert aborted == ["r"]
