@@ -59,14 +59,23 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def apply_children(
-    kube: Kube, desired: list[dict[str, Any]], report: PassReport
+    kube: Kube, desired: list[dict[str, Any]], report: PassReport, *, first: bool = False
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Apply each desired child unless its live copy already matches; return live copies."""
+    """Apply each desired child unless its live copy already matches; return live copies.
+
+    Args:
+        first: the DSD has never been planned, so its children cannot exist yet (or were
+            made by an interrupted first pass of this same plan): apply without reading.
+    """
     live_by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for raw in desired:
         obj = stamp(raw)
         meta = obj["metadata"]
-        live = kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        live = (
+            None
+            if first
+            else kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        )
         label = f"{obj['kind']}/{meta['name']}"
         if needs_apply(obj, live):
             live = kube.apply(obj)
@@ -165,11 +174,13 @@ def reconcile(
     workload_kinds = {k for _, k in WORKLOAD_KINDS}
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
         desired = render_children(result.dsd, result.plan)
-        live = apply_children(kube, desired, report)
+        first = not (body.get("status") or {}).get("plan")
+        live = apply_children(kube, desired, report, first=first)
         keep = set(live)
         if canary_active(result.dsd):  # the stable workload serves until promotion
             keep |= {(kind, workload_name(result.dsd)) for kind in workload_kinds}
-        prune_children(kube, namespace, name, uid, keep=keep, report=report)
+        if not first:  # before the first plan there is nothing of an older plan to prune
+            prune_children(kube, namespace, name, uid, keep=keep, report=report)
         workloads = [workload_state(o) for (kind, _), o in live.items() if kind in workload_kinds]
         if canary_active(result.dsd):
             stable = workload_name(result.dsd)
