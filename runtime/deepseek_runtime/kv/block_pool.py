@@ -73,6 +73,24 @@ class BlockPool:
         """Free queue in eviction order (first = next to be allocated)."""
         return list(self._free)
 
+    def invariant_violations(self) -> list[str]:
+        """Broken invariants (see the module docstring); empty when all hold. For tests
+        and debugging: O(num_blocks)."""
+        problems = []
+        for block in self.blocks:
+            in_free = block.block_id in self._free
+            if block.ref_cnt < 0:
+                problems.append(f"block {block.block_id}: ref_cnt {block.ref_cnt}")
+            if (block.ref_cnt == 0) != in_free:
+                problems.append(
+                    f"block {block.block_id}: ref_cnt {block.ref_cnt} but "
+                    f"{'in' if in_free else 'not in'} the free queue"
+                )
+        for block_hash, block in self._cached.items():
+            if block.block_hash != block_hash:
+                problems.append(f"block {block.block_id}: cached under a hash it does not hold")
+        return problems
+
     def lookup(self, block_hash: BlockHash) -> KVBlock | None:
         """The block caching this prefix hash, if any (in use or free)."""
         return self._cached.get(block_hash)

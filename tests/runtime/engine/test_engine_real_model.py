@@ -75,6 +75,7 @@ def check_all_blocks_free(eng: LLMEngine) -> None:
     stats = eng.stats()
     assert stats.num_blocks_free == stats.num_blocks_total
     assert all(b.ref_cnt == 0 for b in eng.kv.pool.blocks)
+    assert eng.kv.pool.invariant_violations() == []
     assert not eng.scheduler.requests
 
 

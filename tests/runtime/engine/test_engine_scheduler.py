@@ -75,6 +75,7 @@ def test_batched_equals_alone_with_prefix_hits_and_preemption() -> None:
     assert stats.prefix_cache_hits > 0
     assert stats.num_blocks_free == stats.num_blocks_total
     assert engine.kv.pool.free_block_ids() and all(b.ref_cnt == 0 for b in engine.kv.pool.blocks)
+    assert engine.kv.pool.invariant_violations() == []
 
 
 def test_stop_conditions_and_length() -> None:

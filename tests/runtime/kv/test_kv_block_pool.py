@@ -57,6 +57,9 @@ def test_cached_free_blocks_are_evicted_in_lru_order() -> None:
     assert pool.lookup(bytes([3]) * 16) is None
     assert pool.lookup(bytes([1]) * 16) is blocks[1]  # still cached, still free
     assert pool.num_evictions == 2
+    assert pool.invariant_violations() == []
+    blocks[5].ref_cnt = 0  # corrupt it: in use, yet unreferenced
+    assert pool.invariant_violations() == ["block 5: ref_cnt 0 but not in the free queue"]
 
 
 def test_hash_chaining_depends_on_the_whole_prefix() -> None:
