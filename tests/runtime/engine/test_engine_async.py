@@ -92,3 +92,42 @@ async def test_queue_full_and_bad_input_leave_others_running() -> None:
     finally:
         await engine.shutdown()
     assert issubclass(QueueFullError, EngineError)
+
+
+async def test_many_streams_with_aborts_and_cancelled_consumers() -> None:
+    prompts = [[(i * 7) % 49 + 1, i % 13 + 1, 3] for i in range(40)]
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    expected = LLMEngine(FakeRunner(), EngineConfig(max_model_len=64)).generate(prompts, params)
+    engine = make(max_num_seqs=8)
+    await engine.start()
+
+    async def consume(i: int) -> list[int] | None:
+        tokens: list[int] = []
+        async for out in engine.generate(f"r{i}", prompts[i], params):
+            tokens += out.new_token_ids
+            if i % 5 == 0 and len(tokens) >= 2:
+                await engine.abort(f"r{i}")
+            if out.finished:
+                return tokens if out.finish_reason is FinishReason.LENGTH else None
+        return None
+
+    try:
+        tasks = [asyncio.create_task(consume(i)) for i in range(40)]
+        await asyncio.sleep(0)
+        for i in range(3, 40, 10):
+            tasks[i].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        stats = engine.stats()
+        assert stats.num_blocks_free == stats.num_blocks_total
+        assert stats.num_running == stats.num_waiting == 0
+    finally:
+        await engine.shutdown()
+    for i, got in enumerate(results):
+        if i % 10 == 3:
+            assert isinstance(got, asyncio.CancelledError)
+        elif i % 5 == 0:
+            assert got is None
+        else:
+            assert got == expected[i]
+    assert engine.engine.kv.pool.invariant_violations() == []
