@@ -94,6 +94,7 @@ class RequestOutput:
     completion_tokens: int = 0  # cumulative
     logprobs: list[TokenLogprob] = field(default_factory=list)
     error: str | None = None
+    queue_time: float | None = None  # seconds from arrival to first scheduling, once known
 
 
 @dataclass(frozen=True, slots=True)

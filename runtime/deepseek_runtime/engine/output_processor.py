@@ -68,6 +68,7 @@ class OutputProcessor:
             prompt_tokens=request.num_prompt_tokens,
             completion_tokens=request.num_output_tokens,
             logprobs=[logprob] if logprob is not None else [],
+            queue_time=request.queue_time,
         )
         return out, stop_hit
 
@@ -88,6 +89,7 @@ class OutputProcessor:
             prompt_tokens=request.num_prompt_tokens,
             completion_tokens=request.num_output_tokens,
             error=error,
+            queue_time=request.queue_time,
         )
 
     def __contains__(self, request_id: str) -> bool:

@@ -34,6 +34,7 @@ class Request:
         "all_token_ids",
         "arrival_time",
         "finish_reason",
+        "first_scheduled_time",
         "first_token_time",
         "max_total_tokens",
         "num_computed_tokens",
@@ -63,6 +64,15 @@ class Request:
         self.num_preemptions = 0
         self.arrival_time = time.monotonic()
         self.first_token_time: float | None = None
+        # Set once, when the scheduler first admits the request (preemption keeps it).
+        self.first_scheduled_time: float | None = None
+
+    @property
+    def queue_time(self) -> float | None:
+        """Seconds between arrival and first scheduling; None while still waiting."""
+        if self.first_scheduled_time is None:
+            return None
+        return self.first_scheduled_time - self.arrival_time
 
     @property
     def num_tokens(self) -> int:

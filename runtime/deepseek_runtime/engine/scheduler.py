@@ -17,6 +17,7 @@ One rule for prefill and decode alike: give each request up to
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable
 
@@ -116,6 +117,8 @@ class Scheduler:
                 break
             self.waiting.popleft()
             request.status = RequestStatus.RUNNING
+            if request.first_scheduled_time is None:
+                request.first_scheduled_time = time.monotonic()
             request.num_computed_tokens = prefix.num_tokens
             self.running.append(request)
             chunks.append(self._chunk(request, n, table))

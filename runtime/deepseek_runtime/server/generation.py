@@ -114,9 +114,8 @@ class Generation:
 
     def _filter_update(self, index: int, seq: _Seq, out: RequestOutput) -> Update:
         seq.timer.on_tokens(len(out.new_token_ids))
-        queued = getattr(out, "queue_time", None)  # reported by engines that know it
-        if isinstance(queued, float | int):
-            seq.queue_time = float(queued)
+        if out.queue_time is not None:  # reported by engines that know it
+            seq.queue_time = out.queue_time
         seq.completion_tokens = out.completion_tokens
         text = out.text
         reason = out.finish_reason.value if out.finish_reason is not None else None

@@ -64,6 +64,11 @@ class _EngineCollector(Collector):
         yield gauge("vllm:kv_cache_usage_perc", "KV cache usage (1 = full).", s.kv_cache_usage)
         yield gauge("dsr:kv_cache_blocks_total", "KV cache blocks in all.", s.num_blocks_total)
         yield gauge("dsr:kv_cache_blocks_free", "Free KV cache blocks.", s.num_blocks_free)
+        yield gauge(
+            "dsr:kv_cache_fragmentation_perc",
+            "Share of allocated KV cache slots not holding a token (1 = all wasted).",
+            s.kv_cache_waste,
+        )
         yield counter("vllm:num_preemptions", "Preemptions.", s.num_preemptions)
         yield counter("vllm:prefix_cache_queries", "Prefix cache queries, in tokens.",
                       s.prefix_cache_queries)

@@ -131,3 +131,15 @@ async def test_many_streams_with_aborts_and_cancelled_consumers() -> None:
         else:
             assert got == expected[i]
     assert engine.engine.kv.pool.invariant_violations() == []
+
+
+async def test_outputs_report_queue_time_once_scheduled() -> None:
+    """Every delta carries the request's queue time (arrival to first scheduling)."""
+    engine = make(max_num_seqs=1)
+    await engine.start()
+    try:
+        outs = [o async for o in engine.generate("q", [1, 2, 3], GREEDY)]
+    finally:
+        await engine.shutdown()
+    assert outs and all(o.queue_time is not None and o.queue_time >= 0 for o in outs)
+    assert len({o.queue_time for o in outs}) == 1

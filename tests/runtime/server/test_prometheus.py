@@ -28,6 +28,8 @@ SERIES = [
     'vllm:time_to_first_token_seconds_count{model_name="tiny-v3"}',
     'vllm:inter_token_latency_seconds_count{model_name="tiny-v3"}',
     'vllm:e2e_request_latency_seconds_count{model_name="tiny-v3"}',
+    'vllm:request_queue_time_seconds_count{model_name="tiny-v3"}',
+    'dsr:kv_cache_fragmentation_perc{model_name="tiny-v3"}',
     'process_resident_memory_bytes',
 ]
 
