@@ -1,5 +1,6 @@
 # Entry points used by the README and CI (.ci/run calls `make test`).
-#   make demo   - set up, start the local control plane, print its nodes by GPU pool
+#   make demo   - set up, start the local control plane, print its nodes by GPU pool, run the
+#                 operator on the samples, serve a tiny model and stream a chat completion
 #   make test   - set up, then run every test (unit + e2e); idempotent, works with CI=true
 # Long steps print progress; set-up steps are cached and take seconds on a second run.
 
@@ -17,7 +18,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv system-deps toolchain setup cluster-up cluster-down nodes lint test demo
 
 help:
-	@echo "make demo          set up and start the local cluster, print nodes by GPU pool"
+	@echo "make demo          set up; local cluster + operator on the samples + a served tiny model"
 	@echo "make test          set up and run every test (tests/ and e2e/)"
 	@echo "make setup         venv + system-deps + toolchain"
 	@echo "make venv | system-deps | toolchain | cluster-up | cluster-down | nodes | lint"
@@ -66,4 +67,9 @@ test: setup
 	$(VENV)/bin/pytest tests e2e $(PYTEST_ARGS)
 
 demo: setup cluster-up
+	@echo "== 1/3 the local control plane: nodes by GPU pool"
 	@$(PY) -m e2e.devcluster nodes
+	@echo "== 2/3 the operator on the samples in manifests/samples/"
+	@$(PY) -m e2e.demo_operator
+	@echo "== 3/3 the runtime: a tiny DeepSeek-V3 checkpoint served, a streamed chat through the openai client"
+	@$(PY) -m deepseek_runtime.demo
