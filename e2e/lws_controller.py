@@ -295,3 +295,7 @@ def lws_controller(kubectl_bin: Path, kubeconfig: Path) -> Iterator[subprocess.P
             proc.kill()
             proc.wait(10)
         log.close()
+
+
+if __name__ == "__main__":  # `python -m e2e.lws_controller` builds (or finds) the binary
+    print(ensure_built())
