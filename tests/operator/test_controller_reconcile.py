@@ -185,3 +185,39 @@ def test_delete_children_removes_only_owned_children() -> None:
     deleted = rc.delete_children(cast(Kube, fake), "ns", "r1", "uid-1")
     assert "Deployment/r1" in deleted and "Service/not-ours" not in deleted
     assert set(fake.objects) == {("DeepSeekDeployment", "ns", "r1"), ("Service", "ns", "not-ours")}
+
+
+class PartialKube(FakeKube):
+    """A cluster without some CRDs."""
+
+    def __init__(self, missing: set[str]) -> None:
+        super().__init__()
+        self.missing = missing
+
+    def resource(self, api_version: str, kind: str) -> ResourceInfo | None:
+        return None if kind in self.missing else super().resource(api_version, kind)
+
+
+def test_missing_optional_crds_are_skipped_and_named() -> None:
+    fake, events = PartialKube({"ServiceMonitor", "PrometheusRule"}), []
+    report = _pass(fake, _dsd(fake, ["H200"]), events)
+    kinds = {k for (k, _, _) in fake.objects}
+    assert "Deployment" in kinds and "ServiceMonitor" not in kinds
+    assert any(s.startswith("ServiceMonitor") for s in report.skipped)
+    planned = next(
+        c
+        for c in fake.objects[("DeepSeekDeployment", "ns", "r1")]["status"]["conditions"]
+        if c["type"] == "Planned"
+    )
+    assert planned["status"] == "True" and "CRD not installed" in planned["message"]
+
+
+def test_missing_workload_api_fails_the_plan_and_deploys_nothing() -> None:
+    fake, events = PartialKube({"LeaderWorkerSet"}), []
+    _pass(fake, _dsd(fake, ["H100"]), events)
+    assert set(fake.objects) == {("DeepSeekDeployment", "ns", "r1")}
+    status = fake.objects[("DeepSeekDeployment", "ns", "r1")]["status"]
+    planned = next(c for c in status["conditions"] if c["type"] == "Planned")
+    assert planned["status"] == "False" and planned["reason"] == "MissingAPI"
+    assert "LeaderWorkerSet" in planned["message"]
+    assert events[-1].reason == "MissingAPI"

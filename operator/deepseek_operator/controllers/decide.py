@@ -93,6 +93,8 @@ def plan_events(current_status: dict[str, Any] | None, outcome: PlanOutcome) -> 
             return []
         return [EventSpec("Warning", outcome.reason, outcome.message[:1000])]
     if old_plan == outcome.plan and planned and planned.get("status") == "True":
+        if "CRD not installed" in outcome.message and planned.get("message") != outcome.message:
+            return [EventSpec("Warning", "MissingAPI", outcome.message[-500:])]
         return []
     reason = "Planned" if not old_plan else "Replanned"
     return [EventSpec("Normal", reason, _plan_summary(outcome)[:1000])]

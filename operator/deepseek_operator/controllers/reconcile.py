@@ -50,6 +50,7 @@ class PassReport:
     applied: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     status_written: bool = False
     outcome: PlanOutcome | None = None
 
@@ -69,6 +70,9 @@ def apply_children(
     """
     live_by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for raw in desired:
+        if kube.resource(raw["apiVersion"], raw["kind"]) is None:  # CRD not installed
+            report.skipped.append(f"{raw['kind']} ({raw['apiVersion']})")
+            continue
         obj = stamp(raw)
         meta = obj["metadata"]
         live = (
@@ -156,6 +160,30 @@ def write_status(
     raise KubeError(f"status of {namespace}/{name} kept conflicting", 409)
 
 
+def missing_apis(result: PlanResult, skipped: list[str]) -> PlanResult:
+    """Fold children the cluster cannot store (their CRD is absent) into the outcome.
+
+    A missing workload API (LeaderWorkerSet for a multi-node plan) means the plan cannot
+    run: ``Planned=False``. Missing optional integrations (ServiceMonitor, Istio, KEDA...)
+    are named in the Planned message and the DSD is served without them.
+    """
+    names = ", ".join(skipped)
+    workload_missing = any(s.split(" ")[0] in {k for _, k in WORKLOAD_KINDS} for s in skipped)
+    if workload_missing:
+        message = (
+            f"the cluster does not serve {names}: install its CRD and controller, or "
+            "change placement so that one node holds a replica"
+        )
+        return PlanResult(PlanOutcome(False, None, "MissingAPI", message), result.dsd, None)
+    outcome = result.outcome
+    message = f"{outcome.message} (not created, CRD not installed: {names})"
+    if not outcome.ok:
+        return result
+    return PlanResult(
+        PlanOutcome(outcome.ok, outcome.plan, outcome.reason, message), result.dsd, result.plan
+    )
+
+
 def reconcile(
     body: dict[str, Any],
     nodes: list[dict[str, Any]],
@@ -172,8 +200,17 @@ def reconcile(
     url: str | None = None
     selector: str | None = None
     workload_kinds = {k for _, k in WORKLOAD_KINDS}
+    desired: list[dict[str, Any]] = []
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
         desired = render_children(result.dsd, result.plan)
+        unserved = [
+            f"{c['kind']} ({c['apiVersion']})"
+            for c in desired
+            if c["kind"] in workload_kinds and kube.resource(c["apiVersion"], c["kind"]) is None
+        ]
+        if unserved:  # the plan cannot run here: deploy nothing of it
+            result = missing_apis(result, unserved)
+    if result.outcome.ok and result.dsd is not None and result.plan is not None:
         first = not (body.get("status") or {}).get("plan")
         live = apply_children(kube, desired, report, first=first)
         keep = set(live)
@@ -186,6 +223,8 @@ def reconcile(
             stable = workload_name(result.dsd)
             workloads += [w for w in list_workloads(kube, namespace, name, uid) if w.name == stable]
         url, selector = endpoint(result.dsd), selector_string(result.dsd)
+        if report.skipped:
+            result = missing_apis(result, report.skipped)
     else:
         workloads = list_workloads(kube, namespace, name, uid)
     events = plan_events(body.get("status"), result.outcome)
