@@ -51,6 +51,7 @@ def test_ready_when_every_replica_is_ready() -> None:
         "Available",
         "Degraded",
         "Ready",
+        "Stalled",
     ]
 
 
@@ -69,6 +70,7 @@ def test_plan_failure_without_children_is_failed_with_the_message() -> None:
     assert planned["status"] == "False" and planned["reason"] == "PlanFailed"
     assert "use 1, 2, 4 or 8" in planned["message"]
     assert _cond(st, "Ready")["message"] == planned["message"]
+    assert _cond(st, "Stalled")["status"] == "True"
     assert "plan" not in st
 
 

@@ -13,6 +13,7 @@ Conditions (kstatus-compatible: ``Ready`` plus ``observedGeneration``)::
     Degraded     True  when serving is impaired (plan failed on update,
                        rollout stuck, replicas lost after being available)
     Ready        True  when planned, rolled out and every replica is ready
+    Stalled      True  when the spec cannot be planned (kstatus: Failed, not InProgress)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-CONDITION_TYPES = ("Planned", "Progressing", "Available", "Degraded", "Ready")
+CONDITION_TYPES = ("Planned", "Progressing", "Available", "Degraded", "Ready", "Stalled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,14 @@ def compute_status(
     else:
         r = (False, "WaitingForReplicas", f"{ready}/{desired} replicas ready")
     add("Ready", r[0], r[1], r[2], gen)
+    # kstatus: Stalled=True makes Flux/kpt report Failed at once instead of timing out
+    attempted = outcome is not None or "Planned" in previous
+    if not planned_ok and attempted:
+        add("Stalled", True, p_reason, p_msg, gen)
+    else:
+        add(
+            "Stalled", False, "Planned" if planned_ok else "Pending", "planning is not blocked", gen
+        )
     out["conditions"] = conds
 
     if not planned_ok and not workloads:
