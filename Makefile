@@ -41,8 +41,10 @@ $(VENV_STAMP): pyproject.toml
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-toolchain:
+toolchain: venv
 	@bash e2e/toolchain/build.sh
+	@echo "[toolchain] LeaderWorkerSet controller (sigs.k8s.io/lws)"
+	@$(PY) -m e2e.lws_controller
 
 setup: venv system-deps toolchain
 
@@ -63,6 +65,8 @@ lint: venv
 	@if [[ -f .importlinter ]]; then $(VENV)/bin/lint-imports; fi
 
 test: setup
+	@echo "[test] lint: ruff, mypy --strict, import-linter"
+	@$(MAKE) --no-print-directory lint
 	@echo "[test] pytest tests/ e2e/ (e2e tests start or reuse the local cluster)"
 	$(VENV)/bin/pytest tests e2e $(PYTEST_ARGS)
 

@@ -58,12 +58,24 @@ TTFT_LIMIT_S = 2.0
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {},
     "small": {
-        "hidden_size": 512, "num_hidden_layers": 8, "intermediate_size": 1408,
-        "moe_intermediate_size": 256, "n_routed_experts": 16, "n_shared_experts": 2,
-        "num_experts_per_tok": 4, "n_group": 4, "topk_group": 2, "first_k_dense_replace": 1,
-        "num_attention_heads": 8, "num_key_value_heads": 8, "q_lora_rank": 192,
-        "kv_lora_rank": 128, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16,
-        "v_head_dim": 32, "vocab_size": 512,
+        "hidden_size": 512,
+        "num_hidden_layers": 8,
+        "intermediate_size": 1408,
+        "moe_intermediate_size": 256,
+        "n_routed_experts": 16,
+        "n_shared_experts": 2,
+        "num_experts_per_tok": 4,
+        "n_group": 4,
+        "topk_group": 2,
+        "first_k_dense_replace": 1,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+        "q_lora_rank": 192,
+        "kv_lora_rank": 128,
+        "qk_nope_head_dim": 32,
+        "qk_rope_head_dim": 16,
+        "v_head_dim": 32,
+        "vocab_size": 512,
     },
 }
 
@@ -82,12 +94,16 @@ def _summary(results: list[dict[str, Any]], span: float, max_tokens: int) -> dic
     tpot = [r["tpot"] for r in ok if r["tpot"] is not None]
     tokens = sum(r["tokens"] for r in ok)
     return {
-        "completed": len(ok), "failed": len(results) - len(ok),
+        "completed": len(ok),
+        "failed": len(results) - len(ok),
         "output_tokens_per_s": round(tokens / span, 2) if span > 0 else None,
         "requests_per_s": round(len(ok) / span, 3) if span > 0 else None,
-        "ttft_p50_s": _r(_pct(ttft, 50)), "ttft_p99_s": _r(_pct(ttft, 99)),
-        "itl_p50_s": _r(_pct(itl, 50)), "itl_p99_s": _r(_pct(itl, 99)),
-        "tpot_p50_s": _r(_pct(tpot, 50)), "tpot_p99_s": _r(_pct(tpot, 99)),
+        "ttft_p50_s": _r(_pct(ttft, 50)),
+        "ttft_p99_s": _r(_pct(ttft, 99)),
+        "itl_p50_s": _r(_pct(itl, 50)),
+        "itl_p99_s": _r(_pct(itl, 99)),
+        "tpot_p50_s": _r(_pct(tpot, 50)),
+        "tpot_p99_s": _r(_pct(tpot, 99)),
         "tokens_per_request": max_tokens,
     }
 
@@ -104,12 +120,19 @@ def _record(start: float, stamps: list[tuple[float, int]]) -> dict[str, Any]:
         itl += [(t1 - t0) / n] * n
     tokens = sum(n for _, n in stamps)
     tpot = (stamps[-1][0] - stamps[0][0]) / (tokens - 1) if tokens > 1 else None
-    return {"ok": True, "ttft": stamps[0][0] - start, "itl": itl, "tpot": tpot,
-            "tokens": tokens, "end": stamps[-1][0]}
+    return {
+        "ok": True,
+        "ttft": stamps[0][0] - start,
+        "itl": itl,
+        "tpot": tpot,
+        "tokens": tokens,
+        "end": stamps[-1][0],
+    }
 
 
-async def _run_http(url: str, prompts: list[list[int]], arrivals: list[float],
-                    max_tokens: int) -> tuple[list[dict[str, Any]], float]:
+async def _run_http(
+    url: str, prompts: list[list[int]], arrivals: list[float], max_tokens: int
+) -> tuple[list[dict[str, Any]], float]:
     # aiohttp: its C-accelerated HTTP parser keeps the load generator's own CPU cost low
     # (it shares the machine with the server)
     connector = aiohttp.TCPConnector(limit=0)
@@ -121,8 +144,15 @@ async def _run_http(url: str, prompts: list[list[int]], arrivals: list[float],
             await asyncio.sleep(max(0.0, arrivals[i] - (time.perf_counter() - t0)))
             start = time.perf_counter()
             stamps: list[tuple[float, int]] = []
-            body = {"model": "bench", "prompt": prompts[i], "max_tokens": max_tokens,
-                    "stream": True, "ignore_eos": True, "temperature": 0, "logprobs": 0}
+            body = {
+                "model": "bench",
+                "prompt": prompts[i],
+                "max_tokens": max_tokens,
+                "stream": True,
+                "ignore_eos": True,
+                "temperature": 0,
+                "logprobs": 0,
+            }
             async with session.post("/v1/completions", json=body) as resp:
                 if resp.status != 200:
                     await resp.read()
@@ -143,11 +173,14 @@ async def _run_http(url: str, prompts: list[list[int]], arrivals: list[float],
         return list(results), span
 
 
-async def _run_direct(engine: NativeAsyncEngine, prompts: list[list[int]],
-                      arrivals: list[float], max_tokens: int,
-                      tag: str) -> tuple[list[dict[str, Any]], float]:
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True,
-                            logprobs=0)
+async def _run_direct(
+    engine: NativeAsyncEngine,
+    prompts: list[list[int]],
+    arrivals: list[float],
+    max_tokens: int,
+    tag: str,
+) -> tuple[list[dict[str, Any]], float]:
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True, logprobs=0)
     t0 = time.perf_counter()
 
     async def one(i: int) -> dict[str, Any]:
@@ -180,10 +213,25 @@ def _free_port() -> int:
 def _start_server(model: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model", str(model),
-         "--port", str(port), "--served-model-name", "bench", "--log-level", "warning",
-         *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "deepseek_runtime.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--served-model-name",
+            "bench",
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -211,21 +259,31 @@ def main() -> None:
     overrides = SIZES[args.size]
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(make_tiny_checkpoint(Path(tmp) / "bench", arch="v3", seed=0,
-                                          overrides=overrides or None))
+        model = Path(
+            make_tiny_checkpoint(
+                Path(tmp) / "bench", arch="v3", seed=0, overrides=overrides or None
+            )
+        )
         extra = ["--max-num-seqs", str(args.max_num_seqs), "--max-waiting", "100000"]
-        config = ServerConfig(model=str(model), max_num_seqs=args.max_num_seqs,
-                              max_waiting=100000)
+        config = ServerConfig(model=str(model), max_num_seqs=args.max_num_seqs, max_waiting=100000)
         rng = random.Random(args.seed)
         vocab = 200  # plain byte-level tokens of the tiny tokenizer
-        report: dict[str, Any] = {"rates": [], "config": {
-            "requests_per_rate": args.requests, "prompt_tokens": args.prompt_tokens,
-            "max_tokens": args.max_tokens, "size": args.size,
-            "cpus": os.cpu_count()}}
+        report: dict[str, Any] = {
+            "rates": [],
+            "config": {
+                "requests_per_rate": args.requests,
+                "prompt_tokens": args.prompt_tokens,
+                "max_tokens": args.max_tokens,
+                "size": args.size,
+                "cpus": os.cpu_count(),
+            },
+        }
         plans = []
         for rate in [*rates, float("inf")]:  # inf: every request at t=0 (saturation)
-            prompts = [[rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
-                       for _ in range(args.requests)]
+            prompts = [
+                [rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
+                for _ in range(args.requests)
+            ]
             t, arrivals = 0.0, []
             for _ in range(args.requests):
                 t += rng.expovariate(rate) if rate != float("inf") else 0.0
@@ -253,8 +311,9 @@ def main() -> None:
                     # server process takes no CPU while the direct run goes
                     res, span = await _run_http(url, prompts, arrivals, args.max_tokens)
                     http_out.append(_summary(res, span, args.max_tokens))
-                    res, span = await _run_direct(engine, prompts, arrivals, args.max_tokens,
-                                                  f"r{k}")
+                    res, span = await _run_direct(
+                        engine, prompts, arrivals, args.max_tokens, f"r{k}"
+                    )
                     direct_out.append(_summary(res, span, args.max_tokens))
                 # saturation throughput, alternating, best of --repeats each (noisy host),
                 # with the CPU seconds each side burns (independent of other load)
@@ -267,10 +326,10 @@ def main() -> None:
                     cpu_server.append((_cpu(server) - s0) * 1000 / tokens)
                     cpu_client.append((_cpu(me) - c0) * 1000 / tokens)
                     d0 = _cpu(me)
-                    res, span = await _run_direct(engine, prompts, arrivals, args.max_tokens,
-                                                  f"b{k}")
-                    burst_direct.append(
-                        _summary(res, span, args.max_tokens)["output_tokens_per_s"])
+                    res, span = await _run_direct(
+                        engine, prompts, arrivals, args.max_tokens, f"b{k}"
+                    )
+                    burst_direct.append(_summary(res, span, args.max_tokens)["output_tokens_per_s"])
                     cpu_direct.append((_cpu(me) - d0) * 1000 / tokens)
             finally:
                 await engine.shutdown()
@@ -286,8 +345,9 @@ def main() -> None:
 
     knee = None
     for (rate, _, _), h, d in zip(plans, http_results, direct_results, strict=True):
-        report["rates"].append({"rate_rps": rate if rate != float("inf") else "burst",
-                                "http": h, "direct": d})
+        report["rates"].append(
+            {"rate_rps": rate if rate != float("inf") else "burst", "http": h, "direct": d}
+        )
         if knee is None and rate != float("inf") and (h["ttft_p99_s"] or 0) > TTFT_LIMIT_S:
             knee = rate
     report["p99_ttft_exceeds_2s_at_rps"] = knee

@@ -26,8 +26,8 @@ from e2e.operator_harness import (
     SAMPLES_DIR,
     Kube,
     OperatorProcess,
-    condition,
     current,
+    find_condition,
     install_crds,
 )
 
@@ -157,7 +157,7 @@ def ensure_namespace(kube: Kube, timeout: float = 120) -> None:
 
 def settled(obj: dict[str, Any]) -> bool:
     """Ready, or as far as this cluster can take it (plan failed / waiting on LWS)."""
-    planned = condition(obj, "Planned")
+    planned = find_condition(obj, "Planned")
     if planned and planned["status"] == "False":
         return True
     return current(obj)
@@ -168,7 +168,7 @@ def print_plans(kube: Kube, names: list[str]) -> None:
         obj = kube.json("get", "dsd", name, "-n", NAMESPACE)
         st = obj.get("status") or {}
         plan = st.get("plan") or {}
-        ready = condition(obj, "Ready") or {}
+        ready = find_condition(obj, "Ready") or {}
         print(
             f"\n== {name}: phase={st.get('phase')} ready={ready.get('status')} "
             f"({ready.get('reason')}: {ready.get('message')})"
@@ -183,7 +183,7 @@ def print_plans(kube: Kube, names: list[str]) -> None:
             for reason in plan.get("reasons", []):
                 print(f"   - {reason}")
         else:
-            planned = condition(obj, "Planned") or {}
+            planned = find_condition(obj, "Planned") or {}
             print(f"   not planned: {planned.get('message')}")
 
 

@@ -176,7 +176,8 @@ def _make_certs(workdir: Path) -> bytes:
 
 def _webhook_configs(name: str, port: int, ca: bytes) -> list[dict[str, Any]]:
     bundle = base64.b64encode(ca).decode()
-    mutating, validating = [], []
+    mutating: list[dict[str, Any]] = []
+    validating: list[dict[str, Any]] = []
     for hook, (path, resource, operations) in WEBHOOKS.items():
         entry: dict[str, Any] = {
             "name": f"{hook}.{name}.e2e.deepseek.ai",

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from e2e.devcluster.kube import kubectl as run_kubectl
 
@@ -40,7 +40,7 @@ def wait_for(
         except Exception as exc:  # keep polling through transient errors
             last = exc
         if last and not isinstance(last, Exception):
-            return last
+            return cast(T, last)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last!r}")
         time.sleep(interval)
@@ -160,7 +160,7 @@ class OperatorProcess:
         self._close()
 
     def log_lines(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         if not self.log_path.exists():
             return out
         decoder = json.JSONDecoder()
@@ -196,15 +196,24 @@ class OperatorProcess:
         wait_for("operator start", started, timeout)
 
 
-def condition(dsd: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+def find_condition(dsd: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    """The condition of that type, or None when the status has none yet."""
     for cond in (dsd.get("status") or {}).get("conditions") or []:
         if cond.get("type") == ctype:
             return dict(cond)
     return None
 
 
+def condition(dsd: dict[str, Any], ctype: str) -> dict[str, Any]:
+    """The condition of that type; fails the test when it is missing."""
+    cond = find_condition(dsd, ctype)
+    if cond is None:
+        raise AssertionError(f"no {ctype} condition in status: {dsd.get('status')!r}")
+    return cond
+
+
 def is_true(dsd: dict[str, Any], ctype: str) -> bool:
-    cond = condition(dsd, ctype)
+    cond = find_condition(dsd, ctype)
     return bool(cond and cond.get("status") == "True")
 
 

@@ -23,6 +23,7 @@ from e2e.operator_harness import (
     condition,
     current,
     dsd,
+    find_condition,
     install_crds,
     wait_current,
     wait_for,
@@ -152,7 +153,7 @@ def test_invalid_specs_are_refused_and_neighbours_are_unaffected(
 
         def failed(name: str = name) -> dict[str, Any] | None:
             o = kube.json("get", "dsd", name, "-n", namespace)
-            c = condition(o, "Planned")
+            c = find_condition(o, "Planned")
             return o if c and c["status"] == "False" else None
 
         obj = wait_for(f"{name} Planned=False", failed, 60)

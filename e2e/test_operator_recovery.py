@@ -27,6 +27,7 @@ from e2e.operator_harness import (
     children,
     condition,
     dsd,
+    find_condition,
     get_dsd,
     install_crds,
     is_true,
@@ -100,7 +101,7 @@ def check_children(
     kube: Kube, namespace: str, names: list[str], ready: dict[str, dict[str, Any]]
 ) -> None:
     """Exactly one set of children per DSD, all owned by a live DSD, one ReplicaSet each."""
-    per_dsd = Counter()
+    per_dsd: Counter[tuple[str, str]] = Counter()
     for child in children(kube, namespace):
         owners = child["metadata"].get("ownerReferences") or []
         assert len(owners) == 1 and owners[0]["kind"] == "DeepSeekDeployment", child
@@ -168,7 +169,7 @@ def test_gpu_nodes_joining_and_leaving_trigger_a_replan(
     def planned_status(value: str) -> Any:
         def probe() -> dict[str, Any] | None:
             o = get_dsd(kube, namespace, "on-b200")
-            c = condition(o, "Planned")
+            c = find_condition(o, "Planned")
             return o if c and c["status"] == value else None
 
         return probe

@@ -59,24 +59,41 @@ def run_demo(cache: Path, prompt: str, max_tokens: int) -> int:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(cache / "demo-server.log", "wb")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model", str(model_dir),
-           "--port", str(port), "--served-model-name", "deepseek-tiny"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepseek_runtime.cli",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--served-model-name",
+        "deepseek-tiny",
+    ]
     print(f"[demo] $ deepseek-runtime serve --model {model_dir} --port {port}", flush=True)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     try:
         _wait_ready(url, proc, 180)
-        print(f"[demo] ready at {url}; streaming a chat completion via the openai client:",
-              flush=True)
+        print(
+            f"[demo] ready at {url}; streaming a chat completion via the openai client:", flush=True
+        )
         client = openai.OpenAI(base_url=url + "/v1", api_key="demo")
         started = time.perf_counter()
         first: float | None = None
         tokens = 0
         usage = None
         stream = client.chat.completions.create(
-            model="deepseek-tiny", messages=[{"role": "user", "content": prompt}],
-            max_tokens=max_tokens, stream=True, stream_options={"include_usage": True},
-            temperature=0.8, seed=0)
+            model="deepseek-tiny",
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+            temperature=0.8,
+            seed=0,
+        )
         print("[assistant] ", end="", flush=True)
         for chunk in stream:
             if chunk.usage is not None:
@@ -89,8 +106,11 @@ def run_demo(cache: Path, prompt: str, max_tokens: int) -> int:
         elapsed = time.perf_counter() - started
         print()
         ttft = (first - started) * 1000 if first else float("nan")
-        print(f"[demo] {tokens} chunks in {elapsed:.2f}s, first after {ttft:.0f} ms; "
-              f"usage: {usage.model_dump() if usage else None}", flush=True)
+        print(
+            f"[demo] {tokens} chunks in {elapsed:.2f}s, first after {ttft:.0f} ms; "
+            f"usage: {usage.model_dump() if usage else None}",
+            flush=True,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
@@ -101,9 +121,12 @@ def run_demo(cache: Path, prompt: str, max_tokens: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cache", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "deepseek-runtime", help="where the tiny checkpoint is kept")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepseek-runtime",
+        help="where the tiny checkpoint is kept",
+    )
     parser.add_argument("--prompt", default="Tell me about paged attention.")
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args(argv)

@@ -22,11 +22,12 @@ _MODULES = {
 
 # engine -> (importable module, what to install)
 _REQUIREMENTS = {
-    "native": [("torch", "pip install 'deepseek-k8s[runtime]'"),
-               ("safetensors", "pip install 'deepseek-k8s[runtime]'")],
+    "native": [
+        ("torch", "pip install 'deepseek-k8s[runtime]'"),
+        ("safetensors", "pip install 'deepseek-k8s[runtime]'"),
+    ],
     "vllm": [("vllm", "pip install 'deepseek-k8s[vllm]' (vLLM needs a CUDA GPU)")],
-    "triton": [("tritonclient.grpc", "pip install 'deepseek-k8s[triton]' "
-                "(tritonclient[grpc])")],
+    "triton": [("tritonclient.grpc", "pip install 'deepseek-k8s[triton]' (tritonclient[grpc])")],
 }
 
 
@@ -45,13 +46,17 @@ def check_available(config: ServerConfig) -> None:
     """Raise EngineUnavailable saying what to install when the engine cannot be used."""
     needs = [(f"--engine {config.engine}", m, h) for m, h in _REQUIREMENTS[config.engine]]
     if config.grpc_port is not None:
-        needs.append(("--grpc-port", "tritonclient.grpc", "pip install 'tritonclient[grpc]' "
-                      "(the KServe v2 gRPC face uses its protos)"))
+        needs.append(
+            (
+                "--grpc-port",
+                "tritonclient.grpc",
+                "pip install 'tritonclient[grpc]' (the KServe v2 gRPC face uses its protos)",
+            )
+        )
     for what, module, hint in needs:
         if not _importable(module):
             raise EngineUnavailable(
-                f"{what} needs the Python package {module!r}, which is not "
-                f"installed: {hint}"
+                f"{what} needs the Python package {module!r}, which is not installed: {hint}"
             )
 
 

@@ -35,11 +35,15 @@ from .vllm import max_positions
 def triton_sampling_parameters(params: SamplingParams) -> dict[str, Any]:
     """The JSON object Triton's vLLM backend reads from ``sampling_parameters``."""
     out: dict[str, Any] = {
-        "max_tokens": params.max_tokens, "temperature": params.temperature,
-        "top_p": params.top_p, "top_k": params.top_k if params.top_k > 0 else -1,
-        "min_p": params.min_p, "repetition_penalty": params.repetition_penalty,
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k if params.top_k > 0 else -1,
+        "min_p": params.min_p,
+        "repetition_penalty": params.repetition_penalty,
         "presence_penalty": params.presence_penalty,
-        "frequency_penalty": params.frequency_penalty, "ignore_eos": params.ignore_eos,
+        "frequency_penalty": params.frequency_penalty,
+        "ignore_eos": params.ignore_eos,
     }
     if params.seed is not None:
         out["seed"] = params.seed
@@ -74,16 +78,18 @@ class TritonEngine(AsyncEngine):
         except InferenceServerException as exc:
             raise EngineError(f"Triton at {self.url}: model {self.model!r}: {exc}") from None
         if not ready:
-            raise EngineError(f"model {self.model!r} is missing or not ready on the Triton "
-                              f"server at {self.url}")
+            raise EngineError(
+                f"model {self.model!r} is missing or not ready on the Triton server at {self.url}"
+            )
 
     async def shutdown(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
 
-    def generate(self, request_id: str, prompt_token_ids: list[int],
-                 params: SamplingParams) -> AsyncIterator[RequestOutput]:
+    def generate(
+        self, request_id: str, prompt_token_ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[RequestOutput]:
         if self._client is None:
             raise EngineError("the Triton backend is not connected")
         if params.logprobs is not None:
@@ -98,21 +104,27 @@ class TritonEngine(AsyncEngine):
             t.set_data_from_numpy(np.array([value], dtype=object if dtype == "BYTES" else bool))
             return t
 
-        return [tensor("text_input", "BYTES", prompt.encode("utf-8")),
-                tensor("stream", "BOOL", True),
-                tensor("sampling_parameters", "BYTES",
-                       json.dumps(triton_sampling_parameters(params)).encode("utf-8")),
-                tensor("exclude_input_in_output", "BOOL", True)]
+        return [
+            tensor("text_input", "BYTES", prompt.encode("utf-8")),
+            tensor("stream", "BOOL", True),
+            tensor(
+                "sampling_parameters",
+                "BYTES",
+                json.dumps(triton_sampling_parameters(params)).encode("utf-8"),
+            ),
+            tensor("exclude_input_in_output", "BOOL", True),
+        ]
 
-    async def _stream(self, request_id: str, ids: list[int],
-                      params: SamplingParams) -> AsyncIterator[RequestOutput]:
+    async def _stream(
+        self, request_id: str, ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[RequestOutput]:
         from tritonclient.utils import InferenceServerException  # noqa: PLC0415
 
         prompt = self._tok.decode(ids, skip_special_tokens=False)
         bos = self._tok.bos_token
         if bos and prompt.startswith(bos):
             # the remote tokenises text_input with special tokens (as vLLM does): one BOS
-            prompt = prompt[len(bos):]
+            prompt = prompt[len(bos) :]
         inputs = self._inputs(prompt, params)
 
         async def requests() -> AsyncIterator[dict[str, Any]]:
@@ -124,13 +136,24 @@ class TritonEngine(AsyncEngine):
         try:
             async for result, error in responses:
                 if error is not None:
-                    yield RequestOutput(request_id, [], "", True, FinishReason.ERROR, len(ids),
-                                       produced, error=f"Triton: {error}")
+                    yield RequestOutput(
+                        request_id,
+                        [],
+                        "",
+                        True,
+                        FinishReason.ERROR,
+                        len(ids),
+                        produced,
+                        error=f"Triton: {error}",
+                    )
                     return
                 final = result.get_response().parameters["triton_final_response"].bool_param
                 data = result.as_numpy("text_output")
-                text = b"".join(data.reshape(-1)).decode("utf-8", "replace") if (
-                    data is not None) else ""
+                text = (
+                    b"".join(data.reshape(-1)).decode("utf-8", "replace")
+                    if (data is not None)
+                    else ""
+                )
                 new_ids = self._tok.encode(text, add_special_tokens=False) if text else []
                 produced += len(new_ids)
                 if text:
@@ -140,8 +163,16 @@ class TritonEngine(AsyncEngine):
             reason = FinishReason.LENGTH if produced >= params.max_tokens else FinishReason.STOP
             yield RequestOutput(request_id, [], "", True, reason, len(ids), produced)
         except InferenceServerException as exc:
-            yield RequestOutput(request_id, [], "", True, FinishReason.ERROR, len(ids), produced,
-                                error=f"Triton at {self.url}: {exc}")
+            yield RequestOutput(
+                request_id,
+                [],
+                "",
+                True,
+                FinishReason.ERROR,
+                len(ids),
+                produced,
+                error=f"Triton at {self.url}: {exc}",
+            )
         finally:
             self._running -= 1
             responses.cancel()
@@ -160,7 +191,8 @@ class TritonEngine(AsyncEngine):
 async def load(config: ServerConfig) -> LoadedModel:
     tokenizer = ServerTokenizer.from_model_dir(config.model)
     limit = config.max_model_len or max_positions(config.model) or 4096
-    engine = TritonEngine(config.triton_url, config.triton_model or config.model_name,
-                          tokenizer, limit)
+    engine = TritonEngine(
+        config.triton_url, config.triton_model or config.model_name, tokenizer, limit
+    )
     await engine.start()
     return LoadedModel(engine, tokenizer, config.model_name)

@@ -28,8 +28,7 @@ from ..server.config import ServerConfig
 from ..server.state import LoadedModel
 from ..server.tokenizer import ServerTokenizer
 
-_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH,
-           "abort": FinishReason.ABORT}
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
 
 
 def vllm_engine_args(config: ServerConfig) -> dict[str, Any]:
@@ -94,8 +93,9 @@ class VLLMEngine(AsyncEngine):
         if callable(stop):
             stop()
 
-    def generate(self, request_id: str, prompt_token_ids: list[int],
-                 params: SamplingParams) -> AsyncIterator[RequestOutput]:
+    def generate(
+        self, request_id: str, prompt_token_ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[RequestOutput]:
         if len(prompt_token_ids) >= self._max_model_len:
             raise EngineError(f"prompt is longer than max_model_len={self._max_model_len}")
         sp = self._sampling_cls(**vllm_sampling_kwargs(params))
@@ -110,14 +110,23 @@ class VLLMEngine(AsyncEngine):
             async for out in self._engine.generate({"prompt_token_ids": ids}, sp, request_id):
                 c = out.outputs[0]
                 new_ids = list(c.token_ids[seen_tokens:])
-                logprobs = [_logprob(tid, entry) for tid, entry in
-                            zip(new_ids, (c.logprobs or [])[seen_tokens:], strict=False)]
+                logprobs = [
+                    _logprob(tid, entry)
+                    for tid, entry in zip(new_ids, (c.logprobs or [])[seen_tokens:], strict=False)
+                ]
                 text = c.text[seen_text:]
                 seen_tokens, seen_text = len(c.token_ids), len(c.text)
                 reason = _FINISH.get(c.finish_reason or "", FinishReason.STOP)
-                yield RequestOutput(request_id, new_ids, text, out.finished,
-                                    reason if out.finished else None, len(ids), seen_tokens,
-                                    logprobs)
+                yield RequestOutput(
+                    request_id,
+                    new_ids,
+                    text,
+                    out.finished,
+                    reason if out.finished else None,
+                    len(ids),
+                    seen_tokens,
+                    logprobs,
+                )
         finally:
             self._running -= 1
 

@@ -41,8 +41,11 @@ runtime_version = _version()
 Loader = Callable[[ServerConfig], Awaitable[LoadedModel]]
 
 
-def build_app(config: ServerConfig, loader: Loader,
-              on_load_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
+def build_app(
+    config: ServerConfig,
+    loader: Loader,
+    on_load_failure: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
     state = ServerState(config)
 
     @contextlib.asynccontextmanager
@@ -69,8 +72,13 @@ def build_app(config: ServerConfig, loader: Loader,
             if state.audit is not None:
                 state.audit.close()
 
-    app = FastAPI(title="deepseek-runtime", version=runtime_version, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="deepseek-runtime",
+        version=runtime_version,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.serving = state
     install_error_handlers(app)
 
@@ -80,21 +88,28 @@ def build_app(config: ServerConfig, loader: Loader,
 
     @app.get("/ready", tags=["probes"], response_model=None)
     async def ready() -> JSONResponse:
-        body: dict[str, Any] = {"ready": state.ready, "model": state.model_name,
-                                "draining": state.draining}
+        body: dict[str, Any] = {
+            "ready": state.ready,
+            "model": state.model_name,
+            "draining": state.draining,
+        }
         if state.load_error:
             body["error"] = state.load_error
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
-        return Response(state.metrics.render(),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     @app.get("/version", tags=["probes"])
     async def version() -> dict[str, str]:
-        return {"version": runtime_version, "engine": config.engine,
-                "python": platform.python_version()}
+        return {
+            "version": runtime_version,
+            "engine": config.engine,
+            "python": platform.python_version(),
+        }
 
     app.include_router(build_openai_router(state))
     app.include_router(build_v2_router(state))

@@ -104,8 +104,9 @@ class TokenBucket:
 class RateLimiter:
     """Per-key request and token buckets; None limits mean unlimited."""
 
-    def __init__(self, rps: float | None, tpm: int | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rps: float | None, tpm: int | None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._rps = rps
         self._tpm = tpm
         self._clock = clock
@@ -118,11 +119,13 @@ class RateLimiter:
         req = tok = None
         if self._rps is not None:
             req = self._req.get(key) or self._req.setdefault(
-                key, TokenBucket(self._rps, max(1.0, self._rps), self._clock))
+                key, TokenBucket(self._rps, max(1.0, self._rps), self._clock)
+            )
             wait = max(wait, _peek(req, 1))
         if self._tpm is not None:
             tok = self._tok.get(key) or self._tok.setdefault(
-                key, TokenBucket(self._tpm / 60.0, float(self._tpm), self._clock))
+                key, TokenBucket(self._tpm / 60.0, float(self._tpm), self._clock)
+            )
             wait = max(wait, _peek(tok, tokens))
         if wait > 0:
             return max(1, math.ceil(wait))

@@ -32,12 +32,15 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log line (time, level, logger, message, extras)."""
 
     _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-        "message", "color_message"}
+        "message",
+        "color_message",
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-            "level": record.levelname.lower(), "logger": record.name,
+            "level": record.levelname.lower(),
+            "logger": record.name,
             "message": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in self._SKIP})
@@ -114,9 +117,16 @@ async def serve(config: ServerConfig) -> int:
 
     app = build_app(config, load_model, on_failure)
     state = serving_state(app)
-    uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_config=None,
-                               access_log=False, timeout_graceful_shutdown=5,
-                               log_level=config.log_level, lifespan="on")
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        log_level=config.log_level,
+        lifespan="on",
+    )
     server = DrainingServer(uv_config, state, config.drain_timeout)
     holder["server"] = server
     grpc_server = None

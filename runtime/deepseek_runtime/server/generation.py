@@ -89,6 +89,7 @@ class Generation:
 
     async def start(self) -> None:
         """Wait for each sequence's first update; re-raises the engine's refusal."""
+
         async def prime(seq: _Seq) -> None:
             seq.iterator = aiter(self._engine.generate(seq.request_id, seq.prompt_ids, seq.params))
             seq.first = await anext(seq.iterator)
@@ -100,9 +101,7 @@ class Generation:
             except Exception as exc:
                 results.append(exc)
         else:
-            results = await asyncio.gather(
-                *(prime(s) for s in self._seqs), return_exceptions=True
-            )
+            results = await asyncio.gather(*(prime(s) for s in self._seqs), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             # refused: not a finished request for the metrics; free whatever was admitted
@@ -127,8 +126,16 @@ class Generation:
             seq.done = True
             seq.finish_reason = reason
             seq.timer.finish(reason, seq.completion_tokens, seq.queue_time)
-        return Update(index, text, list(out.new_token_ids), list(out.logprobs), finished, reason,
-                      seq.completion_tokens, out.error)
+        return Update(
+            index,
+            text,
+            list(out.new_token_ids),
+            list(out.logprobs),
+            finished,
+            reason,
+            seq.completion_tokens,
+            out.error,
+        )
 
     async def _iterate(self, index: int) -> AsyncIterator[Update]:
         seq = self._seqs[index]

@@ -27,9 +27,13 @@ from .state import ServerState
 from .v2_common import generate_text, parse_settings
 from .v2_routes import MODEL_INPUTS, MODEL_OUTPUTS
 
-_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-           404: grpc.StatusCode.NOT_FOUND, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-           503: grpc.StatusCode.UNAVAILABLE}
+_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
 
 
 def decode_bytes_tensor(raw: bytes) -> list[bytes]:
@@ -38,7 +42,7 @@ def decode_bytes_tensor(raw: bytes) -> list[bytes]:
     while pos + 4 <= len(raw):
         (size,) = struct.unpack_from("<I", raw, pos)
         pos += 4
-        out.append(raw[pos:pos + size])
+        out.append(raw[pos : pos + size])
         pos += size
     return out
 
@@ -58,18 +62,23 @@ def read_inputs(request: Any) -> dict[str, Any]:
     for i, tensor in enumerate(request.inputs):
         raw = request.raw_input_contents[i] if i < len(request.raw_input_contents) else None
         if tensor.datatype == "BYTES":
-            items = decode_bytes_tensor(raw) if raw is not None else list(
-                tensor.contents.bytes_contents)
+            items = (
+                decode_bytes_tensor(raw)
+                if raw is not None
+                else list(tensor.contents.bytes_contents)
+            )
             values[tensor.name] = items[0].decode("utf-8", "replace") if items else None
         elif tensor.datatype == "BOOL":
-            values[tensor.name] = bool(raw[0]) if raw else (
-                tensor.contents.bool_contents[0] if tensor.contents.bool_contents else None)
+            values[tensor.name] = (
+                bool(raw[0])
+                if raw
+                else (tensor.contents.bool_contents[0] if tensor.contents.bool_contents else None)
+            )
     return values
 
 
 def _response(request: Any, text: str | None, final: bool) -> Any:
-    resp = pb.ModelInferResponse(model_name=request.model_name, model_version="1",
-                                 id=request.id)
+    resp = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
     resp.parameters["triton_final_response"].bool_param = final
     if text is not None:
         out = resp.outputs.add()
@@ -94,25 +103,29 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         return pb.ServerReadyResponse(ready=self.state.ready)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return pb.ServerMetadataResponse(name="deepseek-runtime", version="2",
-                                         extensions=["generate", "generate_stream"])
+        return pb.ServerMetadataResponse(
+            name="deepseek-runtime", version="2", extensions=["generate", "generate_stream"]
+        )
 
     async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return pb.ModelReadyResponse(ready=request.name == self.state.model_name
-                                     and self.state.ready)
+        return pb.ModelReadyResponse(
+            ready=request.name == self.state.model_name and self.state.ready
+        )
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         if request.name != self.state.model_name:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.name!r}")
-        resp = pb.ModelMetadataResponse(name=request.name, versions=["1"],
-                                        platform="deepseek-runtime")
+        resp = pb.ModelMetadataResponse(
+            name=request.name, versions=["1"], platform="deepseek-runtime"
+        )
         for spec, target in ((MODEL_INPUTS, resp.inputs), (MODEL_OUTPUTS, resp.outputs)):
             for t in spec:
                 target.add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
         return resp
 
-    async def _deltas(self, request: Any, context: Any,
-                      default_stream: bool) -> tuple[bool, AsyncIterator[str]]:
+    async def _deltas(
+        self, request: Any, context: Any, default_stream: bool
+    ) -> tuple[bool, AsyncIterator[str]]:
         state = self.state
         if request.model_name != state.model_name:
             raise APIError(404, f"unknown model {request.model_name!r}")
@@ -125,10 +138,16 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
             text = values.get("text_input")
             if not isinstance(text, str):
                 raise APIError(400, "text_input: a BYTES tensor with one string is required")
-            params = {k: _param_value(v) for k, v in request.parameters.items()
-                      if not k.startswith("triton_")}
-            flags = {k: values[k] for k in ("stream", "exclude_input_in_output")
-                     if values.get(k) is not None}
+            params = {
+                k: _param_value(v)
+                for k, v in request.parameters.items()
+                if not k.startswith("triton_")
+            }
+            flags = {
+                k: values[k]
+                for k in ("stream", "exclude_input_in_output")
+                if values.get(k) is not None
+            }
             sp = values.get("sampling_parameters")
             settings = parse_settings(params, sp, flags, default_stream=default_stream)
             given = "max_tokens" in params or (isinstance(sp, str) and "max_tokens" in sp)
@@ -159,15 +178,17 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
                 stream, deltas = await self._deltas(request, context, default_stream=True)
                 if stream:
                     async for d in deltas:
-                        await queue.put(pb.ModelStreamInferResponse(
-                            infer_response=_response(request, d, False)))
+                        await queue.put(
+                            pb.ModelStreamInferResponse(infer_response=_response(request, d, False))
+                        )
                     final = _response(request, None if empty_final else "", True)
                 else:
                     final = _response(request, "".join([d async for d in deltas]), True)
                 await queue.put(pb.ModelStreamInferResponse(infer_response=final))
             except APIError as exc:
-                await queue.put(pb.ModelStreamInferResponse(
-                    error_message=f"[{exc.status}] {exc.message}"))
+                await queue.put(
+                    pb.ModelStreamInferResponse(error_message=f"[{exc.status}] {exc.message}")
+                )
 
         async def reader() -> None:
             async for request in request_iterator:

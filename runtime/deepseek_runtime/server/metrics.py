@@ -26,12 +26,79 @@ from prometheus_client.registry import Collector
 
 from ..engine.api import EngineStats, FinishReason
 
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4,
-               0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
-E2E_BUCKETS = (0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
-               40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+ITL_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+E2E_BUCKETS = (
+    0.05,
+    0.1,
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 
 
@@ -70,10 +137,12 @@ class _EngineCollector(Collector):
             s.kv_cache_waste,
         )
         yield counter("vllm:num_preemptions", "Preemptions.", s.num_preemptions)
-        yield counter("vllm:prefix_cache_queries", "Prefix cache queries, in tokens.",
-                      s.prefix_cache_queries)
-        yield counter("vllm:prefix_cache_hits", "Prefix cache hits, in tokens.",
-                      s.prefix_cache_hits)
+        yield counter(
+            "vllm:prefix_cache_queries", "Prefix cache queries, in tokens.", s.prefix_cache_queries
+        )
+        yield counter(
+            "vllm:prefix_cache_hits", "Prefix cache hits, in tokens.", s.prefix_cache_hits
+        )
 
 
 class ServerMetrics:
@@ -86,34 +155,78 @@ class ServerMetrics:
         PlatformCollector(registry=r)
         r.register(_EngineCollector(model_name, stats))
         m = ["model_name"]
-        self.prompt_tokens = Counter("vllm:prompt_tokens", "Prefill tokens processed.", m,
-                                     registry=r).labels(model_name)
-        self.generation_tokens = Counter("vllm:generation_tokens", "Generated tokens.", m,
-                                         registry=r).labels(model_name)
-        self.request_success = Counter("vllm:request_success", "Finished requests.",
-                                       [*m, "finished_reason"], registry=r)
-        self.ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token.", m,
-                              buckets=TTFT_BUCKETS, registry=r).labels(model_name)
-        self.itl = Histogram("vllm:inter_token_latency_seconds", "Inter-token latency.", m,
-                             buckets=ITL_BUCKETS, registry=r).labels(model_name)
-        self.tpot = Histogram("vllm:time_per_output_token_seconds",
-                              "Time per output token (older vLLM name of inter-token latency).",
-                              m, buckets=ITL_BUCKETS, registry=r).labels(model_name)
-        self.e2e = Histogram("vllm:e2e_request_latency_seconds", "End-to-end request latency.",
-                             m, buckets=E2E_BUCKETS, registry=r).labels(model_name)
-        self.queue = Histogram("vllm:request_queue_time_seconds",
-                               "Time a request waited before its first scheduling step "
-                               "(observed when the engine reports it).", m,
-                               buckets=E2E_BUCKETS, registry=r).labels(model_name)
-        self.req_prompt = Histogram("vllm:request_prompt_tokens", "Prompt tokens per request.",
-                                    m, buckets=TOKEN_BUCKETS, registry=r).labels(model_name)
-        self.req_gen = Histogram("vllm:request_generation_tokens",
-                                 "Generated tokens per request.", m, buckets=TOKEN_BUCKETS,
-                                 registry=r).labels(model_name)
-        self.http_requests = Counter("http_requests", "HTTP requests by handler and status.",
-                                     ["handler", "method", "status"], registry=r)
-        self.http_latency = Histogram("http_request_duration_seconds", "HTTP request latency.",
-                                      ["handler", "method"], buckets=E2E_BUCKETS, registry=r)
+        self.prompt_tokens = Counter(
+            "vllm:prompt_tokens", "Prefill tokens processed.", m, registry=r
+        ).labels(model_name)
+        self.generation_tokens = Counter(
+            "vllm:generation_tokens", "Generated tokens.", m, registry=r
+        ).labels(model_name)
+        self.request_success = Counter(
+            "vllm:request_success", "Finished requests.", [*m, "finished_reason"], registry=r
+        )
+        self.ttft = Histogram(
+            "vllm:time_to_first_token_seconds",
+            "Time to first token.",
+            m,
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        ).labels(model_name)
+        self.itl = Histogram(
+            "vllm:inter_token_latency_seconds",
+            "Inter-token latency.",
+            m,
+            buckets=ITL_BUCKETS,
+            registry=r,
+        ).labels(model_name)
+        self.tpot = Histogram(
+            "vllm:time_per_output_token_seconds",
+            "Time per output token (older vLLM name of inter-token latency).",
+            m,
+            buckets=ITL_BUCKETS,
+            registry=r,
+        ).labels(model_name)
+        self.e2e = Histogram(
+            "vllm:e2e_request_latency_seconds",
+            "End-to-end request latency.",
+            m,
+            buckets=E2E_BUCKETS,
+            registry=r,
+        ).labels(model_name)
+        self.queue = Histogram(
+            "vllm:request_queue_time_seconds",
+            "Time a request waited before its first scheduling step "
+            "(observed when the engine reports it).",
+            m,
+            buckets=E2E_BUCKETS,
+            registry=r,
+        ).labels(model_name)
+        self.req_prompt = Histogram(
+            "vllm:request_prompt_tokens",
+            "Prompt tokens per request.",
+            m,
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        ).labels(model_name)
+        self.req_gen = Histogram(
+            "vllm:request_generation_tokens",
+            "Generated tokens per request.",
+            m,
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        ).labels(model_name)
+        self.http_requests = Counter(
+            "http_requests",
+            "HTTP requests by handler and status.",
+            ["handler", "method", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency.",
+            ["handler", "method"],
+            buckets=E2E_BUCKETS,
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -150,8 +263,12 @@ class RequestTimer:
                 self._m.tpot.observe(gap)
         self._last = now
 
-    def finish(self, reason: FinishReason | str | None, completion_tokens: int,
-               queue_seconds: float | None = None) -> None:
+    def finish(
+        self,
+        reason: FinishReason | str | None,
+        completion_tokens: int,
+        queue_seconds: float | None = None,
+    ) -> None:
         if self._done:
             return
         self._done = True

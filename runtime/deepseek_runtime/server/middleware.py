@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import error_body
 from .state import ServerState
 
-EXEMPT = frozenset({"/health", "/ready", "/metrics", "/version", "/v2/health/live",
-                    "/v2/health/ready"})
+EXEMPT = frozenset(
+    {"/health", "/ready", "/metrics", "/version", "/v2/health/live", "/v2/health/ready"}
+)
 
 
 class _TooLarge(HTTPException):
@@ -32,8 +33,9 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"request body is larger than {limit} bytes")
 
 
-async def _send_error(send: Send, status: int, message: str, code: str,
-                      headers: dict[str, str] | None = None) -> None:
+async def _send_error(
+    send: Send, status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> None:
     body = json.dumps(error_body(status, message, code=code)).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -54,8 +56,9 @@ class ServingMiddleware:
         path: str = scope["path"]
         exempt = path in EXEMPT
         if state.draining and not exempt:
-            await _send_error(send, 503, "server is shutting down", "shutting_down",
-                              state.retry_headers())
+            await _send_error(
+                send, 503, "server is shutting down", "shutting_down", state.retry_headers()
+            )
             return
         limit = state.config.max_body_bytes
         for name, value in scope.get("headers", []):
@@ -65,8 +68,9 @@ class ServingMiddleware:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await _send_error(send, 413, f"request body is larger than {limit} bytes",
-                                      "body_too_large")
+                    await _send_error(
+                        send, 413, f"request body is larger than {limit} bytes", "body_too_large"
+                    )
                     return
         seen = 0
         status_holder: dict[str, Any] = {"status": 500, "started": False}
@@ -94,8 +98,9 @@ class ServingMiddleware:
         except _TooLarge:
             if not status_holder["started"]:
                 status_holder["status"] = 413
-                await _send_error(send, 413, f"request body is larger than {limit} bytes",
-                                  "body_too_large")
+                await _send_error(
+                    send, 413, f"request body is larger than {limit} bytes", "body_too_large"
+                )
         finally:
             if not exempt:
                 state.inflight -= 1

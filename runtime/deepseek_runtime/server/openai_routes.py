@@ -85,21 +85,45 @@ def build_openai_router(state: ServerState) -> APIRouter:
     async def list_models(request: Request) -> dict[str, Any]:
         state.authenticate(request)
         limit = state.model.engine.max_model_len if state.model else None
-        return {"object": "list", "data": [{
-            "id": state.model_name, "object": "model", "created": 0,
-            "owned_by": "deepseek-runtime", "root": state.model_name, "max_model_len": limit}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": state.model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "deepseek-runtime",
+                    "root": state.model_name,
+                    "max_model_len": limit,
+                }
+            ],
+        }
 
     async def run(  # noqa: PLR0917
-        request: Request, ctx: RequestContext, model: LoadedModel, body: SamplingFields,
-        prompts: list[list[int]], max_tokens: int, logprobs: int | None, render: Render,
-        summary: Summary, obj: str,
+        request: Request,
+        ctx: RequestContext,
+        model: LoadedModel,
+        body: SamplingFields,
+        prompts: list[list[int]],
+        max_tokens: int,
+        logprobs: int | None,
+        render: Render,
+        summary: Summary,
+        obj: str,
     ) -> Response:
         check_n(body.n, state.config.max_n, len(prompts))
         params = sampling_params(body, max_tokens, logprobs)
         ctx.prompt_tokens = sum(len(p) for p in prompts)
         state.admit(ctx, ctx.prompt_tokens)
-        gen = Generation(model.engine, state.metrics, state.content_filter, ctx.request_id,
-                         prompts, params, body.n)
+        gen = Generation(
+            model.engine,
+            state.metrics,
+            state.content_filter,
+            ctx.request_id,
+            prompts,
+            params,
+            body.n,
+        )
         try:
             await gen.start()
         except EngineError as exc:
@@ -132,8 +156,16 @@ def build_openai_router(state: ServerState) -> APIRouter:
                     if upd.finished:
                         ctx.finish_reason = upd.finish_reason
                 if body.wants_usage_chunk():
-                    yield sse(usage_chunk(ctx.request_id, int(time.time()), state.model_name, obj,
-                                          gen.prompt_tokens, gen.completion_tokens))
+                    yield sse(
+                        usage_chunk(
+                            ctx.request_id,
+                            int(time.time()),
+                            state.model_name,
+                            obj,
+                            gen.prompt_tokens,
+                            gen.completion_tokens,
+                        )
+                    )
                 yield SSE_DONE
             except BaseException:
                 status = 499
@@ -143,8 +175,11 @@ def build_openai_router(state: ServerState) -> APIRouter:
                 ctx.completion_tokens = gen.completion_tokens
                 state.finish(ctx, status)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def guarded(request: Request, ctx: RequestContext, work: Any) -> Response:
         try:
@@ -163,21 +198,26 @@ def build_openai_router(state: ServerState) -> APIRouter:
             tok = model.tokenizer
             texts, prompts, ids_given = split_prompt(body.prompt, tok)
             if body.suffix:
-                raise APIError(400, "suffix is not supported", param="suffix",
-                               code="unsupported")
+                raise APIError(400, "suffix is not supported", param="suffix", code="unsupported")
             check_prompts(model, prompts, "prompt", ids_given)
             if state.content_filter is not None:
                 for text in texts or [tok.decode(p) for p in prompts]:
                     if v := state.content_filter.check_prompt(text):
-                        raise APIError(400, f"prompt refused by content policy ({v.rule})",
-                                       param="prompt", code="content_filter")
+                        raise APIError(
+                            400,
+                            f"prompt refused by content policy ({v.rule})",
+                            param="prompt",
+                            code="content_filter",
+                        )
             ctx.prompt_text = "\n".join(texts) if texts else None
             limit = model.engine.max_model_len
             max_tokens = resolve_max_tokens(body.max_tokens, prompts, limit, 16)
             n = body.n
             if body.echo:
-                prefix = [texts[i // n] if texts else tok.decode(prompts[i // n])
-                          for i in range(len(prompts) * n)]
+                prefix = [
+                    texts[i // n] if texts else tok.decode(prompts[i // n])
+                    for i in range(len(prompts) * n)
+                ]
             else:
                 prefix = [""] * (len(prompts) * n)
             offsets = [len(p) for p in prefix]
@@ -196,16 +236,45 @@ def build_openai_router(state: ServerState) -> APIRouter:
                     text = prefix[upd.index] + text
                 if not text and not upd.finished and not upd.logprobs:
                     return []
-                return [sse(completion_chunk(ctx.request_id, created, state.model_name,
-                                             upd.index, text, lp, upd.finish_reason))]
+                return [
+                    sse(
+                        completion_chunk(
+                            ctx.request_id,
+                            created,
+                            state.model_name,
+                            upd.index,
+                            text,
+                            lp,
+                            upd.finish_reason,
+                        )
+                    )
+                ]
 
             def summary(bufs: list[ChoiceBuffer], gen: Generation) -> dict[str, Any]:
-                return completion_body(ctx.request_id, created, state.model_name, bufs,
-                                       tok.token_text, want_lp, prefix, gen.prompt_tokens,
-                                       gen.completion_tokens)
+                return completion_body(
+                    ctx.request_id,
+                    created,
+                    state.model_name,
+                    bufs,
+                    tok.token_text,
+                    want_lp,
+                    prefix,
+                    gen.prompt_tokens,
+                    gen.completion_tokens,
+                )
 
-            return await run(request, ctx, model, body, prompts, max_tokens, body.logprobs,
-                             render, summary, "text_completion")
+            return await run(
+                request,
+                ctx,
+                model,
+                body,
+                prompts,
+                max_tokens,
+                body.logprobs,
+                render,
+                summary,
+                "text_completion",
+            )
 
         return await guarded(request, ctx, work())
 
@@ -216,16 +285,23 @@ def build_openai_router(state: ServerState) -> APIRouter:
         async def work() -> Response:
             state.check_model_name(body.model)
             tok = model.tokenizer
-            messages = [{"role": m.role, "content": m.text(),
-                         **({"name": m.name} if m.name else {})} for m in body.messages]
+            messages = [
+                {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
+                for m in body.messages
+            ]
             if state.content_filter is not None:
                 for m in messages:
                     if v := state.content_filter.check_prompt(str(m["content"])):
-                        raise APIError(400, f"messages refused by content policy ({v.rule})",
-                                       param="messages", code="content_filter")
+                        raise APIError(
+                            400,
+                            f"messages refused by content policy ({v.rule})",
+                            param="messages",
+                            code="content_filter",
+                        )
             try:
-                text = tok.apply_chat_template(messages,
-                                               add_generation_prompt=body.add_generation_prompt)
+                text = tok.apply_chat_template(
+                    messages, add_generation_prompt=body.add_generation_prompt
+                )
             except ChatTemplateError as exc:
                 raise APIError(400, str(exc), param="messages", code="invalid_value") from None
             ids = tok.encode(text, add_special_tokens=False)
@@ -234,8 +310,9 @@ def build_openai_router(state: ServerState) -> APIRouter:
             param = "max_tokens"
             if body.max_completion_tokens is not None:
                 param = "max_completion_tokens"
-            max_tokens = resolve_max_tokens(body.requested_max_tokens(), [ids],
-                                            model.engine.max_model_len, None, param)
+            max_tokens = resolve_max_tokens(
+                body.requested_max_tokens(), [ids], model.engine.max_model_len, None, param
+            )
             top = (body.top_logprobs or 0) if body.logprobs else None
             created = int(time.time())
             started: set[int] = set()
@@ -244,22 +321,61 @@ def build_openai_router(state: ServerState) -> APIRouter:
                 out = []
                 if upd.index not in started:
                     started.add(upd.index)
-                    out.append(sse(chat_chunk(ctx.request_id, created, state.model_name,
-                                              upd.index, {"role": "assistant", "content": ""},
-                                              None, None)))
+                    out.append(
+                        sse(
+                            chat_chunk(
+                                ctx.request_id,
+                                created,
+                                state.model_name,
+                                upd.index,
+                                {"role": "assistant", "content": ""},
+                                None,
+                                None,
+                            )
+                        )
+                    )
                 lp = chat_logprobs(upd.logprobs, tok.token_text, top) if top is not None else None
                 if upd.text or upd.finished or upd.logprobs:
                     delta = {"content": upd.text} if upd.text else {}
-                    out.append(sse(chat_chunk(ctx.request_id, created, state.model_name,
-                                              upd.index, delta, lp, upd.finish_reason)))
+                    out.append(
+                        sse(
+                            chat_chunk(
+                                ctx.request_id,
+                                created,
+                                state.model_name,
+                                upd.index,
+                                delta,
+                                lp,
+                                upd.finish_reason,
+                            )
+                        )
+                    )
                 return out
 
             def summary(bufs: list[ChoiceBuffer], gen: Generation) -> dict[str, Any]:
-                return chat_body(ctx.request_id, created, state.model_name, bufs, tok.token_text,
-                                 top, gen.prompt_tokens, gen.completion_tokens)
+                return chat_body(
+                    ctx.request_id,
+                    created,
+                    state.model_name,
+                    bufs,
+                    tok.token_text,
+                    top,
+                    gen.prompt_tokens,
+                    gen.completion_tokens,
+                )
 
-            return await run(request, ctx, model, body, [ids], max_tokens, top, render, summary,
-                             "chat.completion.chunk")
+            return await run(
+                request,
+                ctx,
+                model,
+                body,
+                [ids],
+                max_tokens,
+                top,
+                render,
+                summary,
+                "chat.completion.chunk",
+            )
 
         return await guarded(request, ctx, work())
 

@@ -34,13 +34,18 @@ def split_prompt(raw: PromptField, tok: ServerTokenizer) -> tuple[list[str], lis
 def engine_refusal(exc: EngineError, retry_after: int) -> APIError:
     """QueueFullError → 429 with Retry-After; any other refusal → 400."""
     if type(exc).__name__ == "QueueFullError":
-        return APIError(429, str(exc) or "server is busy", code="queue_full",
-                        headers={"Retry-After": str(retry_after)})
+        return APIError(
+            429,
+            str(exc) or "server is busy",
+            code="queue_full",
+            headers={"Retry-After": str(retry_after)},
+        )
     return APIError(400, str(exc) or "request refused by the engine", code="invalid_request")
 
 
-def check_prompts(model: LoadedModel, prompts: Sequence[list[int]], param: str,
-                  token_ids_given: bool) -> None:
+def check_prompts(
+    model: LoadedModel, prompts: Sequence[list[int]], param: str, token_ids_given: bool
+) -> None:
     limit = model.engine.max_model_len
     vocab = model.tokenizer.vocab_size
     for ids in prompts:
@@ -48,16 +53,28 @@ def check_prompts(model: LoadedModel, prompts: Sequence[list[int]], param: str,
             raise APIError(400, f"{param}: the prompt is empty", param=param, code="invalid_value")
         if len(ids) >= limit:
             raise APIError(
-                400, f"{param}: the prompt is {len(ids)} tokens but this model's maximum context "
-                f"length is {limit} tokens (prompt and completion)", param=param,
-                code="context_length_exceeded")
+                400,
+                f"{param}: the prompt is {len(ids)} tokens but this model's maximum context "
+                f"length is {limit} tokens (prompt and completion)",
+                param=param,
+                code="context_length_exceeded",
+            )
         if token_ids_given and any(t >= vocab for t in ids):
-            raise APIError(400, f"{param}: token ids must be below the vocabulary size {vocab}",
-                           param=param, code="invalid_value")
+            raise APIError(
+                400,
+                f"{param}: token ids must be below the vocabulary size {vocab}",
+                param=param,
+                code="invalid_value",
+            )
 
 
-def resolve_max_tokens(requested: int | None, prompts: Sequence[list[int]], limit: int,
-                       default: int | None, param: str = "max_tokens") -> int:
+def resolve_max_tokens(
+    requested: int | None,
+    prompts: Sequence[list[int]],
+    limit: int,
+    default: int | None,
+    param: str = "max_tokens",
+) -> int:
     longest = max(len(p) for p in prompts)
     room = limit - longest
     if requested is None:
@@ -66,9 +83,12 @@ def resolve_max_tokens(requested: int | None, prompts: Sequence[list[int]], limi
         raise APIError(400, f"{param} must be at least 1", param=param, code="invalid_value")
     if requested > room:
         raise APIError(
-            400, f"{param}: {longest} prompt tokens + {requested} completion tokens exceed this "
-            f"model's maximum context length of {limit} tokens", param=param,
-            code="context_length_exceeded")
+            400,
+            f"{param}: {longest} prompt tokens + {requested} completion tokens exceed this "
+            f"model's maximum context length of {limit} tokens",
+            param=param,
+            code="context_length_exceeded",
+        )
     return requested
 
 
@@ -99,5 +119,9 @@ def check_n(n: int, max_n: int, prompts: int = 1) -> None:
     if n > max_n:
         raise APIError(400, f"n must be at most {max_n}", param="n", code="invalid_value")
     if n * prompts > max_n * 4:
-        raise APIError(400, f"too many choices: {prompts} prompts x n={n}", param="prompt",
-                       code="invalid_value")
+        raise APIError(
+            400,
+            f"too many choices: {prompts} prompts x n={n}",
+            param="prompt",
+            code="invalid_value",
+        )

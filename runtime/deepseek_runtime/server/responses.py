@@ -55,15 +55,21 @@ def chat_logprobs(items: list[TokenLogprob], token_text: TokenText, top_n: int) 
     content = []
     for item in items:
         text = token_text(item.token_id)
-        content.append({
-            "token": text,
-            "logprob": item.logprob,
-            "bytes": list(text.encode("utf-8")),
-            "top_logprobs": [
-                {"token": (t := token_text(tid)), "logprob": lp, "bytes": list(t.encode("utf-8"))}
-                for tid, lp in item.top[:top_n]
-            ],
-        })
+        content.append(
+            {
+                "token": text,
+                "logprob": item.logprob,
+                "bytes": list(text.encode("utf-8")),
+                "top_logprobs": [
+                    {
+                        "token": (t := token_text(tid)),
+                        "logprob": lp,
+                        "bytes": list(t.encode("utf-8")),
+                    }
+                    for tid, lp in item.top[:top_n]
+                ],
+            }
+        )
     return {"content": content}
 
 
@@ -77,54 +83,121 @@ class ChoiceBuffer:
 
 
 def completion_body(  # noqa: PLR0917
-    rid: str, created: int, model: str, choices: list[ChoiceBuffer], token_text: TokenText,
-    want_logprobs: bool, prefix: list[str], prompt_tokens: int, completion_tokens: int,
+    rid: str,
+    created: int,
+    model: str,
+    choices: list[ChoiceBuffer],
+    token_text: TokenText,
+    want_logprobs: bool,
+    prefix: list[str],
+    prompt_tokens: int,
+    completion_tokens: int,
 ) -> dict[str, Any]:
     out = []
     for i, ch in enumerate(choices):
         text = "".join(ch.text)
         lp = completion_logprobs(ch.logprobs, token_text, len(prefix[i])) if want_logprobs else None
-        out.append({"index": i, "text": prefix[i] + text, "logprobs": lp,
-                    "finish_reason": ch.finish_reason})
-    return {"id": rid, "object": "text_completion", "created": created, "model": model,
-            "choices": out, "usage": usage(prompt_tokens, completion_tokens)}
+        out.append(
+            {
+                "index": i,
+                "text": prefix[i] + text,
+                "logprobs": lp,
+                "finish_reason": ch.finish_reason,
+            }
+        )
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": out,
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
 
 
 def chat_body(  # noqa: PLR0917
-    rid: str, created: int, model: str, choices: list[ChoiceBuffer], token_text: TokenText,
-    top_logprobs: int | None, prompt_tokens: int, completion_tokens: int,
+    rid: str,
+    created: int,
+    model: str,
+    choices: list[ChoiceBuffer],
+    token_text: TokenText,
+    top_logprobs: int | None,
+    prompt_tokens: int,
+    completion_tokens: int,
 ) -> dict[str, Any]:
     out = []
     for i, ch in enumerate(choices):
         lp = None
         if top_logprobs is not None:
             lp = chat_logprobs(ch.logprobs, token_text, top_logprobs)
-        out.append({"index": i, "message": {"role": "assistant", "content": "".join(ch.text)},
-                    "logprobs": lp, "finish_reason": ch.finish_reason})
-    return {"id": rid, "object": "chat.completion", "created": created, "model": model,
-            "choices": out, "usage": usage(prompt_tokens, completion_tokens)}
+        out.append(
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": "".join(ch.text)},
+                "logprobs": lp,
+                "finish_reason": ch.finish_reason,
+            }
+        )
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": out,
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
 
 
 def completion_chunk(  # noqa: PLR0917
-    rid: str, created: int, model: str, index: int, text: str, logprobs: dict[str, Any] | None,
+    rid: str,
+    created: int,
+    model: str,
+    index: int,
+    text: str,
+    logprobs: dict[str, Any] | None,
     finish_reason: str | None,
 ) -> dict[str, Any]:
-    return {"id": rid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": index, "text": text, "logprobs": logprobs,
-                         "finish_reason": finish_reason}], "usage": None}
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+        ],
+        "usage": None,
+    }
 
 
 def chat_chunk(  # noqa: PLR0917
-    rid: str, created: int, model: str, index: int, delta: dict[str, Any],
-    logprobs: dict[str, Any] | None, finish_reason: str | None,
+    rid: str,
+    created: int,
+    model: str,
+    index: int,
+    delta: dict[str, Any],
+    logprobs: dict[str, Any] | None,
+    finish_reason: str | None,
 ) -> dict[str, Any]:
-    return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
-                         "finish_reason": finish_reason}], "usage": None}
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+        ],
+        "usage": None,
+    }
 
 
 def usage_chunk(  # noqa: PLR0917
     rid: str, created: int, model: str, obj: str, prompt_tokens: int, completion_tokens: int
 ) -> dict[str, Any]:
-    return {"id": rid, "object": obj, "created": created, "model": model, "choices": [],
-            "usage": usage(prompt_tokens, completion_tokens)}
+    return {
+        "id": rid,
+        "object": obj,
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }

@@ -84,16 +84,18 @@ class ServerState:
 
     def require_model(self) -> LoadedModel:
         if self.draining:
-            raise APIError(503, "server is shutting down", code="shutting_down",
-                           headers=self.retry_headers())
+            raise APIError(
+                503, "server is shutting down", code="shutting_down", headers=self.retry_headers()
+            )
         if self.model is None:
             msg = "model is still loading" if self.load_error is None else "model failed to load"
             raise APIError(503, msg, code="not_ready", headers=self.retry_headers())
         return self.model
 
     def authenticate(self, request: Request) -> str:
-        return self.authenticate_headers(request.headers.get("authorization"),
-                                         request.headers.get("x-api-key"))
+        return self.authenticate_headers(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
 
     def authenticate_headers(self, authorization: str | None, api_key: str | None) -> str:
         """Key id for ``Authorization: Bearer KEY`` (or ``x-api-key``); 401 otherwise."""
@@ -104,8 +106,12 @@ class ServerState:
             presented = api_key.strip()
         key = self.keys.identify(presented)
         if key is None:
-            raise APIError(401, "missing or invalid API key", code="invalid_api_key",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise APIError(
+                401,
+                "missing or invalid API key",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return key
 
     def begin(self, request: Request, endpoint: str) -> tuple[LoadedModel, RequestContext]:
@@ -118,23 +124,36 @@ class ServerState:
 
     def check_model_name(self, name: str) -> None:
         if name != self.model_name:
-            raise APIError(400, f"model {name!r} is not served here; use {self.model_name!r}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                400,
+                f"model {name!r} is not served here; use {self.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
 
     def admit(self, ctx: RequestContext, tokens: int) -> None:
         wait = self.limiter.admit(ctx.key_id, tokens)
         if wait:
-            raise APIError(429, "rate limit exceeded for this API key", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(wait)})
+            raise APIError(
+                429,
+                "rate limit exceeded for this API key",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(wait)},
+            )
 
     def finish(self, ctx: RequestContext, status: int) -> None:
         self.limiter.charge_tokens(ctx.key_id, ctx.completion_tokens)
         if self.audit is None:
             return
         self.audit.record(
-            request_id=ctx.request_id, key_id=ctx.key_id, model=self.model_name,
-            endpoint=ctx.endpoint, status=status, prompt_tokens=ctx.prompt_tokens,
-            completion_tokens=ctx.completion_tokens, finish_reason=ctx.finish_reason,
+            request_id=ctx.request_id,
+            key_id=ctx.key_id,
+            model=self.model_name,
+            endpoint=ctx.endpoint,
+            status=status,
+            prompt_tokens=ctx.prompt_tokens,
+            completion_tokens=ctx.completion_tokens,
+            finish_reason=ctx.finish_reason,
             latency_ms=round((time.perf_counter() - ctx.started) * 1000, 2),
             prompt=ctx.prompt_text,
         )

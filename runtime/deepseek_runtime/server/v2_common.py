@@ -20,8 +20,14 @@ from .generation import Generation
 from .preparation import check_prompts, engine_refusal, resolve_max_tokens
 from .state import RequestContext, ServerState
 
-_FLOATS = ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty",
-           "frequency_penalty")
+_FLOATS = (
+    "temperature",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
 _INTS = ("max_tokens", "top_k", "seed")
 
 
@@ -40,11 +46,19 @@ def _merged(*sources: Mapping[str, Any] | str | None) -> dict[str, Any]:
             try:
                 src = json.loads(src)
             except json.JSONDecodeError:
-                raise APIError(400, "sampling_parameters is not valid JSON",
-                               param="sampling_parameters", code="invalid_value") from None
+                raise APIError(
+                    400,
+                    "sampling_parameters is not valid JSON",
+                    param="sampling_parameters",
+                    code="invalid_value",
+                ) from None
             if not isinstance(src, dict):
-                raise APIError(400, "sampling_parameters must be a JSON object",
-                               param="sampling_parameters", code="invalid_value")
+                raise APIError(
+                    400,
+                    "sampling_parameters must be a JSON object",
+                    param="sampling_parameters",
+                    code="invalid_value",
+                )
         if src:
             out.update(src)
     return out
@@ -79,26 +93,39 @@ def parse_settings(*sources: Mapping[str, Any] | str | None, default_stream: boo
         raise APIError(400, str(exc), param="parameters", code="invalid_value") from None
     exclude = raw.get("exclude_input_in_output")
     stream = raw.get("stream")
-    return V2Settings(params, True if exclude is None else bool(exclude),
-                      default_stream if stream is None else bool(stream))
+    return V2Settings(
+        params,
+        True if exclude is None else bool(exclude),
+        default_stream if stream is None else bool(stream),
+    )
 
 
-async def generate_text(state: ServerState, ctx: RequestContext, text: str,
-                        settings: V2Settings, max_tokens_given: bool) -> AsyncIterator[str]:
+async def generate_text(
+    state: ServerState, ctx: RequestContext, text: str, settings: V2Settings, max_tokens_given: bool
+) -> AsyncIterator[str]:
     """Yield text deltas (the prompt first unless excluded). 4xx raised before the first."""
     model = state.require_model()
     if state.content_filter is not None and (v := state.content_filter.check_prompt(text)):
-        raise APIError(400, f"prompt refused by content policy ({v.rule})",
-                       param="text_input", code="content_filter")
+        raise APIError(
+            400,
+            f"prompt refused by content policy ({v.rule})",
+            param="text_input",
+            code="content_filter",
+        )
     ids = model.tokenizer.encode(text)
     check_prompts(model, [ids], "text_input", False)
-    max_tokens = resolve_max_tokens(settings.params.max_tokens if max_tokens_given else None,
-                                    [ids], model.engine.max_model_len, 16)
+    max_tokens = resolve_max_tokens(
+        settings.params.max_tokens if max_tokens_given else None,
+        [ids],
+        model.engine.max_model_len,
+        16,
+    )
     params = SamplingParams(**{**_as_dict(settings.params), "max_tokens": max_tokens})
     ctx.prompt_tokens = len(ids)
     state.admit(ctx, len(ids))
-    gen = Generation(model.engine, state.metrics, state.content_filter, ctx.request_id, [ids],
-                     params, 1)
+    gen = Generation(
+        model.engine, state.metrics, state.content_filter, ctx.request_id, [ids], params, 1
+    )
     try:
         await gen.start()
     except EngineError as exc:
@@ -110,8 +137,9 @@ async def generate_text(state: ServerState, ctx: RequestContext, text: str,
     return _deltas(state, ctx, gen, "" if settings.exclude_input else text)
 
 
-async def _deltas(state: ServerState, ctx: RequestContext, gen: Generation,
-                  prefix: str) -> AsyncIterator[str]:
+async def _deltas(
+    state: ServerState, ctx: RequestContext, gen: Generation, prefix: str
+) -> AsyncIterator[str]:
     status = 200
     try:
         if prefix:

@@ -34,8 +34,13 @@ MODEL_OUTPUTS: list[dict[str, Any]] = [{"name": "text_output", "datatype": "BYTE
 
 
 def model_metadata(name: str) -> dict[str, Any]:
-    return {"name": name, "versions": ["1"], "platform": "deepseek-runtime",
-            "inputs": MODEL_INPUTS, "outputs": MODEL_OUTPUTS}
+    return {
+        "name": name,
+        "versions": ["1"],
+        "platform": "deepseek-runtime",
+        "inputs": MODEL_INPUTS,
+        "outputs": MODEL_OUTPUTS,
+    }
 
 
 def _tensor_value(inputs: list[dict[str, Any]], name: str) -> Any:
@@ -56,13 +61,15 @@ def build_v2_router(state: ServerState) -> APIRouter:
 
     def check_name(name: str) -> None:
         if name != state.model_name:
-            raise APIError(404, f"unknown model {name!r}", param="model",
-                           code="model_not_found")
+            raise APIError(404, f"unknown model {name!r}", param="model", code="model_not_found")
 
     @router.get("/v2")
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "deepseek-runtime", "version": "2",
-                "extensions": ["generate", "generate_stream"]}
+        return {
+            "name": "deepseek-runtime",
+            "version": "2",
+            "extensions": ["generate", "generate_stream"],
+        }
 
     @router.get("/v2/health/live")
     async def live() -> Response:
@@ -82,9 +89,15 @@ def build_v2_router(state: ServerState) -> APIRouter:
         check_name(name)
         return Response(status_code=200 if state.ready else 503)
 
-    async def start(request: Request, name: str, endpoint: str, text: str,
-                    *sources: Any, stream: bool, max_given: bool) -> tuple[RequestContext,
-                                                                             AsyncIterator[str]]:
+    async def start(
+        request: Request,
+        name: str,
+        endpoint: str,
+        text: str,
+        *sources: Any,
+        stream: bool,
+        max_given: bool,
+    ) -> tuple[RequestContext, AsyncIterator[str]]:
         check_name(name)
         _, ctx = state.begin(request, endpoint)
         try:
@@ -98,7 +111,8 @@ def build_v2_router(state: ServerState) -> APIRouter:
 
     def max_given(*sources: Any) -> bool:
         return any(isinstance(s, dict) and s.get("max_tokens") is not None for s in sources) or any(
-            isinstance(s, str) and "max_tokens" in s for s in sources)
+            isinstance(s, str) and "max_tokens" in s for s in sources
+        )
 
     async def read_body(request: Request) -> V2GenerateRequest:
         """Triton's examples post JSON without a Content-Type, so parse it ourselves."""
@@ -111,28 +125,51 @@ def build_v2_router(state: ServerState) -> APIRouter:
         except ValidationError as exc:
             raise validation_error(RequestValidationError(exc.errors())) from None
 
-    body_doc = {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": V2GenerateRequest.model_json_schema()}}}}
+    body_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": V2GenerateRequest.model_json_schema()}},
+        }
+    }
 
     @router.post("/v2/models/{name}/generate", response_model=None, openapi_extra=body_doc)
     async def generate(name: str, request: Request) -> JSONResponse:
         body = await read_body(request)
         extra = body.model_extra or {}
         sources = (extra, body.parameters, body.sampling_parameters)
-        ctx, deltas = await start(request, name, "/v2/generate", body.text_input, *sources,
-                                  stream=False, max_given=max_given(*sources))
+        ctx, deltas = await start(
+            request,
+            name,
+            "/v2/generate",
+            body.text_input,
+            *sources,
+            stream=False,
+            max_given=max_given(*sources),
+        )
         text = "".join([d async for d in deltas])
-        return JSONResponse({"model_name": name, "model_version": "1", "text_output": text,
-                             "finish_reason": ctx.finish_reason})
+        return JSONResponse(
+            {
+                "model_name": name,
+                "model_version": "1",
+                "text_output": text,
+                "finish_reason": ctx.finish_reason,
+            }
+        )
 
-    @router.post("/v2/models/{name}/generate_stream", response_model=None,
-                 openapi_extra=body_doc)
+    @router.post("/v2/models/{name}/generate_stream", response_model=None, openapi_extra=body_doc)
     async def generate_stream(name: str, request: Request) -> StreamingResponse:
         body = await read_body(request)
         extra = body.model_extra or {}
         sources = (extra, body.parameters, body.sampling_parameters)
-        _, deltas = await start(request, name, "/v2/generate_stream", body.text_input,
-                                  *sources, stream=True, max_given=max_given(*sources))
+        _, deltas = await start(
+            request,
+            name,
+            "/v2/generate_stream",
+            body.text_input,
+            *sources,
+            stream=True,
+            max_given=max_given(*sources),
+        )
 
         async def events() -> AsyncIterator[bytes]:
             async for d in deltas:
@@ -148,24 +185,36 @@ def build_v2_router(state: ServerState) -> APIRouter:
         except ValueError:
             raise APIError(400, "request body is not valid JSON", code="invalid_json") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
-            raise APIError(400, "inputs: a list of tensors is required", param="inputs",
-                           code="invalid_value")
+            raise APIError(
+                400, "inputs: a list of tensors is required", param="inputs", code="invalid_value"
+            )
         inputs = payload["inputs"]
         text = _tensor_value(inputs, "text_input")
         if not isinstance(text, str):
-            raise APIError(400, "text_input: a BYTES tensor with one string is required",
-                           param="inputs", code="invalid_value")
+            raise APIError(
+                400,
+                "text_input: a BYTES tensor with one string is required",
+                param="inputs",
+                code="invalid_value",
+            )
         sp = _tensor_value(inputs, "sampling_parameters")
         excl = _tensor_value(inputs, "exclude_input_in_output")
         params = payload.get("parameters") if isinstance(payload.get("parameters"), dict) else {}
         flags = {} if excl is None else {"exclude_input_in_output": bool(excl)}
         sources = (params, sp if isinstance(sp, str) else None, flags)
-        _, deltas = await start(request, name, "/v2/infer", text, *sources, stream=False,
-                                max_given=max_given(*sources))
+        _, deltas = await start(
+            request, name, "/v2/infer", text, *sources, stream=False, max_given=max_given(*sources)
+        )
         out = "".join([d async for d in deltas])
-        return JSONResponse({
-            "model_name": name, "model_version": "1", "id": payload.get("id", ""),
-            "outputs": [{"name": "text_output", "datatype": "BYTES", "shape": [1],
-                         "data": [out]}]})
+        return JSONResponse(
+            {
+                "model_name": name,
+                "model_version": "1",
+                "id": payload.get("id", ""),
+                "outputs": [
+                    {"name": "text_output", "datatype": "BYTES", "shape": [1], "data": [out]}
+                ],
+            }
+        )
 
     return router

@@ -39,16 +39,24 @@ class ServerProcess:
 
     def start(self, log_dir: Path, timeout: float = 120.0) -> ServerProcess:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model",
-               str(self.model_dir), "--port", str(self.port), *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "deepseek_runtime.cli",
+            "serve",
+            "--model",
+            str(self.model_dir),
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
         if self.grpc:
             self.grpc_port = free_port()
             cmd += ["--grpc-port", str(self.grpc_port)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.log_path = log_dir / f"server-{self.port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=REPO)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -42,15 +42,24 @@ def test_overload_gives_429_and_leaks_nothing(tiny_model: Path, tmp_path: Path) 
     proc = ServerProcess(tiny_model, args=["--max-waiting", "2", "--max-num-seqs", "2"])
     proc.start(tmp_path)
     try:
+
         async def fire() -> list[int]:
             async with httpx.AsyncClient(base_url=proc.url, timeout=60) as c:
+
                 async def one(i: int) -> int:
-                    r = await c.post("/v1/completions", json={
-                        "model": "tiny-v3", "prompt": f"load {i}", "max_tokens": 24,
-                        "ignore_eos": True})
+                    r = await c.post(
+                        "/v1/completions",
+                        json={
+                            "model": "tiny-v3",
+                            "prompt": f"load {i}",
+                            "max_tokens": 24,
+                            "ignore_eos": True,
+                        },
+                    )
                     if r.status_code == 429:
                         assert "retry-after" in r.headers
                     return r.status_code
+
                 return list(await asyncio.gather(*(one(i) for i in range(24))))
 
         statuses = asyncio.run(fire())
@@ -67,9 +76,20 @@ def test_overload_gives_429_and_leaks_nothing(tiny_model: Path, tmp_path: Path) 
 
 def test_disconnect_mid_stream_aborts(server: ServerProcess) -> None:
     total_before, _, _ = _wait_idle(server)
-    with httpx.Client(timeout=30) as c, c.stream("POST", server.url + "/v1/completions", json={
-            "model": "tiny-v3", "prompt": "stream me", "max_tokens": 2000, "stream": True,
-            "ignore_eos": True}) as r:
+    with (
+        httpx.Client(timeout=30) as c,
+        c.stream(
+            "POST",
+            server.url + "/v1/completions",
+            json={
+                "model": "tiny-v3",
+                "prompt": "stream me",
+                "max_tokens": 2000,
+                "stream": True,
+                "ignore_eos": True,
+            },
+        ) as r,
+    ):
         assert r.status_code == 200
         lines = 0
         for line in r.iter_lines():
@@ -86,15 +106,17 @@ def test_disconnect_mid_stream_aborts(server: ServerProcess) -> None:
     assert running == 0
     assert free == total_before == total
     text = server.metrics()
-    assert (metric_value(text, "vllm:request_success_total", 'finished_reason="abort"')
-            or 0) >= 1
+    assert (metric_value(text, "vllm:request_success_total", 'finished_reason="abort"') or 0) >= 1
 
 
 def test_disconnect_while_waiting_for_a_whole_answer_aborts(server: ServerProcess) -> None:
     total_before, _, _ = _wait_idle(server)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/v1/completions", timeout=1.0, json={
-            "model": "tiny-v3", "prompt": "long", "max_tokens": 2000, "ignore_eos": True})
+        httpx.post(
+            server.url + "/v1/completions",
+            timeout=1.0,
+            json={"model": "tiny-v3", "prompt": "long", "max_tokens": 2000, "ignore_eos": True},
+        )
     deadline = time.monotonic() + 3  # 2000 tokens take far longer than this
     while True:
         total, free, running = _blocks(server)
@@ -112,9 +134,20 @@ def test_sigterm_drains_then_exits_zero(tiny_model: Path, tmp_path: Path) -> Non
     started = threading.Event()
 
     def stream() -> None:
-        with httpx.Client(timeout=60) as c, c.stream("POST", proc.url + "/v1/completions", json={
-                "model": "tiny-v3", "prompt": "drain", "max_tokens": 300, "stream": True,
-                "ignore_eos": True}) as r:
+        with (
+            httpx.Client(timeout=60) as c,
+            c.stream(
+                "POST",
+                proc.url + "/v1/completions",
+                json={
+                    "model": "tiny-v3",
+                    "prompt": "drain",
+                    "max_tokens": 300,
+                    "stream": True,
+                    "ignore_eos": True,
+                },
+            ) as r,
+        ):
             for line in r.iter_lines():
                 if line.startswith("data: "):
                     received.append(line[6:])
@@ -148,10 +181,24 @@ def test_ready_only_after_load_and_load_failure_exits_1(tiny_model: Path, tmp_pa
         silent.listen(8)
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model", str(tiny_model),
-             "--port", str(port), "--engine", "triton",
-             "--triton-url", f"127.0.0.1:{silent.getsockname()[1]}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "deepseek_runtime.cli",
+                "serve",
+                "--model",
+                str(tiny_model),
+                "--port",
+                str(port),
+                "--engine",
+                "triton",
+                "--triton-url",
+                f"127.0.0.1:{silent.getsockname()[1]}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60

@@ -26,8 +26,7 @@ def test_models(client: openai.OpenAI) -> None:
 
 
 def test_completion_text_and_usage(client: openai.OpenAI, model: str) -> None:
-    r = client.completions.create(model=model, prompt="hello world", max_tokens=6,
-                                  temperature=0)
+    r = client.completions.create(model=model, prompt="hello world", max_tokens=6, temperature=0)
     assert r.object == "text_completion"
     assert r.choices[0].finish_reason in {"length", "stop"}
     assert r.usage is not None and r.usage.prompt_tokens > 0
@@ -37,8 +36,13 @@ def test_completion_text_and_usage(client: openai.OpenAI, model: str) -> None:
 
 
 def test_completion_token_ids_and_list(client: openai.OpenAI, model: str) -> None:
-    r = client.completions.create(model=model, prompt=[[5, 6, 7], [8, 9]], max_tokens=3,
-                                  temperature=0, extra_body={"ignore_eos": True})
+    r = client.completions.create(
+        model=model,
+        prompt=[[5, 6, 7], [8, 9]],
+        max_tokens=3,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
     assert [c.index for c in r.choices] == [0, 1]
     assert r.usage is not None and r.usage.prompt_tokens == 5
     assert r.usage.completion_tokens == 6
@@ -55,12 +59,25 @@ def test_greedy_is_deterministic_and_seed_repeats(client: openai.OpenAI, model: 
 
 
 def test_completion_stream_with_usage(client: openai.OpenAI, model: str) -> None:
-    chunks = list(client.completions.create(
-        model=model, prompt="once upon", max_tokens=5, stream=True, temperature=0,
-        stream_options={"include_usage": True}, extra_body={"ignore_eos": True}))
+    chunks = list(
+        client.completions.create(
+            model=model,
+            prompt="once upon",
+            max_tokens=5,
+            stream=True,
+            temperature=0,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+    )
     text = "".join(c.choices[0].text for c in chunks if c.choices)
-    full = client.completions.create(model=model, prompt="once upon", max_tokens=5,
-                                     temperature=0, extra_body={"ignore_eos": True})
+    full = client.completions.create(
+        model=model,
+        prompt="once upon",
+        max_tokens=5,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
     assert text == full.choices[0].text
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 5
@@ -69,8 +86,10 @@ def test_completion_stream_with_usage(client: openai.OpenAI, model: str) -> None
 
 def test_chat_non_streamed(client: openai.OpenAI, model: str) -> None:
     r = client.chat.completions.create(
-        model=model, messages=[{"role": "system", "content": "be brief"},
-                               {"role": "user", "content": "hi"}], max_tokens=4)
+        model=model,
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+        max_tokens=4,
+    )
     assert r.object == "chat.completion"
     assert r.choices[0].message.role == "assistant"
     assert isinstance(r.choices[0].message.content, str)
@@ -79,9 +98,15 @@ def test_chat_non_streamed(client: openai.OpenAI, model: str) -> None:
 
 def test_chat_stream_n2_usage(client: openai.OpenAI, model: str) -> None:
     stream = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4, n=2,
-        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
-        seed=3)
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=4,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+        seed=3,
+    )
     texts = {0: "", 1: ""}
     roles, finish = set(), {}
     usage = None
@@ -100,45 +125,66 @@ def test_chat_stream_n2_usage(client: openai.OpenAI, model: str) -> None:
 
 
 def test_logprobs(client: openai.OpenAI, model: str) -> None:
-    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}],
-                                       max_tokens=3, logprobs=True, top_logprobs=2,
-                                       extra_body={"ignore_eos": True})
+    r = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "x"}],
+        max_tokens=3,
+        logprobs=True,
+        top_logprobs=2,
+        extra_body={"ignore_eos": True},
+    )
     content = r.choices[0].logprobs.content  # type: ignore[union-attr]
     assert content is not None and len(content) == 3
     assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in content)
-    c = client.completions.create(model=model, prompt="x", max_tokens=3, logprobs=1,
-                                  extra_body={"ignore_eos": True})
+    c = client.completions.create(
+        model=model, prompt="x", max_tokens=3, logprobs=1, extra_body={"ignore_eos": True}
+    )
     lp = c.choices[0].logprobs
     assert lp is not None and len(lp.token_logprobs or []) == 3
     assert len(lp.top_logprobs or []) == 3
 
 
 def test_stop_string_and_extras(client: openai.OpenAI, model: str) -> None:
-    base = client.completions.create(model=model, prompt="tell", max_tokens=12, temperature=0,
-                                     extra_body={"ignore_eos": True})
+    base = client.completions.create(
+        model=model, prompt="tell", max_tokens=12, temperature=0, extra_body={"ignore_eos": True}
+    )
     text = base.choices[0].text
     stop = text[3:6] if len(text) >= 6 and text[3:6].strip() else None
     if stop:
-        r = client.completions.create(model=model, prompt="tell", max_tokens=12, temperature=0,
-                                      stop=[stop], extra_body={"ignore_eos": True})
+        r = client.completions.create(
+            model=model,
+            prompt="tell",
+            max_tokens=12,
+            temperature=0,
+            stop=[stop],
+            extra_body={"ignore_eos": True},
+        )
         assert stop not in r.choices[0].text and r.choices[0].finish_reason == "stop"
-    r = client.completions.create(model=model, prompt="tell", max_tokens=4, extra_body={
-        "top_k": 5, "min_p": 0.05, "repetition_penalty": 1.2})
+    r = client.completions.create(
+        model=model,
+        prompt="tell",
+        max_tokens=4,
+        extra_body={"top_k": 5, "min_p": 0.05, "repetition_penalty": 1.2},
+    )
     assert r.choices[0].finish_reason in {"length", "stop"}
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
-    ({"prompt": "x", "max_tokens": 10**7}, "max_tokens"),
-    ({"prompt": "x", "n": 1000}, "n"),
-    ({"prompt": "x", "stop": [""]}, "stop"),
-    ({"prompt": "x", "temperature": "hot"}, "temperature"),
-    ({"prompt": 5}, "prompt"),
-    ({"prompt": "x", "model": "other"}, "model"),
-    ({"prompt": "word " * 5000}, "prompt"),
-])
-def test_bad_input_is_400_naming_the_field(client: openai.OpenAI, model: str,
-                                           body: dict[str, object], param: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+        ({"prompt": "x", "max_tokens": 10**7}, "max_tokens"),
+        ({"prompt": "x", "n": 1000}, "n"),
+        ({"prompt": "x", "stop": [""]}, "stop"),
+        ({"prompt": "x", "temperature": "hot"}, "temperature"),
+        ({"prompt": 5}, "prompt"),
+        ({"prompt": "x", "model": "other"}, "model"),
+        ({"prompt": "word " * 5000}, "prompt"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(
+    client: openai.OpenAI, model: str, body: dict[str, object], param: str
+) -> None:
     kwargs = {"model": model, **body}
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(**kwargs)  # type: ignore[call-overload]
@@ -147,13 +193,19 @@ def test_bad_input_is_400_naming_the_field(client: openai.OpenAI, model: str,
 
 
 def test_malformed_json_unknown_route_and_big_body(server: ServerProcess) -> None:
-    r = httpx.post(server.url + "/v1/completions", content=b"{not json",
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        server.url + "/v1/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     r = httpx.get(server.url + "/v1/nothing-here")
     assert r.status_code == 404 and "error" in r.json()
-    r = httpx.post(server.url + "/v1/completions", content=b"x" * (5 << 20),
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        server.url + "/v1/completions",
+        content=b"x" * (5 << 20),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413
 
 
@@ -162,10 +214,17 @@ def test_probes(server: ServerProcess) -> None:
     assert httpx.get(server.url + "/ready").json()["ready"] is True
     assert "version" in httpx.get(server.url + "/version").json()
     text = server.metrics()
-    for name in ("vllm:num_requests_running", "vllm:kv_cache_usage_perc",
-                 "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
-                 "vllm:request_success_total", "vllm:time_to_first_token_seconds_bucket",
-                 "vllm:inter_token_latency_seconds_bucket", "vllm:e2e_request_latency_seconds",
-                 "vllm:prefix_cache_queries_total", "process_resident_memory_bytes"):
+    for name in (
+        "vllm:num_requests_running",
+        "vllm:kv_cache_usage_perc",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:request_success_total",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket",
+        "vllm:e2e_request_latency_seconds",
+        "vllm:prefix_cache_queries_total",
+        "process_resident_memory_bytes",
+    ):
         assert name in text, name
     assert 'model_name="tiny-v3"' in text

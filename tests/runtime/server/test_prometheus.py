@@ -30,25 +30,40 @@ SERIES = [
     'vllm:e2e_request_latency_seconds_count{model_name="tiny-v3"}',
     'vllm:request_queue_time_seconds_count{model_name="tiny-v3"}',
     'dsr:kv_cache_fragmentation_perc{model_name="tiny-v3"}',
-    'process_resident_memory_bytes',
+    "process_resident_memory_bytes",
 ]
 
 
 @pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="needs Debian's prometheus package")
 def test_prometheus_scrapes_vllm_series(server: ServerProcess, tmp_path: Path) -> None:
     for _ in range(2):
-        httpx.post(server.url + "/v1/completions", timeout=60, json={
-            "model": "tiny-v3", "prompt": "metrics please", "max_tokens": 4, "ignore_eos": True})
+        httpx.post(
+            server.url + "/v1/completions",
+            timeout=60,
+            json={
+                "model": "tiny-v3",
+                "prompt": "metrics please",
+                "max_tokens": 4,
+                "ignore_eos": True,
+            },
+        )
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: deepseek-runtime\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n")
+        f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
+    )
     prom = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prom.log").open("wb"))
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prom.log").open("wb"),
+    )
     try:
         api = f"http://127.0.0.1:{port}/api/v1/query"
         missing = list(SERIES)
@@ -66,8 +81,9 @@ def test_prometheus_scrapes_vllm_series(server: ServerProcess, tmp_path: Path) -
                     still.append(query)
             missing = still
         assert not missing, f"series not in Prometheus: {missing}"
-        gen = httpx.get(api, params={
-            "query": 'vllm:generation_tokens_total{model_name="tiny-v3"}'}).json()
+        gen = httpx.get(
+            api, params={"query": 'vllm:generation_tokens_total{model_name="tiny-v3"}'}
+        ).json()
         assert float(gen["data"]["result"][0]["value"][1]) >= 8
         up = httpx.get(api, params={"query": 'up{job="deepseek-runtime"}'}).json()
         assert up["data"]["result"][0]["value"][1] == "1"

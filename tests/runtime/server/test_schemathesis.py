@@ -44,12 +44,34 @@ def test_no_server_errors(tiny_model: Path, tmp_path: Path) -> None:
         (tmp_path / "openapi.json").write_text(json.dumps(schema))
         cli = Path(sys.executable).with_name("schemathesis")
         result = subprocess.run(
-            [str(cli), "run", str(tmp_path / "openapi.json"), "--url", proc.url,
-             "--checks", "not_a_server_error",
-             "--max-examples", "50", "--seed", "1", "--workers", "1",
-             "--phases", "examples,coverage,fuzzing", "--request-timeout", "60",
-             "--suppress-health-check", "all", "--no-color"],
-            capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False)
+            [
+                str(cli),
+                "run",
+                str(tmp_path / "openapi.json"),
+                "--url",
+                proc.url,
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "50",
+                "--seed",
+                "1",
+                "--workers",
+                "1",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--request-timeout",
+                "60",
+                "--suppress-health-check",
+                "all",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp_path,
+            check=False,
+        )
         output = result.stdout + result.stderr
         print(output[-3000:])
         assert result.returncode == 0, output[-6000:]

@@ -22,17 +22,31 @@ KEY_B = "sk-test-bravo-9876543210"
 
 
 @pytest.fixture(scope="module")
-def secured(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-        tuple[ServerProcess, Path]]:
+def secured(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, Path]]:
     d = tmp_path_factory.mktemp("secure")
     (d / "keys").write_text(f"# mounted from a Secret\n{KEY_A}\n")
     (d / "policy.yaml").write_text(
-        "blocklist: [forbidden]\nregex:\n  - {name: secret-code, pattern: 'XYZ-\\d{4}'}\n")
+        "blocklist: [forbidden]\nregex:\n  - {name: secret-code, pattern: 'XYZ-\\d{4}'}\n"
+    )
     audit = d / "audit.jsonl"
-    proc = ServerProcess(tiny_model, args=[
-        "--api-keys-file", str(d / "keys"), "--rate-limit-rps", "2",
-        "--content-filter", str(d / "policy.yaml"), "--audit-log", str(audit),
-        "--log-prompts"], env={"DSR_API_KEYS": KEY_B}, grpc=True)
+    proc = ServerProcess(
+        tiny_model,
+        args=[
+            "--api-keys-file",
+            str(d / "keys"),
+            "--rate-limit-rps",
+            "2",
+            "--content-filter",
+            str(d / "policy.yaml"),
+            "--audit-log",
+            str(audit),
+            "--log-prompts",
+        ],
+        env={"DSR_API_KEYS": KEY_B},
+        grpc=True,
+    )
     proc.start(d)
     yield proc, audit
     proc.stop()
@@ -63,8 +77,12 @@ def test_grpc_face_checks_keys(secured: tuple[ServerProcess, Path]) -> None:
     with pytest.raises(InferenceServerException, match="API key"):
         c.infer("tiny-v3", [text], parameters={"max_tokens": 2})
     time.sleep(0.6)
-    ok = c.infer("tiny-v3", [text], parameters={"max_tokens": 2},
-                 headers={"authorization": f"Bearer {KEY_B}"})
+    ok = c.infer(
+        "tiny-v3",
+        [text],
+        parameters={"max_tokens": 2},
+        headers={"authorization": f"Bearer {KEY_B}"},
+    )
     assert ok.as_numpy("text_output") is not None
 
 
@@ -73,18 +91,22 @@ def test_rate_limit_per_key(secured: tuple[ServerProcess, Path]) -> None:
     time.sleep(1.5)  # let the buckets refill after the test above
     statuses = []
     for _ in range(5):
-        r = httpx.post(proc.url + "/v1/completions", json={
-            "model": "tiny-v3", "prompt": "a", "max_tokens": 1},
-            headers={"Authorization": f"Bearer {KEY_A}"})
+        r = httpx.post(
+            proc.url + "/v1/completions",
+            json={"model": "tiny-v3", "prompt": "a", "max_tokens": 1},
+            headers={"Authorization": f"Bearer {KEY_A}"},
+        )
         statuses.append(r.status_code)
         if r.status_code == 429:
             assert int(r.headers["retry-after"]) >= 1
             assert r.json()["error"]["code"] == "rate_limit_exceeded"
     assert 429 in statuses and statuses[0] == 200
     # the other key has its own bucket
-    r = httpx.post(proc.url + "/v1/completions", json={
-        "model": "tiny-v3", "prompt": "a", "max_tokens": 1},
-        headers={"Authorization": f"Bearer {KEY_B}"})
+    r = httpx.post(
+        proc.url + "/v1/completions",
+        json={"model": "tiny-v3", "prompt": "a", "max_tokens": 1},
+        headers={"Authorization": f"Bearer {KEY_B}"},
+    )
     assert r.status_code == 200
 
 
@@ -94,8 +116,9 @@ def test_content_filter_on_prompts(secured: tuple[ServerProcess, Path]) -> None:
     client = _client(proc, KEY_B)
     for text in ("this is Forbidden stuff", "my code is XYZ-1234"):
         with pytest.raises(openai.BadRequestError) as err:
-            client.chat.completions.create(model="tiny-v3", max_tokens=2,
-                                           messages=[{"role": "user", "content": text}])
+            client.chat.completions.create(
+                model="tiny-v3", max_tokens=2, messages=[{"role": "user", "content": text}]
+            )
         assert err.value.body["code"] == "content_filter"  # type: ignore[index]
         time.sleep(0.6)
 
@@ -104,15 +127,24 @@ def test_audit_log_has_no_key_and_redacted_prompt(secured: tuple[ServerProcess, 
     proc, audit = secured
     time.sleep(1.0)
     _client(proc, KEY_A).completions.create(
-        model="tiny-v3", max_tokens=2,
-        prompt="mail bob@example.com or call +1 415-555-0100, card 4111 1111 1111 1111")
+        model="tiny-v3",
+        max_tokens=2,
+        prompt="mail bob@example.com or call +1 415-555-0100, card 4111 1111 1111 1111",
+    )
     time.sleep(0.2)
     text = audit.read_text()
     assert KEY_A not in text and KEY_B not in text
     entries = [json.loads(line) for line in text.splitlines()]
     last = entries[-1]
-    assert {"time", "key_id", "model", "prompt_tokens", "completion_tokens", "status",
-            "latency_ms"} <= set(last)
+    assert {
+        "time",
+        "key_id",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "status",
+        "latency_ms",
+    } <= set(last)
     assert last["status"] == 200 and last["completion_tokens"] == 2
     assert last["finish_reason"] in {"length", "stop"}
     assert len(last["key_id"]) == 12
@@ -123,19 +155,27 @@ def test_audit_log_has_no_key_and_redacted_prompt(secured: tuple[ServerProcess, 
 
 
 def test_content_filter_on_outputs(tiny_model: Path, tmp_path: Path) -> None:
-    (tmp_path / "policy.json").write_text(json.dumps({
-        "regex": [{"name": "anything", "pattern": "[a-z]"}], "apply_to_prompts": False}))
+    (tmp_path / "policy.json").write_text(
+        json.dumps({"regex": [{"name": "anything", "pattern": "[a-z]"}], "apply_to_prompts": False})
+    )
     proc = ServerProcess(tiny_model, args=["--content-filter", str(tmp_path / "policy.json")])
     proc.start(tmp_path)
     try:
         client = _client(proc, "unused")
-        r = client.completions.create(model="tiny-v3", prompt="hello", max_tokens=40,
-                                      extra_body={"ignore_eos": True})
+        r = client.completions.create(
+            model="tiny-v3", prompt="hello", max_tokens=40, extra_body={"ignore_eos": True}
+        )
         assert r.choices[0].finish_reason == "content_filter"
         assert not any(c.isalpha() and c.islower() and c.isascii() for c in r.choices[0].text)
-        chunks = list(client.chat.completions.create(
-            model="tiny-v3", messages=[{"role": "user", "content": "hi"}], max_tokens=40,
-            stream=True, extra_body={"ignore_eos": True}))
+        chunks = list(
+            client.chat.completions.create(
+                model="tiny-v3",
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=40,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+        )
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
     finally:
         proc.stop()

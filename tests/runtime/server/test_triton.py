@@ -54,8 +54,9 @@ def test_grpc_unary_and_decoupled_stream(server: ServerProcess) -> None:
     assert whole is not None
     results: queue.Queue[tuple[object, object]] = queue.Queue()
     c.start_stream(callback=lambda result, error: results.put((result, error)))
-    c.async_stream_infer("tiny-v3", _inputs("hello", params, True), request_id="r1",
-                         enable_empty_final_response=True)
+    c.async_stream_infer(
+        "tiny-v3", _inputs("hello", params, True), request_id="r1", enable_empty_final_response=True
+    )
     pieces = []
     while True:
         result, error = results.get(timeout=30)
@@ -84,19 +85,36 @@ def test_http_v2_face(server: ServerProcess) -> None:
     with httpx.stream("POST", u + "/v2/models/tiny-v3/generate_stream", json=body) as s:
         events = [json.loads(x[6:]) for x in s.iter_lines() if x.startswith("data: ")]
     assert "".join(e["text_output"] for e in events) == text
-    r = httpx.post(u + "/v2/models/tiny-v3/infer", json={
-        "inputs": [{"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["hello"]}],
-        "parameters": {"max_tokens": 5, "temperature": 0, "ignore_eos": True}})
+    r = httpx.post(
+        u + "/v2/models/tiny-v3/infer",
+        json={
+            "inputs": [
+                {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["hello"]}
+            ],
+            "parameters": {"max_tokens": 5, "temperature": 0, "ignore_eos": True},
+        },
+    )
     assert r.json()["outputs"][0]["data"] == [text]
     r = httpx.post(u + "/v2/models/tiny-v3/generate", json={"text_input": "x", "top_p": 7})
     assert r.status_code == 400
 
 
-def test_triton_backend_proxies_to_v2_grpc(server: ServerProcess, tiny_model: Path,
-                                           tmp_path: Path) -> None:
-    front = ServerProcess(tiny_model, args=[
-        "--engine", "triton", "--triton-url", f"127.0.0.1:{server.grpc_port}",
-        "--triton-model", "tiny-v3", "--served-model-name", "proxied"])
+def test_triton_backend_proxies_to_v2_grpc(
+    server: ServerProcess, tiny_model: Path, tmp_path: Path
+) -> None:
+    front = ServerProcess(
+        tiny_model,
+        args=[
+            "--engine",
+            "triton",
+            "--triton-url",
+            f"127.0.0.1:{server.grpc_port}",
+            "--triton-model",
+            "tiny-v3",
+            "--served-model-name",
+            "proxied",
+        ],
+    )
     front.start(tmp_path)
     try:
         client = openai.OpenAI(base_url=front.url + "/v1", api_key="x", max_retries=0)
@@ -107,21 +125,41 @@ def test_triton_backend_proxies_to_v2_grpc(server: ServerProcess, tiny_model: Pa
         b = direct.chat.completions.create(model="tiny-v3", messages=msgs, **kw)  # type: ignore[arg-type]
         assert a.choices[0].message.content == b.choices[0].message.content
         streamed = "".join(
-            c.choices[0].delta.content or "" for c in client.chat.completions.create(
-                model="proxied", messages=msgs, stream=True, **kw)  # type: ignore[arg-type]
-            if c.choices)
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="proxied", messages=msgs, stream=True, **kw
+            )  # type: ignore[arg-type]
+            if c.choices
+        )
         assert streamed == b.choices[0].message.content
     finally:
         front.stop()
 
 
-def test_triton_backend_clear_errors(tiny_model: Path, tmp_path: Path,
-                                     server: ServerProcess) -> None:
+def test_triton_backend_clear_errors(
+    tiny_model: Path, tmp_path: Path, server: ServerProcess
+) -> None:
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model", str(tiny_model),
-             "--port", str(free_port()), "--engine", "triton", *extra],
-            capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+            [
+                sys.executable,
+                "-m",
+                "deepseek_runtime.cli",
+                "serve",
+                "--model",
+                str(tiny_model),
+                "--port",
+                str(free_port()),
+                "--engine",
+                "triton",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+            check=False,
+        )
 
     down = run("--triton-url", f"127.0.0.1:{free_port()}")
     assert down.returncode == 1 and "cannot reach the Triton server" in down.stderr

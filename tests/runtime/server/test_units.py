@@ -33,9 +33,15 @@ def _parse(argv: list[str], env: dict[str, str]) -> ServerConfig:
 
 
 def test_options_come_from_cli_then_env_then_defaults() -> None:
-    cfg = _parse(["--model", "/m/tiny", "--port", "9000"],
-                 {"DSR_PORT": "1", "DSR_MAX_NUM_SEQS": "7", "DSR_ENABLE_PREFIX_CACHING": "false",
-                  "DSR_LOG_PROMPTS": "1"})
+    cfg = _parse(
+        ["--model", "/m/tiny", "--port", "9000"],
+        {
+            "DSR_PORT": "1",
+            "DSR_MAX_NUM_SEQS": "7",
+            "DSR_ENABLE_PREFIX_CACHING": "false",
+            "DSR_LOG_PROMPTS": "1",
+        },
+    )
     assert cfg.port == 9000 and cfg.max_num_seqs == 7
     assert cfg.enable_prefix_caching is False and cfg.log_prompts is True
     assert cfg.host == "127.0.0.1" and cfg.engine == "native"
@@ -43,12 +49,15 @@ def test_options_come_from_cli_then_env_then_defaults() -> None:
     assert _parse(["--model", "m", "--no-enable-prefix-caching"], {}).enable_prefix_caching is False
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["--model", "m", "--engine", "tgi"], "--engine"),
-    (["--model", "m", "--port", "-1"], "--port"),
-    (["--model", "m", "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
-    ([], "--model"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--model", "m", "--engine", "tgi"], "--engine"),
+        (["--model", "m", "--port", "-1"], "--port"),
+        (["--model", "m", "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
+        ([], "--model"),
+    ],
+)
 def test_bad_options_name_the_option(argv: list[str], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         _parse(argv, {})
@@ -86,8 +95,11 @@ def test_token_bucket_and_rate_limiter() -> None:
 
 
 def test_content_filter_rules() -> None:
-    f = ContentFilter(ContentPolicy(blocklist=["bad word"], regex=[
-        {"name": "ssn", "pattern": r"\b\d{3}-\d{2}-\d{4}\b"}]))  # type: ignore[list-item]
+    f = ContentFilter(
+        ContentPolicy(
+            blocklist=["bad word"], regex=[{"name": "ssn", "pattern": r"\b\d{3}-\d{2}-\d{4}\b"}]
+        )
+    )  # type: ignore[list-item]
     assert f.check("a BAD WORD here") is not None
     assert f.check("badwords") is None
     v = f.check("ssn 123-45-6789")
@@ -137,17 +149,24 @@ def test_chat_template_is_sandboxed() -> None:
     class FakeTok:  # only what ServerTokenizer needs for rendering
         pass
 
-    tok = ServerTokenizer(FakeTok(), chat_template=(
-        "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}"), bos_token="<s>")
+    tok = ServerTokenizer(
+        FakeTok(),
+        chat_template=(
+            "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+            "{% if add_generation_prompt %}<assistant>{% endif %}"
+        ),
+        bos_token="<s>",
+    )
     out = tok.apply_chat_template([{"role": "user", "content": "hi"}])
     assert out == "<s><user>hi<assistant>"
-    evil = ServerTokenizer(FakeTok(),
-                           chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    evil = ServerTokenizer(
+        FakeTok(), chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}"
+    )
     with pytest.raises(ChatTemplateError):
         evil.apply_chat_template([])
-    raising = ServerTokenizer(FakeTok(),
-                              chat_template="{{ raise_exception('roles must alternate') }}")
+    raising = ServerTokenizer(
+        FakeTok(), chat_template="{{ raise_exception('roles must alternate') }}"
+    )
     with pytest.raises(ChatTemplateError, match="alternate"):
         raising.apply_chat_template([])
     with pytest.raises(ChatTemplateError, match="no chat template"):
@@ -155,8 +174,12 @@ def test_chat_template_is_sandboxed() -> None:
 
 
 def test_v2_settings_precedence_and_errors() -> None:
-    s = parse_settings({"max_tokens": 5, "temperature": 0.5}, {"temperature": 0.0},
-                       json.dumps({"top_k": 3, "stop": "x"}), default_stream=False)
+    s = parse_settings(
+        {"max_tokens": 5, "temperature": 0.5},
+        {"temperature": 0.0},
+        json.dumps({"top_k": 3, "stop": "x"}),
+        default_stream=False,
+    )
     assert s.params.max_tokens == 5 and s.params.temperature == 0.0 and s.params.top_k == 3
     assert s.params.stop == ("x",) and s.exclude_input and not s.stream
     with pytest.raises(APIError) as err:
@@ -189,10 +212,18 @@ def test_limits_and_refusals() -> None:
 
 
 def test_engine_option_mappings() -> None:
-    cfg = ServerConfig(model="/models/ds", engine="vllm", tensor_parallel_size=8,
-                       pipeline_parallel_size=2, enable_expert_parallel=True,
-                       quantization="fp8", kv_cache_dtype="fp8", max_model_len=32768,
-                       gpu_memory_utilization=0.85, served_model_name="deepseek-r1")
+    cfg = ServerConfig(
+        model="/models/ds",
+        engine="vllm",
+        tensor_parallel_size=8,
+        pipeline_parallel_size=2,
+        enable_expert_parallel=True,
+        quantization="fp8",
+        kv_cache_dtype="fp8",
+        max_model_len=32768,
+        gpu_memory_utilization=0.85,
+        served_model_name="deepseek-r1",
+    )
     args = vllm_engine_args(cfg)
     assert args["tensor_parallel_size"] == 8 and args["pipeline_parallel_size"] == 2
     assert args["enable_expert_parallel"] is True and args["quantization"] == "fp8"
@@ -233,14 +264,15 @@ async def test_vllm_adapter_turns_cumulative_outputs_into_deltas() -> None:
     aborted: list[str] = []
 
     class FakeVLLM:  # the shape of vllm.AsyncLLMEngine.generate's outputs
-
         async def generate(self, prompt: dict[str, list[int]], sp: object, rid: str):  # type: ignore[no-untyped-def]
             assert prompt == {"prompt_token_ids": [1, 2, 3]}
             steps = [([7], "a", None), ([7, 8], "ab", None), ([7, 8, 9], "abc", "length")]
             for ids, text, reason in steps:
                 logprobs = [{t: lp(logprob=-0.5), 4: lp(logprob=-1.5)} for t in ids]
-                yield Ns(finished=reason is not None, outputs=[
-                    Ns(token_ids=ids, text=text, finish_reason=reason, logprobs=logprobs)])
+                yield Ns(
+                    finished=reason is not None,
+                    outputs=[Ns(token_ids=ids, text=text, finish_reason=reason, logprobs=logprobs)],
+                )
 
         async def abort(self, rid: str) -> None:
             aborted.append(rid)
