@@ -1,6 +1,6 @@
 """Runs the operator as a real subprocess against the local control plane.
 
-Shared by the operator e2e tests (``e2e/test_operator_*.py``), the demo
+Shared by the operator e2e tests (``e2e/dsd/``), the demo
 (``e2e/demo_operator.py``) and the benchmark (``bench/operator_scale.py``):
 install the CRDs, start / stop / SIGKILL the operator, count the API writes it
 logs, read DSD status and wait for conditions.

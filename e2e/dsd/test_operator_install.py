@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,8 @@ from e2e.operator_harness import (
     ROOT,
     Kube,
     OperatorProcess,
-    Scope,
     dsd,
     get_dsd,
-    install_crds,
     wait_current,
     wait_for,
 )
@@ -36,34 +33,6 @@ from e2e.operator_harness import (
 pytestmark = pytest.mark.e2e
 DISTILL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 SYSTEM_NS = "deepseek-system"
-
-
-@pytest.fixture(scope="module")
-def kube(cluster: ClusterInfo) -> Kube:
-    k = Kube(cluster.kubectl, cluster.kubeconfig)
-    install_crds(k)
-    k(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=e2e",
-        "-f",
-        str(ROOT / "manifests/base/kopf-peering-crds.yaml"),
-    )
-    k("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
-    return k
-
-
-@pytest.fixture(scope="module")
-def scope(kube: Kube) -> Scope:
-    return Scope(kube)
-
-
-@pytest.fixture
-def namespace(scope: Scope) -> Iterator[str]:
-    name = scope.new_namespace()
-    yield name
-    scope.delete_namespace(name)
 
 
 def _dry_run(kube: Kube, manifest: str) -> None:

@@ -27,7 +27,6 @@ from e2e.operator_harness import (
     current,
     dsd,
     get_dsd,
-    install_crds,
     is_true,
     pods_by_pool,
     wait_current,
@@ -38,40 +37,6 @@ pytestmark = pytest.mark.e2e
 R1 = "deepseek-ai/DeepSeek-R1"
 V2_LITE = "deepseek-ai/DeepSeek-V2-Lite"
 DISTILL_7B = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
-
-
-@pytest.fixture(scope="module")
-def kube(cluster: ClusterInfo) -> Kube:
-    k = Kube(cluster.kubectl, cluster.kubeconfig)
-    install_crds(k)
-    return k
-
-
-@pytest.fixture(scope="module")
-def scope(kube: Kube) -> Scope:
-    return Scope(kube)
-
-
-@pytest.fixture
-def namespace(scope: Scope) -> Iterator[str]:
-    """A fresh namespace inside this module's operator scope."""
-    name = scope.new_namespace()
-    yield name
-    scope.delete_namespace(name)
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: ClusterInfo, scope: Scope, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    op = OperatorProcess(
-        cluster.kubeconfig, log, resync_seconds=3, namespaces=(scope.pattern,)
-    ).start()
-    op.wait_started()
-    yield op
-    op.stop()
-    print(f"operator log: {log}")
 
 
 CASES = {

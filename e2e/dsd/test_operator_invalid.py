@@ -9,22 +9,18 @@ enough, unknown model). A valid DSD in the same namespace stays Ready and untouc
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from e2e.devcluster import ClusterInfo
 from e2e.operator_harness import (
     Kube,
     OperatorProcess,
-    Scope,
     children,
     condition,
     current,
     dsd,
     find_condition,
-    install_crds,
     wait_current,
     wait_for,
 )
@@ -89,39 +85,6 @@ UNPLANNABLE: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["tensor", "To fit"],
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def kube(cluster: ClusterInfo) -> Kube:
-    k = Kube(cluster.kubectl, cluster.kubeconfig)
-    install_crds(k)
-    return k
-
-
-@pytest.fixture(scope="module")
-def scope(kube: Kube) -> Scope:
-    return Scope(kube)
-
-
-@pytest.fixture
-def namespace(scope: Scope) -> Iterator[str]:
-    """A fresh namespace inside this module's operator scope."""
-    name = scope.new_namespace()
-    yield name
-    scope.delete_namespace(name)
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: ClusterInfo, scope: Scope, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    op = OperatorProcess(
-        cluster.kubeconfig, log, resync_seconds=3, namespaces=(scope.pattern,)
-    ).start()
-    op.wait_started()
-    yield op
-    op.stop()
 
 
 def test_invalid_specs_are_refused_and_neighbours_are_unaffected(

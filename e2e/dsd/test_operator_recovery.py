@@ -29,7 +29,6 @@ from e2e.operator_harness import (
     dsd,
     find_condition,
     get_dsd,
-    install_crds,
     is_true,
     pods_by_pool,
     wait_current,
@@ -39,26 +38,6 @@ from e2e.operator_harness import (
 pytestmark = pytest.mark.e2e
 DISTILL_7B = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
 DISTILL_1_5B = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
-
-
-@pytest.fixture(scope="module")
-def kube(cluster: ClusterInfo) -> Kube:
-    k = Kube(cluster.kubectl, cluster.kubeconfig)
-    install_crds(k)
-    return k
-
-
-@pytest.fixture(scope="module")
-def scope(kube: Kube) -> Scope:
-    return Scope(kube)
-
-
-@pytest.fixture
-def namespace(scope: Scope) -> Iterator[str]:
-    """A fresh namespace inside this module's operator scope."""
-    name = scope.new_namespace()
-    yield name
-    scope.delete_namespace(name)
 
 
 def test_sigkill_mid_reconcile_converges_without_duplicates_or_orphans(
