@@ -30,30 +30,12 @@ from typing import Any
 
 import torch
 
+from bench_models import BENCH_MODEL
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import LLMEngine, SamplingParams
 from deepseek_runtime.engine.loader import build_engine
 
-MODEL_OVERRIDES: dict[str, Any] = {
-    "hidden_size": 512,
-    "num_hidden_layers": 8,
-    "intermediate_size": 1408,
-    "moe_intermediate_size": 256,
-    "n_routed_experts": 16,
-    "n_shared_experts": 2,
-    "num_experts_per_tok": 4,
-    "n_group": 4,
-    "topk_group": 2,
-    "first_k_dense_replace": 1,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 8,
-    "q_lora_rank": 192,
-    "kv_lora_rank": 128,
-    "qk_nope_head_dim": 32,
-    "qk_rope_head_dim": 16,
-    "v_head_dim": 32,
-    "vocab_size": 512,
-}
+MODEL_OVERRIDES: dict[str, Any] = BENCH_MODEL
 
 
 def make_workload(n: int, vocab: int, seed: int) -> list[tuple[list[int], int]]:

@@ -45,6 +45,7 @@ import aiohttp
 import httpx
 import psutil
 
+from bench_models import BENCH_MODEL
 from deepseek_runtime.backends.native import engine_kwargs
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import NativeAsyncEngine, SamplingParams
@@ -52,31 +53,12 @@ from deepseek_runtime.server.config import ServerConfig
 
 TTFT_LIMIT_S = 2.0
 
-# "small": the shape of bench/engine_cpu.py (a step takes tens of ms on CPU, closer to
-# a real model's step on a GPU); "tiny": make-tiny's defaults (a step takes ~ms, so the
-# per-chunk cost of HTTP + JSON is a large share: the worst case for the HTTP layer).
+# "small": bench_models.BENCH_MODEL, shared with engine_cpu.py (a step takes tens of ms on
+# CPU, closer to a real model's step on a GPU); "tiny": make-tiny's defaults (a step takes
+# ~ms, so the per-chunk cost of HTTP + JSON is a large share: the worst case for the HTTP layer).
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {},
-    "small": {
-        "hidden_size": 512,
-        "num_hidden_layers": 8,
-        "intermediate_size": 1408,
-        "moe_intermediate_size": 256,
-        "n_routed_experts": 16,
-        "n_shared_experts": 2,
-        "num_experts_per_tok": 4,
-        "n_group": 4,
-        "topk_group": 2,
-        "first_k_dense_replace": 1,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 8,
-        "q_lora_rank": 192,
-        "kv_lora_rank": 128,
-        "qk_nope_head_dim": 32,
-        "qk_rope_head_dim": 16,
-        "v_head_dim": 32,
-        "vocab_size": 512,
-    },
+    "small": BENCH_MODEL,
 }
 
 
