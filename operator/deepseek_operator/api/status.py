@@ -77,23 +77,54 @@ class PlanStatus(StatusModel):
     """Why each choice was made."""
 
 
+class MetricResult(StatusModel):
+    """One metric of one analysis run."""
+
+    name: str
+    """``rollout.canary.analysis.metrics[].name``."""
+    value: float | None = None
+    """The value Prometheus returned (absent when there was no data)."""
+    passed: bool = False
+    """True when the value is within ``max`` / ``min``."""
+    message: str = ""
+    """Why the metric failed (no data, Prometheus unreachable, over ``max``...)."""
+
+
+class AnalysisRun(StatusModel):
+    """The result of the last canary analysis run."""
+
+    time: str
+    """When the run finished (RFC 3339)."""
+    passed: bool
+    """True when every metric passed."""
+    metrics: list[MetricResult] = Field(default_factory=list)
+    """Per-metric values and verdicts."""
+
+
 class CanaryStatus(StatusModel):
-    """Progress of a canary rollout."""
+    """Progress of a canary rollout (set by the operator's canary driver)."""
 
     revision: str | None = None
-    """Revision (spec hash) under test."""
+    """Revision (spec hash) under test, or promoted / rolled back last."""
     stable_revision: str | None = None
-    """Revision serving the rest of the traffic."""
+    """Revision the stable workload serves."""
     step: int | None = None
     """Index of the current step in ``rollout.canary.steps``."""
     weight: int | None = None
-    """Percent of traffic on the canary now."""
+    """Percent of traffic on the canary now (0 once promoted or failed)."""
+    step_started: str | None = None
+    """When the current step began (RFC 3339); its ``pause`` counts from here."""
     failures: int | None = None
     """Failed analysis runs in this rollout."""
-    last_analysis: str | None = None
-    """Time of the last analysis run (RFC 3339)."""
-    phase: Literal["Progressing", "Promoted", "RolledBack", "Paused"] | None = None
-    """Canary phase."""
+    last_analysis: AnalysisRun | None = None
+    """The last analysis run: time, per-metric values, pass or fail."""
+    phase: Literal["Progressing", "Succeeded", "Failed"] | None = None
+    """``Progressing`` while traffic shifts; ``Succeeded`` once promoted (the stable
+    workload serves ``revision``); ``Failed`` after ``failureLimit`` failed analyses (the
+    stable workload keeps the old revision until the spec changes again); unset when the
+    spec went back to the stable revision and the canary was abandoned."""
+    message: str | None = None
+    """What happened last, for humans."""
 
 
 class DeepSeekDeploymentStatus(StatusModel):
@@ -117,7 +148,7 @@ class DeepSeekDeploymentStatus(StatusModel):
     selector: str | None = None
     """Label selector of the serving pods (scale subresource selector path)."""
     canary: CanaryStatus | None = None
-    """Canary progress, while one runs."""
+    """The running or last canary rollout (set by the canary driver)."""
     endpoint: str | None = None
     """In-cluster base URL of the OpenAI-compatible API."""
 

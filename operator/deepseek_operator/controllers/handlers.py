@@ -8,6 +8,7 @@ and a per-DSD lock serialises passes over the same object.
     DSD create/update/resume ─┐
     node index changes ─timer─┼─> reconcile(): plan → render → apply → prune → status
     workload deleted ─────────┘
+    canary Progressing ─timer─> run_analysis() (Prometheus) → reconcile(analysis=run)
     workload changed ─────────> refresh_status(): replicas, readiness, conditions
     DSD delete ───────────────> delete_children()  (owner refs would collect them too)
 """
@@ -21,10 +22,13 @@ from typing import Any, cast
 
 import kopf
 import structlog
+from pydantic import ValidationError
 
-from deepseek_operator.api import GROUP, KIND, PLURAL, VERSION
+from deepseek_operator.api import GROUP, KIND, PLURAL, VERSION, DeepSeekDeployment
 
 from . import reconcile as rc
+from .analysis import run_analysis
+from .canary import analysis_due
 from .decide import EventSpec, owner_name, plan_outcome
 from .kinds import MANAGED_BY, MANAGED_BY_LABEL
 from .kube import Kube, KubeError
@@ -40,6 +44,8 @@ class Runtime:
 
     kube: Kube
     resync_seconds: float = 30.0
+    canary_tick_seconds: float = 2.0
+    """How often a DSD with a running canary checks whether its analysis is due."""
     lws_served: bool = True
     locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
@@ -163,6 +169,41 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     kopf.timer(*dsd, registry=registry, interval=rt.resync_seconds, initial_delay=5, id="resync")(
         resync
     )
+
+    def canary_running(**kwargs: Any) -> bool:
+        canary = (_body(kwargs).get("status") or {}).get("canary") or {}
+        return bool(canary.get("phase") == "Progressing")
+
+    def canary_tick(**kwargs: Any) -> None:
+        """A canary runs: when its analysis is due, query Prometheus and step the canary."""
+        namespace, name = str(kwargs["namespace"]), str(kwargs["name"])
+        live = rt.kube.get(rc.API_VERSION, KIND, namespace, name)  # fresh status.canary
+        if live is None or live["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            dsd_obj = DeepSeekDeployment.model_validate(live)
+        except (ValidationError, ValueError):
+            return  # the reconcile pass reports an invalid spec
+        canary = dsd_obj.status.canary if dsd_obj.status is not None else None
+        now = rc.now_rfc3339()
+        if not analysis_due(canary, dsd_obj.spec.rollout.canary.analysis.interval, now):
+            return
+        run = run_analysis(dsd_obj, now)
+        with rt.lock(namespace, name):
+            try:
+                rc.reconcile(
+                    live, _nodes(kwargs["gpu_nodes"]), rt.kube, _emitter(live), analysis=run
+                )
+            except KubeError as exc:
+                raise _temporary(exc) from exc
+
+    kopf.timer(
+        *dsd,
+        registry=registry,
+        interval=rt.canary_tick_seconds,
+        when=canary_running,
+        id="canary",
+    )(canary_tick)
 
     def on_workload(**kwargs: Any) -> None:
         """A Deployment / LeaderWorkerSet of a DSD changed: refresh (or recreate)."""

@@ -20,14 +20,16 @@ from typing import Any
 import structlog
 
 from deepseek_operator.api import GROUP, KIND, VERSION
+from deepseek_operator.api.status import AnalysisRun
 from deepseek_operator.render import (
-    canary_active,
     endpoint,
     render_children,
     selector_string,
+    stable_held,
     workload_name,
 )
 
+from .canary_pass import drive_canary
 from .decide import EventSpec, PlanResult, owned_by, plan_events, plan_outcome
 from .kinds import PRUNE_KINDS, WORKLOAD_KINDS, owner_selector
 from .kube import Kube, KubeError
@@ -35,6 +37,7 @@ from .semantic import needs_apply, stamp
 from .status import PlanOutcome, WorkloadState, compute_status, status_patch, workload_state
 
 API_VERSION = f"{GROUP}/{VERSION}"
+HELD = (("Deployment", False), ("LeaderWorkerSet", True))  # stable workload kinds and names
 log = structlog.get_logger("deepseek_operator.reconcile")
 Emit = Callable[[EventSpec], None]
 
@@ -190,8 +193,14 @@ def reconcile(
     kube: Kube,
     emit: Emit,
     result: PlanResult | None = None,
+    *,
+    analysis: AnalysisRun | None = None,
 ) -> PassReport:
-    """Run one full pass for the DSD ``body`` against the node inventory ``nodes``."""
+    """Run one full pass for the DSD ``body`` against the node inventory ``nodes``.
+
+    Args:
+        analysis: a canary analysis run made just now (the canary timer), if any.
+    """
     meta = body["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     generation = int(meta.get("generation") or 1)
@@ -201,7 +210,14 @@ def reconcile(
     selector: str | None = None
     workload_kinds = {k for _, k in WORKLOAD_KINDS}
     desired: list[dict[str, Any]] = []
+    canary: dict[str, Any] | None = None
+    events: list[EventSpec] = []
+    now = now_rfc3339()
+    first = not (body.get("status") or {}).get("plan")
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
+        decision = drive_canary(kube, result.dsd, result.plan, now, analysis, first=first)
+        if decision is not None and decision.status is not None:
+            canary, events = decision.status.to_k8s(), decision.events
         desired = render_children(result.dsd, result.plan)
         unserved = [
             f"{c['kind']} ({c['apiVersion']})"
@@ -211,23 +227,22 @@ def reconcile(
         if unserved:  # the plan cannot run here: deploy nothing of it
             result = missing_apis(result, unserved)
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
-        first = not (body.get("status") or {}).get("plan")
         live = apply_children(kube, desired, report, first=first)
         keep = set(live)
-        if canary_active(result.dsd):  # the stable workload serves until promotion
-            keep |= {(kind, workload_name(result.dsd)) for kind in workload_kinds}
+        if stable_held(result.dsd):  # the stable workload serves until promotion
+            keep |= {(kind, workload_name(result.dsd, multi_node=m)) for kind, m in HELD}
         if not first:  # before the first plan there is nothing of an older plan to prune
             prune_children(kube, namespace, name, uid, keep=keep, report=report)
         workloads = [workload_state(o) for (kind, _), o in live.items() if kind in workload_kinds]
-        if canary_active(result.dsd):
-            stable = workload_name(result.dsd)
+        if stable_held(result.dsd):
+            stable = workload_name(result.dsd, multi_node=result.plan.multi_node)
             workloads += [w for w in list_workloads(kube, namespace, name, uid) if w.name == stable]
         url, selector = endpoint(result.dsd), selector_string(result.dsd)
         if report.skipped:
             result = missing_apis(result, report.skipped)
     else:
         workloads = list_workloads(kube, namespace, name, uid)
-    events = plan_events(body.get("status"), result.outcome)
+    events = plan_events(body.get("status"), result.outcome) + events
     report.status_written = write_status(
         kube,
         namespace,
@@ -237,9 +252,10 @@ def reconcile(
             generation,
             result.outcome,
             workloads,
-            now=now_rfc3339(),
+            now=now,
             endpoint=url,
             selector=selector,
+            canary=canary,
         ),
     )
     for event in events:

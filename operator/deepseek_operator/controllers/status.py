@@ -10,8 +10,10 @@ Conditions (kstatus-compatible: ``Ready`` plus ``observedGeneration``)::
     Planned      True  once a plan fits the cluster; False + what to change
     Progressing  True  while workloads roll out or scale; False when complete
     Available    True  when at least one replica serves
+    Progressing  True  also while a canary runs (reason CanaryProgressing)
     Degraded     True  when serving is impaired (plan failed on update,
-                       rollout stuck, replicas lost after being available)
+                       rollout stuck, replicas lost after being available,
+                       canary failed: reason CanaryFailed)
     Ready        True  when planned, rolled out and every replica is ready
     Stalled      True  when the spec cannot be planned (kstatus: Failed, not InProgress)
 """
@@ -124,6 +126,7 @@ def compute_status(
     now: str,
     endpoint: str | None = None,
     selector: str | None = None,
+    canary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compute the full status.
 
@@ -137,6 +140,8 @@ def compute_status(
         endpoint: the in-cluster URL of the served model, when known.
         selector: the serving pods' label selector (scale subresource); when None the
             recorded one is kept, else the first workload's.
+        canary: the next ``status.canary`` (:mod:`.canary`); None keeps the recorded one.
+            A running canary sets Progressing=True; a failed one Degraded=True.
     """
     cur = copy.deepcopy(current or {})
     previous = {c["type"]: c for c in cur.get("conditions") or [] if "type" in c}
@@ -186,9 +191,15 @@ def compute_status(
         out["selector"] = selectors[0]
     if endpoint:
         out["endpoint"] = endpoint
+    if canary is not None:
+        out["canary"] = canary
+    canary_phase = (out.get("canary") or {}).get("phase")
+    canary_msg = str((out.get("canary") or {}).get("message") or "")
     gen = observed_gen
 
-    if not workloads:
+    if canary_phase == "Progressing":
+        add("Progressing", True, "CanaryProgressing", canary_msg, gen)
+    elif not workloads:
         why = "no workload yet" if planned_ok else "nothing is deployed until the spec plans"
         add("Progressing", planned_ok, "Creating", why, gen)
     elif complete:
@@ -210,6 +221,8 @@ def compute_status(
         deg = (True, "ProgressDeadlineExceeded", "a workload stopped making rollout progress")
     elif was_available and not available:
         deg = (True, "ReplicasLost", "all replicas became unready after serving")
+    elif canary_phase == "Failed":
+        deg = (True, "CanaryFailed", canary_msg)
     else:
         deg = (False, "AsExpected", "no impairment detected")
     add("Degraded", deg[0], deg[1], deg[2], gen)

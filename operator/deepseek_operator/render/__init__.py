@@ -17,11 +17,14 @@ from deepseek_operator.render.autoscaling import autoscaler
 from deepseek_operator.render.common import (
     LABEL_DEPLOYMENT,
     LABEL_MANAGED_BY,
+    LABEL_REVISION,
     MANAGED_BY,
     canary_active,
+    canary_pod_regex,
     endpoint,
     selector_string,
     spec_revision,
+    stable_held,
     workload_name,
 )
 from deepseek_operator.render.istio import destination_rule, virtual_service
@@ -38,12 +41,15 @@ from deepseek_operator.render.workload import workload
 __all__ = [
     "LABEL_DEPLOYMENT",
     "LABEL_MANAGED_BY",
+    "LABEL_REVISION",
     "MANAGED_BY",
     "canary_active",
+    "canary_pod_regex",
     "endpoint",
     "render_children",
     "selector_string",
     "spec_revision",
+    "stable_held",
     "workload_name",
 ]
 
@@ -53,11 +59,15 @@ def render_children(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]
 
     While a canary runs (:func:`canary_active`) the list holds ``<name>-canary`` and *not*
     the stable workload: the controller must keep the existing stable workload as it is
-    (not prune it) until the canary is promoted or rolled back.
+    (not prune it) until the canary is promoted. After a canary of the current revision
+    failed (:func:`stable_held`) it holds neither workload: the old stable one serves on.
     """
-    workloads = (
-        [workload(dsd, plan, "canary")] if canary_active(dsd) else [workload(dsd, plan, "stable")]
-    )
+    if canary_active(dsd):
+        workloads = [workload(dsd, plan, "canary")]
+    elif stable_held(dsd):  # the canary failed: no canary, the old stable workload stays
+        workloads = []
+    else:
+        workloads = [workload(dsd, plan, "stable")]
     children = [
         cache_claim(dsd),
         headless_service(dsd),

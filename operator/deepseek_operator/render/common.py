@@ -107,6 +107,23 @@ def canary_active(dsd: DeepSeekDeployment) -> bool:
     )
 
 
+def stable_held(dsd: DeepSeekDeployment) -> bool:
+    """True when the live stable workload must be left as it is (not rendered, not pruned).
+
+    That is while a canary runs, and after a canary of the *current* spec revision failed:
+    the stable workload keeps serving the old revision until the spec changes again.
+    """
+    if canary_active(dsd):
+        return True
+    canary = dsd.status.canary if dsd.status is not None else None
+    return (
+        dsd.spec.rollout.strategy == "Canary"
+        and canary is not None
+        and canary.phase == "Failed"
+        and canary.revision == spec_revision(dsd)
+    )
+
+
 def canary_weight(dsd: DeepSeekDeployment) -> int:
     """Percent of traffic on the canary now (0 outside a canary)."""
     if not canary_active(dsd) or dsd.status is None or dsd.status.canary is None:
@@ -118,6 +135,11 @@ def pod_name_regex(dsd: DeepSeekDeployment) -> str:
     """PromQL regex matching exactly this DSD's pod names (Deployment or LWS, both tracks),
     and not those of another DSD whose name merely starts with this one's."""
     return f"{dsd.name}-(canary-)?([a-z0-9]{{6,10}}-[a-z0-9]{{5}}|lws-[0-9]+(-[0-9]+)?)"
+
+
+def canary_pod_regex(dsd: DeepSeekDeployment) -> str:
+    """PromQL regex matching exactly the pods of this DSD's canary workload."""
+    return f"{dsd.name}-canary-([a-z0-9]{{6,10}}-[a-z0-9]{{5}}|lws-[0-9]+(-[0-9]+)?)"
 
 
 def workload_name(dsd: DeepSeekDeployment, track: str = "stable", multi_node: bool = False) -> str:
