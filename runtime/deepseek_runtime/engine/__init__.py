@@ -9,11 +9,12 @@ from deepseek_runtime.engine.api import (
     EngineError,
     EngineStats,
     FinishReason,
+    QueueFullError,
     RequestOutput,
     SamplingParams,
     TokenLogprob,
 )
-from deepseek_runtime.engine.async_engine import NativeAsyncEngine, QueueFullError
+from deepseek_runtime.engine.async_engine import NativeAsyncEngine
 from deepseek_runtime.engine.config import EngineConfig
 from deepseek_runtime.engine.llm_engine import LLMEngine
 

@@ -116,6 +116,10 @@ class EngineError(Exception):
     """A request the engine refuses (bad prompt, too long, ...); the message is user-facing."""
 
 
+class QueueFullError(EngineError):
+    """The engine's waiting queue is full; front ends answer 429 with Retry-After."""
+
+
 class AsyncEngine(abc.ABC):
     """What a front end drives. One instance serves many concurrent requests."""
 

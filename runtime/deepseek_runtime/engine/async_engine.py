@@ -26,16 +26,13 @@ from deepseek_runtime.engine.api import (
     EngineError,
     EngineStats,
     FinishReason,
+    QueueFullError,
     RequestOutput,
     SamplingParams,
 )
 from deepseek_runtime.engine.llm_engine import LLMEngine
 
 log = logging.getLogger(__name__)
-
-
-class QueueFullError(EngineError):
-    """The waiting queue is at ``max_waiting``; the server answers 429."""
 
 
 class NativeAsyncEngine(AsyncEngine):

@@ -17,16 +17,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ..engine.api import EngineError
 from .errors import APIError
 from .generation import Generation, Update
 from .preparation import (
     check_n,
     check_prompts,
-    engine_refusal,
     resolve_max_tokens,
     sampling_params,
     split_prompt,
+    start_or_refuse,
 )
 from .protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .responses import (
@@ -124,14 +123,7 @@ def build_openai_router(state: ServerState) -> APIRouter:
             params,
             body.n,
         )
-        try:
-            await gen.start()
-        except EngineError as exc:
-            await gen.close()
-            raise engine_refusal(exc, state.config.retry_after_seconds) from None
-        except BaseException:
-            await gen.close()
-            raise
+        await start_or_refuse(gen, state.config.retry_after_seconds)
         if not body.stream:
             status = 499  # unless the answer is ready
             try:

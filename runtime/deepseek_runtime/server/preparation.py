@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..engine.api import EngineError, SamplingParams
+from ..engine.api import EngineError, QueueFullError, SamplingParams
 from .errors import APIError
+from .generation import Generation
 from .state import LoadedModel
 from .tokenizer import ServerTokenizer
 
@@ -33,7 +34,7 @@ def split_prompt(raw: PromptField, tok: ServerTokenizer) -> tuple[list[str], lis
 
 def engine_refusal(exc: EngineError, retry_after: int) -> APIError:
     """QueueFullError → 429 with Retry-After; any other refusal → 400."""
-    if type(exc).__name__ == "QueueFullError":
+    if isinstance(exc, QueueFullError):
         return APIError(
             429,
             str(exc) or "server is busy",
@@ -41,6 +42,22 @@ def engine_refusal(exc: EngineError, retry_after: int) -> APIError:
             headers={"Retry-After": str(retry_after)},
         )
     return APIError(400, str(exc) or "request refused by the engine", code="invalid_request")
+
+
+async def start_or_refuse(gen: Generation, retry_after: int) -> None:
+    """Start a generation; when the engine refuses it, close it and raise the HTTP error.
+
+    Starting before any response byte is sent is what lets a refusal still become a
+    400 or a 429 (with Retry-After) on streamed requests too.
+    """
+    try:
+        await gen.start()
+    except EngineError as exc:
+        await gen.close()
+        raise engine_refusal(exc, retry_after) from None
+    except BaseException:
+        await gen.close()
+        raise
 
 
 def check_prompts(

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.api import EngineError, SamplingParams
+from ..engine.api import SamplingParams
 from .errors import APIError
 from .generation import Generation
-from .preparation import check_prompts, engine_refusal, resolve_max_tokens
+from .preparation import check_prompts, resolve_max_tokens, start_or_refuse
 from .state import RequestContext, ServerState
 
 _FLOATS = (
@@ -126,14 +126,7 @@ async def generate_text(
     gen = Generation(
         model.engine, state.metrics, state.content_filter, ctx.request_id, [ids], params, 1
     )
-    try:
-        await gen.start()
-    except EngineError as exc:
-        await gen.close()
-        raise engine_refusal(exc, state.config.retry_after_seconds) from None
-    except BaseException:
-        await gen.close()
-        raise
+    await start_or_refuse(gen, state.config.retry_after_seconds)
     return _deltas(state, ctx, gen, "" if settings.exclude_input else text)
 
 

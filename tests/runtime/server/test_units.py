@@ -12,7 +12,7 @@ import pytest
 from deepseek_runtime.backends.native import engine_kwargs
 from deepseek_runtime.backends.triton import triton_sampling_parameters
 from deepseek_runtime.backends.vllm import vllm_engine_args, vllm_sampling_kwargs
-from deepseek_runtime.engine.api import EngineError, SamplingParams
+from deepseek_runtime.engine.api import EngineError, QueueFullError, SamplingParams
 from deepseek_runtime.server.audit import AuditLog, redact_pii
 from deepseek_runtime.server.auth import KeyStore, RateLimiter, TokenBucket, read_keys
 from deepseek_runtime.server.config import ServerConfig, add_config_arguments, config_from_args
@@ -202,9 +202,6 @@ def test_limits_and_refusals() -> None:
     with pytest.raises(APIError) as err:
         resolve_max_tokens(60, [[1] * 10], 64, 16)
     assert err.value.param == "max_tokens"
-
-    class QueueFullError(EngineError):
-        pass
 
     busy = engine_refusal(QueueFullError("full"), 3)
     assert busy.status == 429 and busy.headers["Retry-After"] == "3"
