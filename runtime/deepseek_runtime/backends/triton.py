@@ -29,22 +29,27 @@ from ..engine.api import (
 from ..server.config import ServerConfig
 from ..server.state import LoadedModel
 from ..server.tokenizer import ServerTokenizer
-from .vllm import max_positions
+from .vllm import max_positions, vllm_sampling_kwargs
+
+# vLLM SamplingParams fields that Triton's vLLM backend takes from ``sampling_parameters``
+# (it builds a ``vllm.SamplingParams`` from them); seed and stop are sent only when set.
+_TRITON_SAMPLING_KEYS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "ignore_eos",
+)
 
 
 def triton_sampling_parameters(params: SamplingParams) -> dict[str, Any]:
     """The JSON object Triton's vLLM backend reads from ``sampling_parameters``."""
-    out: dict[str, Any] = {
-        "max_tokens": params.max_tokens,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "top_k": params.top_k if params.top_k > 0 else -1,
-        "min_p": params.min_p,
-        "repetition_penalty": params.repetition_penalty,
-        "presence_penalty": params.presence_penalty,
-        "frequency_penalty": params.frequency_penalty,
-        "ignore_eos": params.ignore_eos,
-    }
+    vllm_kwargs = vllm_sampling_kwargs(params)
+    out = {key: vllm_kwargs[key] for key in _TRITON_SAMPLING_KEYS}
     if params.seed is not None:
         out["seed"] = params.seed
     if params.stop:

@@ -19,7 +19,9 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Unpack
 
 from deepseek_runtime.engine.api import (
     AsyncEngine,
@@ -31,6 +33,9 @@ from deepseek_runtime.engine.api import (
     SamplingParams,
 )
 from deepseek_runtime.engine.llm_engine import LLMEngine
+
+if TYPE_CHECKING:
+    from deepseek_runtime.engine.loader import EngineLoadOptions
 
 log = logging.getLogger(__name__)
 
@@ -53,42 +58,17 @@ class NativeAsyncEngine(AsyncEngine):
 
     @classmethod
     def from_model_dir(
-        cls,
-        model_dir: str | Path,
-        *,
-        dtype: str = "float32",
-        device: str = "cpu",
-        max_model_len: int | None = None,
-        max_num_seqs: int = 256,
-        max_num_batched_tokens: int = 2048,
-        block_size: int = 16,
-        num_blocks: int | None = None,
-        kv_cache_memory_bytes: int | None = None,
-        enable_prefix_caching: bool = True,
-        max_waiting: int = 1024,
-        seed: int | None = None,
+        cls, model_dir: str | Path, **options: Unpack[EngineLoadOptions]
     ) -> NativeAsyncEngine:
-        """Load a Hugging Face checkpoint directory (see ``loader.build_engine``).
+        """Load a Hugging Face checkpoint directory; options and their defaults are
+        those of :func:`deepseek_runtime.engine.loader.build_engine`.
 
         ``tokenizer`` is then the ``tokenizers.Tokenizer`` of ``tokenizer.json`` (or
         None when the checkpoint has none).
         """
         from deepseek_runtime.engine.loader import build_engine  # noqa: PLC0415
 
-        engine, tokenizer = build_engine(
-            model_dir,
-            dtype=dtype,
-            device=device,
-            max_model_len=max_model_len,
-            max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens,
-            block_size=block_size,
-            num_blocks=num_blocks,
-            kv_cache_memory_bytes=kv_cache_memory_bytes,
-            enable_prefix_caching=enable_prefix_caching,
-            max_waiting=max_waiting,
-            seed=seed,
-        )
+        engine, tokenizer = build_engine(model_dir, **options)
         return cls(engine, tokenizer=tokenizer)
 
     # -- lifecycle -------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -71,6 +71,22 @@ def load_tokenizer(model_dir: Path) -> Any | None:
     from tokenizers import Tokenizer  # noqa: PLC0415
 
     return Tokenizer.from_file(str(path))
+
+
+class EngineLoadOptions(TypedDict, total=False):
+    """The keyword options of :func:`build_engine` (which holds their defaults)."""
+
+    dtype: str
+    device: str
+    max_model_len: int | None
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    num_blocks: int | None
+    kv_cache_memory_bytes: int | None
+    enable_prefix_caching: bool
+    max_waiting: int
+    seed: int | None
 
 
 def build_engine(
