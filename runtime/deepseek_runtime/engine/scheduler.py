@@ -84,7 +84,7 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         budget = self.max_num_batched_tokens
         chunks: list[ScheduledChunk] = []
-        preempted: list[str] = []
+        preempted = False
         i = 0
         while i < len(self.running) and budget > 0:
             request = self.running[i]
@@ -93,7 +93,7 @@ class Scheduler:
             while table is None:
                 victim = self.running.pop()
                 self._preempt(victim)
-                preempted.append(victim.request_id)
+                preempted = True
                 if victim is request:
                     break
                 table = self.kv.allocate_slots(request.request_id, request.num_computed_tokens + n)
@@ -123,7 +123,7 @@ class Scheduler:
             self.running.append(request)
             chunks.append(self._chunk(request, n, table))
             budget -= n
-        return SchedulerOutput(chunks, preempted)
+        return SchedulerOutput(chunks)
 
     def _chunk(self, request: Request, n: int, table: list[int]) -> ScheduledChunk:
         start = request.num_computed_tokens

@@ -41,7 +41,6 @@ class SchedulerOutput:
     """What the scheduler decided for one step."""
 
     chunks: list[ScheduledChunk] = field(default_factory=list)
-    preempted: list[str] = field(default_factory=list)
 
     @property
     def num_batched_tokens(self) -> int:
