@@ -226,14 +226,13 @@ class NativeAsyncEngine(AsyncEngine):
 
 
 def _merge(a: RequestOutput, b: RequestOutput) -> RequestOutput:
-    return RequestOutput(
-        request_id=a.request_id,
+    """One delta for ``a`` followed by ``b``: the deltas (token ids, text, logprobs) join;
+    every other field is ``b``'s, being cumulative or final, except that a queue time
+    already known from ``a`` is kept."""
+    return dataclasses.replace(
+        b,
         new_token_ids=a.new_token_ids + b.new_token_ids,
         text=a.text + b.text,
-        finished=b.finished,
-        finish_reason=b.finish_reason,
-        prompt_tokens=b.prompt_tokens,
-        completion_tokens=b.completion_tokens,
         logprobs=a.logprobs + b.logprobs,
-        error=b.error,
+        queue_time=a.queue_time if b.queue_time is None else b.queue_time,
     )

@@ -143,3 +143,23 @@ async def test_outputs_report_queue_time_once_scheduled() -> None:
         await engine.shutdown()
     assert outs and all(o.queue_time is not None and o.queue_time >= 0 for o in outs)
     assert len({o.queue_time for o in outs}) == 1
+
+
+async def test_coalesced_deltas_keep_queue_time() -> None:
+    """A consumer that falls behind gets merged deltas; the queue time survives merging
+    (the server's queue-time histogram records it from the final delta)."""
+    engine = make(max_num_seqs=1)
+    await engine.start()
+    try:
+        stream = engine.generate("slow", [1, 2, 3], GREEDY)
+        for _ in range(200):  # let every step finish before reading anything
+            if not engine.engine.has_unfinished_requests() and engine.stats().num_waiting == 0:
+                break
+            await asyncio.sleep(0.01)
+        outs = [o async for o in stream]
+    finally:
+        await engine.shutdown()
+    assert len(outs) < GREEDY.max_tokens, "the deltas were not coalesced"
+    assert sum(len(o.new_token_ids) for o in outs) == GREEDY.max_tokens
+    assert outs[-1].finished
+    assert all(o.queue_time is not None and o.queue_time >= 0 for o in outs)
