@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -30,9 +30,26 @@ from deepseek_runtime.model.deepseek import DeepseekModel
 DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
 
 
+class ChunkLike(Protocol):
+    """What :meth:`ModelRunner.execute` reads of a chunk (structural: the engine's
+    ``ScheduledChunk`` and :class:`SeqChunk` both qualify, so no adapter copies them).
+
+    The runner only reads these during ``execute`` and keeps no reference afterwards.
+    """
+
+    @property
+    def token_ids(self) -> Sequence[int]: ...
+
+    @property
+    def start_pos(self) -> int: ...
+
+    @property
+    def block_table(self) -> Sequence[int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SeqChunk:
-    """The new tokens of one sequence in one step.
+    """The new tokens of one sequence in one step (a plain :class:`ChunkLike`).
 
     Attributes:
         token_ids: tokens to compute now (a prefill chunk, or one decode token).
@@ -59,9 +76,11 @@ class ModelRunner:
         device: str,
         block_size: int,
         num_blocks: int,
+        debug_checks: bool = False,
     ) -> None:
         if block_size < 1 or num_blocks < 1:
             raise ValueError("block_size and num_blocks must be >= 1")
+        self.debug_checks = debug_checks
         self.config = config
         self.model = model
         self.dtype = dtype
@@ -88,6 +107,7 @@ class ModelRunner:
         kv_cache_memory_bytes: int | None = None,
         config_overrides: dict[str, Any] | None = None,
         keep_fp8: bool = False,
+        debug_checks: bool = False,
     ) -> ModelRunner:
         """Load a Hugging Face checkpoint and allocate the KV cache.
 
@@ -96,7 +116,8 @@ class ModelRunner:
         ``config.json`` fields (e.g. the runtime switches ``router_group_mask`` and
         ``yarn_softmax_mscale``). FP8 checkpoints are dequantized to ``dtype`` at load
         unless ``keep_fp8``, which keeps linear weights in FP8 with their block scales
-        (less memory; the CPU reference dequantizes on use).
+        (less memory; the CPU reference dequantizes on use). ``debug_checks`` scans every
+        chunk of every step (see :meth:`execute`).
         """
         target = _check_device(device)
         config = load_config(model_dir, config_overrides)
@@ -115,7 +136,13 @@ class ModelRunner:
                     f"kv_cache_memory_bytes={budget} is less than one block ({per_block} bytes)"
                 )
         return cls(
-            config, model, dtype=dtype, device=device, block_size=block_size, num_blocks=num_blocks
+            config,
+            model,
+            dtype=dtype,
+            device=device,
+            block_size=block_size,
+            num_blocks=num_blocks,
+            debug_checks=debug_checks,
         )
 
     @staticmethod
@@ -127,12 +154,19 @@ class ModelRunner:
     def kv_bytes_per_block(self) -> int:
         return self.bytes_per_block(self.config, self.block_size, self.dtype)
 
-    def execute(self, chunks: Sequence[SeqChunk]) -> torch.Tensor:
+    @property
+    def vocab_size(self) -> int:
+        return int(self.config.vocab_size)
+
+    def execute(self, chunks: Sequence[ChunkLike]) -> torch.Tensor:
         """Run one step; returns fp32 logits ``[len(chunks), vocab]`` (last token of each chunk),
         on the runner's device.
 
-        Raises ValueError for an empty chunk, a token id outside the vocabulary, a negative
-        ``start_pos``, or a block table that is too short or names a block out of range.
+        Inputs are trusted on the hot path: the engine validates token ids when a request
+        is added, and the KV manager hands out block ids that are in range by
+        construction. With ``debug_checks`` every chunk is scanned first and a ValueError
+        names an empty chunk, a token id outside the vocabulary, a negative ``start_pos``,
+        or a block table that is too short or names a block out of range.
         """
         if not chunks:
             return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
@@ -144,7 +178,7 @@ class ModelRunner:
         return self.model.forward(token_ids, positions, self.kv_cache, meta, last_rows)
 
     def _prepare(
-        self, chunks: Sequence[SeqChunk]
+        self, chunks: Sequence[ChunkLike]
     ) -> tuple[torch.Tensor, torch.Tensor, PagedAttentionMetadata, torch.Tensor]:
         bs = self.block_size
         tokens: list[int] = []
@@ -158,8 +192,9 @@ class ModelRunner:
         for i, chunk in enumerate(chunks):
             n = len(chunk.token_ids)
             end = chunk.start_pos + n
-            self._validate(i, chunk, end)
-            table = chunk.block_table[: (end + bs - 1) // bs]
+            if self.debug_checks:
+                self._validate(i, chunk, end)
+            table = list(chunk.block_table[: (end + bs - 1) // bs])
             q_start = len(tokens)
             tokens.extend(chunk.token_ids)
             positions.extend(range(chunk.start_pos, end))
@@ -195,7 +230,7 @@ class ModelRunner:
             torch.tensor(last_rows, dtype=torch.long),
         )
 
-    def _validate(self, index: int, chunk: SeqChunk, end: int) -> None:
+    def _validate(self, index: int, chunk: ChunkLike, end: int) -> None:
         if not chunk.token_ids:
             raise ValueError(f"chunk {index}: token_ids is empty")
         if chunk.start_pos < 0:

@@ -45,8 +45,34 @@ def test_cache_sizing(make_ckpt: Callable[..., Path], runner: ModelRunner) -> No
     ],
 )
 def test_bad_chunks_raise_clear_errors(runner: ModelRunner, chunk: SeqChunk, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        runner.execute([SeqChunk([1, 2], 0, [3]), chunk])
+    runner.debug_checks = True
+    try:
+        with pytest.raises(ValueError, match=message):
+            runner.execute([SeqChunk([1, 2], 0, [3]), chunk])
+    finally:
+        runner.debug_checks = False
+
+
+def test_hot_path_does_not_scan_chunks(
+    runner: ModelRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``debug_checks`` no chunk is validated per step (the engine validated it)."""
+    scanned: list[int] = []
+    original = ModelRunner._validate
+
+    def counting(self: ModelRunner, index: int, chunk: SeqChunk, end: int) -> None:
+        scanned.append(index)
+        original(self, index, chunk, end)
+
+    monkeypatch.setattr(ModelRunner, "_validate", counting)
+    runner.execute([SeqChunk([1, 2], 0, [3]), SeqChunk([4], 0, [5])])
+    assert scanned == []
+    runner.debug_checks = True
+    try:
+        runner.execute([SeqChunk([1, 2], 0, [3]), SeqChunk([4], 0, [5])])
+    finally:
+        runner.debug_checks = False
+    assert scanned == [0, 1]
 
 
 def test_empty_step_and_batch_invariance(runner: ModelRunner) -> None:
