@@ -13,6 +13,11 @@ One rule for prefill and decode alike: give each request up to
        goes back to the front of the waiting queue and is recomputed later).
     2. if nothing was preempted: admit waiting requests (oldest first) while budget,
        seats (max_num_seqs) and blocks last; a prefix-cache hit skips cached tokens.
+
+Preemption releases the request's blocks but the KV manager keeps its hash chain;
+finishing or aborting frees both. Each ``ScheduledChunk.block_table`` is the KV
+manager's own list for that request (no copy per step): the runner reads it during
+``execute`` and never changes it.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ class Scheduler:
             not preempted and self.waiting and budget > 0 and len(self.running) < self.max_num_seqs
         ):
             request = self.waiting[0]
-            prefix = self.kv.find_cached_prefix(request.all_token_ids)
+            prefix = self.kv.find_cached_prefix(request.request_id, request.all_token_ids)
             n = min(request.num_tokens - prefix.num_tokens, budget)
             needed = -(-(prefix.num_tokens + n) // self.kv.block_size) - len(prefix.blocks)
             if self.running and self.kv.num_free_blocks - needed < self.watermark_blocks:
@@ -131,12 +136,12 @@ class Scheduler:
             request_id=request.request_id,
             token_ids=request.all_token_ids[start : start + n],
             start_pos=start,
-            block_table=list(table),
+            block_table=table,
             sample=start + n == request.num_tokens,
         )
 
     def _preempt(self, request: Request) -> None:
-        self.kv.free(request.request_id)
+        self.kv.release_blocks(request.request_id)
         request.status = RequestStatus.WAITING
         request.num_computed_tokens = 0
         request.num_preemptions += 1

@@ -146,9 +146,3 @@ class BlockPool:
             return
         block.block_hash = block_hash
         self._cached[block_hash] = block
-
-    def reset_prefix_cache(self) -> None:
-        """Forget every cached hash (blocks in use keep their content)."""
-        for block in self._cached.values():
-            block.block_hash = None
-        self._cached.clear()

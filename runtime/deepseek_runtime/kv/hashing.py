@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 BlockHash = bytes
 """16-byte digest identifying a full block *and* everything before it."""
 
 ROOT_HASH: BlockHash = b"\x00" * 16
+
+BlockHashFn = Callable[[BlockHash, Sequence[int]], BlockHash]
+"""``(parent hash, token ids of one full block) -> hash``; :func:`hash_block` by default,
+a counting wrapper in tests."""
 
 
 def hash_block(parent: BlockHash, token_ids: Sequence[int]) -> BlockHash:
@@ -42,17 +46,19 @@ def hash_full_blocks(
     start_block: int = 0,
     parent: BlockHash = ROOT_HASH,
     max_tokens: int | None = None,
+    hash_fn: BlockHashFn = hash_block,
 ) -> list[BlockHash]:
     """Hashes of the full blocks of ``token_ids[:max_tokens]``, from ``start_block`` on.
 
     ``parent`` must be the hash of block ``start_block - 1`` (``ROOT_HASH`` when
-    starting at 0); this lets a caller extend a chain it already holds.
+    starting at 0); this lets a caller extend a chain it already holds. ``hash_fn``
+    hashes one block.
     """
     if block_size < 1:
         raise ValueError("block_size must be >= 1")
     limit = len(token_ids) if max_tokens is None else min(max_tokens, len(token_ids))
     hashes: list[BlockHash] = []
     for block in range(start_block, limit // block_size):
-        parent = hash_block(parent, token_ids[block * block_size : (block + 1) * block_size])
+        parent = hash_fn(parent, token_ids[block * block_size : (block + 1) * block_size])
         hashes.append(parent)
     return hashes

@@ -1,11 +1,13 @@
 """Scheduler and LLMEngine over a fake runner: batching, chunked prefill, preemption,
-prefix caching, abort and bad input."""
+prefix caching, abort and bad input, hashing once per block, block-table sharing."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
+import torch
 from engine_fakes import FakeRunner
 
 from deepseek_runtime.engine import (
@@ -15,6 +17,10 @@ from deepseek_runtime.engine import (
     LLMEngine,
     SamplingParams,
 )
+from deepseek_runtime.engine.request import Request, RequestStatus
+from deepseek_runtime.engine.scheduler import Scheduler
+from deepseek_runtime.engine.stages import ScheduledChunk
+from deepseek_runtime.kv import BlockHash, KVCacheManager, hash_block
 
 pytestmark = pytest.mark.unit
 
@@ -155,3 +161,88 @@ def test_model_failure_fails_the_batch_and_engine_keeps_serving() -> None:
     assert outs[0].finish_reason is FinishReason.ERROR and "boom" in (outs[0].error or "")
     assert engine.stats().num_blocks_free == engine.stats().num_blocks_total
     assert engine.generate([[1, 2, 3]], GREEDY)[0] == alone([1, 2, 3], GREEDY)
+
+
+class CountingHasher:
+    """``hash_block`` that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, parent: BlockHash, token_ids: Sequence[int]) -> BlockHash:
+        self.calls += 1
+        return hash_block(parent, token_ids)
+
+
+def test_request_waiting_for_memory_is_not_rehashed_each_step() -> None:
+    hasher = CountingHasher()
+    kv = KVCacheManager(4, 8, hash_fn=hasher)
+    sched = Scheduler(kv, max_num_seqs=4, max_num_batched_tokens=64)
+    params = SamplingParams(max_tokens=14, temperature=0, ignore_eos=True)
+    a = Request("a", list(range(1, 10)), params, max_model_len=32)  # grows to 23 tokens
+    b = Request("b", [*range(1, 9), *range(20, 37)], params, max_model_len=32)  # 25 tokens
+    sched.add(a)
+    sched.add(b)
+    steps_blocked = 0
+    while sched.has_unfinished():
+        out = sched.schedule()
+        sched.update_from_output(out, {c.request_id: 7 for c in out.chunks if c.sample})
+        if b.status is RequestStatus.WAITING and a.status is RequestStatus.RUNNING:
+            steps_blocked += 1
+            # b's 3 lookable blocks once, a's computed full blocks once; not per step.
+            assert hasher.calls == 3 + a.num_computed_tokens // 8
+    assert steps_blocked == 13
+    assert (a.num_tokens, b.num_tokens) == (23, 32)
+    assert kv.num_free_blocks == 4 and kv.pool.invariant_violations() == []
+
+
+def test_preempted_request_is_not_rehashed_when_readmitted() -> None:
+    hasher = CountingHasher()
+    kv = KVCacheManager(6, 4, hash_fn=hasher)
+    sched = Scheduler(kv, max_num_seqs=4, max_num_batched_tokens=64)
+    params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
+    requests = [Request(rid, [i + 1] * 9, params, max_model_len=24) for i, rid in enumerate("ab")]
+    for request in requests:
+        sched.add(request)
+    while sched.has_unfinished():
+        out = sched.schedule()
+        sched.update_from_output(out, {c.request_id: 7 for c in out.chunks if c.sample})
+    assert sched.num_preemptions > 0
+    # Each request's full blocks hashed once; its last token was never computed.
+    assert hasher.calls == sum((r.num_tokens - 1) // 4 for r in requests) == 8
+
+
+class SnapshotRunner(FakeRunner):
+    """Remembers what each chunk's block table held while ``execute`` ran."""
+
+    def __init__(self, **kw: int) -> None:
+        super().__init__(**kw)
+        self.seen: list[tuple[ScheduledChunk, list[int]]] = []
+
+    def execute(self, chunks: Sequence[ScheduledChunk]) -> torch.Tensor:
+        self.seen += [(c, list(c.block_table)) for c in chunks]
+        return super().execute(chunks)
+
+
+def test_chunk_block_tables_are_shared_and_stay_valid_after_appends_and_preemption() -> None:
+    runner = SnapshotRunner(num_blocks=16)
+    engine = make_engine(runner, max_num_seqs=8, max_num_batched_tokens=24)
+    rng = random.Random(1)
+    prompts = [[rng.randrange(1, 50) for _ in range(rng.randrange(3, 12))] for _ in range(8)]
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    engine.generate(prompts, params)
+    assert engine.stats().num_preemptions > 0
+    bs = runner.block_size
+    tables: dict[str, list[list[int]]] = {}
+    for chunk, at_execute in runner.seen:
+        needed = -(-(chunk.start_pos + len(chunk.token_ids)) // bs)
+        # What the chunk carries still covers it with the ids the runner used.
+        assert chunk.block_table[:needed] == at_execute[:needed]
+        assert len(at_execute) >= needed
+        lists = tables.setdefault(chunk.request_id, [])
+        if not any(t is chunk.block_table for t in lists):
+            lists.append(chunk.block_table)
+    # One list per admission (the first and one after each preemption), not one per step.
+    admissions = len(prompts) + engine.stats().num_preemptions
+    assert sum(len(v) for v in tables.values()) == admissions
+    assert len(runner.seen) > 4 * admissions

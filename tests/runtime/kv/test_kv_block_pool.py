@@ -90,11 +90,11 @@ def test_manager_allocates_on_demand_and_returns_none_when_full() -> None:
 def test_prefix_cache_hits_share_blocks_and_count_tokens() -> None:
     kv = KVCacheManager(11, 4)
     prompt = list(range(100, 110))  # 10 tokens: 2 full blocks + 2
-    assert kv.find_cached_prefix(prompt).num_tokens == 0
-    kv.allocate_slots("a", 10, kv.find_cached_prefix(prompt))
+    assert kv.find_cached_prefix("a", prompt).num_tokens == 0
+    kv.allocate_slots("a", 10, kv.find_cached_prefix("a", prompt))
     kv.record_computed("a", prompt, 10)
     assert kv.pool.num_cached_blocks == 2
-    hit = kv.find_cached_prefix([*prompt[:8], 7, 7, 7])
+    hit = kv.find_cached_prefix("b", [*prompt[:8], 7, 7, 7])
     assert hit.num_tokens == 8
     assert [b.block_id for b in hit.blocks] == [0, 1]
     assert kv.allocate_slots("b", 11, hit) == [0, 1, 3]
@@ -104,9 +104,9 @@ def test_prefix_cache_hits_share_blocks_and_count_tokens() -> None:
     kv.free("b")
     assert kv.num_free_blocks == 11
     # Freed cached blocks still hit, and a whole-prompt hit keeps the last token.
-    again = kv.find_cached_prefix(prompt[:8])
+    again = kv.find_cached_prefix("c", prompt[:8])
     assert again.num_tokens == 4
-    assert kv.find_cached_prefix(prompt[:9]).num_tokens == 8
+    assert kv.find_cached_prefix("d", prompt[:9]).num_tokens == 8
 
 
 def test_different_first_block_misses_even_with_equal_second_block() -> None:
@@ -114,7 +114,7 @@ def test_different_first_block_misses_even_with_equal_second_block() -> None:
     prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9]
     kv.allocate_slots("a", 9)
     kv.record_computed("a", prompt, 9)
-    assert kv.find_cached_prefix([0, 2, 3, 4, 5, 6, 7, 8, 9]).num_tokens == 0
+    assert kv.find_cached_prefix("b", [0, 2, 3, 4, 5, 6, 7, 8, 9]).num_tokens == 0
 
 
 def test_waste_counts_empty_slots_of_allocated_blocks() -> None:
@@ -132,4 +132,4 @@ def test_prefix_caching_disabled_never_hits() -> None:
     kv = KVCacheManager(11, 4, enable_prefix_caching=False)
     kv.allocate_slots("a", 9)
     kv.record_computed("a", list(range(9)), 9)
-    assert kv.find_cached_prefix(list(range(9))).num_tokens == 0
+    assert kv.find_cached_prefix("b", list(range(9))).num_tokens == 0
