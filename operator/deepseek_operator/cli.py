@@ -31,8 +31,8 @@ import yaml
 
 from deepseek_operator.api.resource import DeepSeekDeployment
 from deepseek_operator.apidocs import api_markdown
+from deepseek_operator.cli_inputs import InputError, load_config, load_deployments, load_nodes
 from deepseek_operator.crd import build_crd, crd_yaml
-from deepseek_operator.files import InputError, load_config, load_deployments, load_nodes
 from deepseek_operator.planning import (
     GpuInventory,
     Plan,
@@ -149,7 +149,9 @@ def _cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.model_config) if args.model_config else None
     objects: list[dict[str, Any]] = []
     for dsd in dsds:
-        children = render_children(dsd, plan_or_raise(dsd, inventory, config))
+        # a manifest that carries status (``kubectl get -o yaml``) renders its canary state
+        canary = dsd.status.canary if dsd.status is not None else None
+        children = render_children(dsd, plan_or_raise(dsd, inventory, config), canary)
         if not dsd.metadata.uid:  # a preview: no owner to reference yet
             for child in children:
                 child["metadata"].pop("ownerReferences", None)

@@ -14,7 +14,6 @@ Called by the CLI (``deepseek-operator crd``), by ``scripts``/tests that keep
 from __future__ import annotations
 
 import types
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
@@ -268,10 +267,3 @@ def crd_yaml() -> str:
     )
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
-
-def write_crd(directory: Path) -> Path:
-    """Write the CRD YAML into ``directory`` and return the file path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CRD_FILE
-    path.write_text(crd_yaml(), encoding="utf-8")
-    return path

@@ -14,7 +14,7 @@ from deepseek_operator.api import CanaryStatus, DeepSeekDeployment, RolloutSpec
 from deepseek_operator.api.status import AnalysisRun, MetricResult
 from deepseek_operator.controllers.analysis import builtin_query, metric_query, run_analysis
 from deepseek_operator.controllers.canary import CanaryInputs, analysis_due, decide
-from deepseek_operator.controllers.status import compute_status
+from deepseek_operator.controllers.status import compute_status, parse_status
 from deepseek_operator.planning import plan_deployment
 from deepseek_operator.render import render_children, spec_revision, stable_held
 
@@ -225,19 +225,27 @@ def test_failed_canary_holds_the_stable_workload() -> None:
     rev = spec_revision(fresh)
     plan = plan_deployment(fresh.spec, inventory(pool(L40S, 2)))
     failed = _canary_dsd(canary={"phase": "Failed", "revision": rev, "weight": 0})
-    assert stable_held(failed)
-    assert not [o for o in render_children(failed, plan) if o["kind"] == "Deployment"]
+    assert failed.status is not None
+    assert stable_held(failed, failed.status.canary)
+    assert not [
+        o for o in render_children(failed, plan, failed.status.canary) if o["kind"] == "Deployment"
+    ]
     older = _canary_dsd(canary={"phase": "Failed", "revision": "other", "weight": 0})
-    assert not stable_held(older)
+    assert older.status is not None
+    assert not stable_held(older, older.status.canary)
     names = [
-        o["metadata"]["name"] for o in render_children(older, plan) if o["kind"] == "Deployment"
+        o["metadata"]["name"]
+        for o in render_children(older, plan, older.status.canary)
+        if o["kind"] == "Deployment"
     ]
     assert names == ["r1"]
 
 
 def test_conditions_follow_the_canary() -> None:
     canary = {"phase": "Progressing", "weight": 20, "message": "step 0"}
-    st = compute_status({}, 1, None, [], now=T0, canary=canary)
+    st = compute_status(
+        None, 1, None, [], now=T0, canary=CanaryStatus.model_validate(canary)
+    ).to_k8s()
     cond = {c["type"]: c for c in st["conditions"]}
     assert (cond["Progressing"]["status"], cond["Progressing"]["reason"]) == (
         "True",
@@ -245,6 +253,8 @@ def test_conditions_follow_the_canary() -> None:
     )
     assert st["canary"] == canary
     failed = {"phase": "Failed", "weight": 0, "message": "2 failed analyses"}
-    st = compute_status(st, 1, None, [], now=T0, canary=failed)
+    st = compute_status(
+        parse_status(st), 1, None, [], now=T0, canary=CanaryStatus.model_validate(failed)
+    ).to_k8s()
     cond = {c["type"]: c for c in st["conditions"]}
     assert (cond["Degraded"]["status"], cond["Degraded"]["reason"]) == ("True", "CanaryFailed")

@@ -10,7 +10,19 @@ import pytest
 
 pytestmark = pytest.mark.unit
 PKG = Path(__file__).resolve().parents[2] / "operator/deepseek_operator/controllers"
-PURE = ("decide", "status", "semantic", "nodes", "kinds", "peering", "rbac", "manifests")
+PURE = (
+    "planning_step",
+    "model_config",
+    "events",
+    "status",
+    "semantic",
+    "nodes",
+    "kinds",
+    "peering",
+    "rbac",
+    "manifests",
+    "canary",
+)
 FORBIDDEN = ("kopf", "kubernetes", ".kube", ".handlers", ".reconcile", ".main")
 
 

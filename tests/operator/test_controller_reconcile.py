@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from deepseek_operator.controllers import reconcile as rc
-from deepseek_operator.controllers.decide import EventSpec
+from deepseek_operator.controllers.events import EventSpec
 from deepseek_operator.controllers.kube import Kube, ResourceInfo
 from deepseek_operator.controllers.nodes import project_node
 from deepseek_operator.controllers.semantic import HASH_ANNOTATION

@@ -4,18 +4,44 @@ from __future__ import annotations
 
 import pytest
 
+from typing import Any
+
+from deepseek_operator.api.status import CanaryStatus
 from deepseek_operator.controllers.status import (
     PlanOutcome,
     WorkloadState,
     compute_status,
+    parse_status,
     status_patch,
     workload_state,
 )
 
 pytestmark = pytest.mark.unit
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
-OK = PlanOutcome(True, {"gpuProduct": "H200", "tensor": 8}, "Planned", "fits one node")
+# a plan as Plan.to_status() gives it (which always lists its reasons)
+OK = PlanOutcome(
+    True,
+    {"gpuProduct": "H200", "tensor": 8, "reasons": ["fits one node"]},
+    "Planned",
+    "fits one node",
+)
 BAD = PlanOutcome(False, None, "PlanFailed", "tensor 3 does not divide 128 heads; use 1, 2, 4 or 8")
+
+
+def _status(current: dict[str, Any] | None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """compute_status over the Kubernetes JSON the controller reads and writes."""
+    canary = kwargs.pop("canary", None)
+    typed = compute_status(
+        parse_status(current) if current is not None else None,
+        *args,
+        canary=CanaryStatus.model_validate(canary) if canary is not None else None,
+        **kwargs,
+    )
+    return typed.to_k8s()
+
+
+def _patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
+    return status_patch(current, parse_status(desired))
 
 
 def _w(ready: int, desired: int = 2, updated: int | None = None) -> WorkloadState:
@@ -36,7 +62,7 @@ def _cond(status: dict, ctype: str) -> dict:
 
 
 def test_ready_when_every_replica_is_ready() -> None:
-    st = compute_status(None, 3, OK, [_w(2)], now=T0)
+    st = _status(None, 3, OK, [_w(2)], now=T0)
     assert st["observedGeneration"] == 3
     assert st["phase"] == "Ready"
     assert _cond(st, "Ready")["status"] == "True"
@@ -56,7 +82,7 @@ def test_ready_when_every_replica_is_ready() -> None:
 
 
 def test_progressing_while_replicas_start() -> None:
-    st = compute_status(None, 1, OK, [_w(1)], now=T0)
+    st = _status(None, 1, OK, [_w(1)], now=T0)
     assert st["phase"] == "Progressing"
     assert _cond(st, "Ready")["status"] == "False"
     assert _cond(st, "Ready")["reason"] == "WaitingForReplicas"
@@ -64,7 +90,7 @@ def test_progressing_while_replicas_start() -> None:
 
 
 def test_plan_failure_without_children_is_failed_with_the_message() -> None:
-    st = compute_status(None, 1, BAD, [], now=T0)
+    st = _status(None, 1, BAD, [], now=T0)
     assert st["phase"] == "Failed"
     planned = _cond(st, "Planned")
     assert planned["status"] == "False" and planned["reason"] == "PlanFailed"
@@ -75,33 +101,33 @@ def test_plan_failure_without_children_is_failed_with_the_message() -> None:
 
 
 def test_plan_failure_on_update_keeps_serving_and_is_degraded() -> None:
-    good = compute_status(None, 1, OK, [_w(2)], now=T0)
-    st = compute_status(good, 2, BAD, [_w(2)], now=T1)
+    good = _status(None, 1, OK, [_w(2)], now=T0)
+    st = _status(good, 2, BAD, [_w(2)], now=T1)
     assert st["phase"] == "Degraded"
     assert _cond(st, "Degraded")["reason"] == "PlanFailed"
     assert st["plan"] == OK.plan  # the plan that still serves
 
 
 def test_unchanged_inputs_give_an_empty_patch_and_keep_transition_times() -> None:
-    first = compute_status(None, 1, OK, [_w(2)], now=T0)
-    again = compute_status(first, 1, OK, [_w(2)], now=T1)
-    assert status_patch(first, again) == {}
+    first = _status(None, 1, OK, [_w(2)], now=T0)
+    again = _status(first, 1, OK, [_w(2)], now=T1)
+    assert _patch(first, again) == {}
     assert all(c["lastTransitionTime"] == T0 for c in again["conditions"])
 
 
 def test_workload_event_keeps_the_recorded_plan_and_generation() -> None:
-    first = compute_status(None, 4, OK, [_w(0)], now=T0)
-    later = compute_status(first, 0, None, [_w(2)], now=T1)
+    first = _status(None, 4, OK, [_w(0)], now=T0)
+    later = _status(first, 0, None, [_w(2)], now=T1)
     assert later["observedGeneration"] == 4
     assert _cond(later, "Planned") == _cond(first, "Planned")
     assert later["phase"] == "Ready"
     assert _cond(later, "Ready")["lastTransitionTime"] == T1
-    assert set(status_patch(first, later)) == {"conditions", "readyReplicas", "phase"}
+    assert set(_patch(first, later)) == {"conditions", "readyReplicas", "phase"}
 
 
 def test_losing_all_replicas_is_degraded() -> None:
-    up = compute_status(None, 1, OK, [_w(2)], now=T0)
-    down = compute_status(up, 0, None, [_w(0)], now=T1)
+    up = _status(None, 1, OK, [_w(2)], now=T0)
+    down = _status(up, 0, None, [_w(0)], now=T1)
     assert down["phase"] == "Degraded"
     assert _cond(down, "Degraded")["reason"] == "ReplicasLost"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepseek_operator.files import load_deployments
+from deepseek_operator.cli_inputs import load_deployments
 from deepseek_operator.planning import inventory_from_nodes, plan_deployment
 from deepseek_operator.planning.examples import example_nodes
 from deepseek_operator.render import render_children

@@ -17,7 +17,8 @@ QWEN_7B = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
 
 
 def _render(d: DeepSeekDeployment, *pools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return render_children(d, plan_deployment(d.spec, inventory(*pools)))
+    canary = d.status.canary if d.status is not None else None  # the recorded rollout state
+    return render_children(d, plan_deployment(d.spec, inventory(*pools)), canary)
 
 
 def _kinds(objs: list[dict[str, Any]]) -> list[str]:
@@ -201,7 +202,8 @@ def test_canary_split_and_workloads() -> None:
         )
         .status
     )
-    assert canary_active(running)
+    assert running.status is not None
+    assert canary_active(running, running.status.canary)
     objs = _render(running, pool(L40S, 2))
     (canary,) = _by_kind(objs, "Deployment")
     assert canary["metadata"]["name"] == "r1-canary"

@@ -18,13 +18,6 @@ Quantization = Literal["auto", "none", "fp8", "int8", "int4"]
 KubeName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
 
 
-class LocalObjectReference(ApiModel):
-    """A reference to an object in the DSD's namespace."""
-
-    name: KubeName
-    """Name of the object."""
-
-
 class SecretKeyReference(ApiModel):
     """A key of a Secret in the DSD's namespace."""
 

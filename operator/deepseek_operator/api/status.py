@@ -8,7 +8,7 @@ bookkeeping is a method on the status type; the controller calls it and patches 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field
 
@@ -16,7 +16,8 @@ from deepseek_operator.api.base import StatusModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Planning", "Progressing", "Ready", "Degraded", "Failed"]
-CONDITION_TYPES = ("Planned", "Available", "Progressing", "Degraded", "Ready")
+CONDITION_TYPES: Final = ("Planned", "Progressing", "Available", "Degraded", "Ready", "Stalled")
+"""Every condition the operator sets, in the order ``status.conditions`` lists them."""
 
 
 def _now() -> str:
@@ -27,7 +28,7 @@ class Condition(StatusModel):
     """One observation of the DSD's state (metav1.Condition)."""
 
     type: Annotated[str, Field(max_length=316)]
-    """Condition type: Planned, Available, Progressing, Degraded or Ready."""
+    """Condition type: Planned, Progressing, Available, Degraded, Ready or Stalled."""
     status: ConditionStatus
     """True, False or Unknown."""
     reason: Annotated[str, Field(max_length=1024)] = ""
@@ -138,7 +139,7 @@ class DeepSeekDeploymentStatus(StatusModel):
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    """Planned, Available, Progressing, Degraded and Ready."""
+    """Planned, Progressing, Available, Degraded, Ready and Stalled (kstatus)."""
     plan: PlanStatus | None = None
     """The sharding plan in effect."""
     replicas: int | None = None
@@ -202,7 +203,7 @@ class DeepSeekDeploymentStatus(StatusModel):
             message,
             generation,
         )
-        if old.status != value:
+        if old.status != value or old.last_transition_time is None:
             old.last_transition_time = now or _now()
         old.status, old.reason, old.message = value, reason, message
         old.observed_generation = generation
@@ -212,3 +213,14 @@ class DeepSeekDeploymentStatus(StatusModel):
         """True when the condition exists with status True."""
         cond = self.get_condition(type_)
         return cond is not None and cond.status == "True"
+
+    def planned(self) -> bool:
+        """True when the last planning pass found a plan (``Planned=True``)."""
+        return self.is_true("Planned")
+
+    def keep_conditions(self, types: tuple[str, ...] = CONDITION_TYPES) -> None:
+        """Keep only conditions of ``types``, in that order (a stable ``status.conditions``)."""
+        rank = {t: i for i, t in enumerate(types)}
+        self.conditions = sorted(
+            (c for c in self.conditions if c.type in rank), key=lambda c: rank[c.type]
+        )

@@ -24,7 +24,7 @@ from deepseek_operator.api import CanaryStatus, RolloutSpec
 from deepseek_operator.api.status import AnalysisRun
 from deepseek_operator.api.validation import duration_seconds
 
-from .decide import EventSpec
+from .events import EventSpec
 
 
 @dataclass(frozen=True, slots=True)

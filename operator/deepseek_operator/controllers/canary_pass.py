@@ -3,16 +3,17 @@
 Called by :func:`.reconcile.reconcile` between planning and rendering. It reads the
 revision the live stable workload serves (``deepseek.ai/revision`` on its pod template),
 asks the pure state machine :func:`.canary.decide` for the next ``status.canary`` and
-puts it on the in-memory DSD, so rendering splits traffic (or holds the stable workload)
-by it. The controller writes it to status with the rest of the pass.
+returns it as the rollout state that rendering splits traffic (or holds the stable
+workload) by. The controller writes it to status with the rest of the pass.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from deepseek_operator.api import GROUP, KIND, VERSION, CanaryStatus, DeepSeekDeployment
-from deepseek_operator.api.status import AnalysisRun, DeepSeekDeploymentStatus
+from deepseek_operator.api import API_VERSION, KIND, CanaryStatus, DeepSeekDeployment
+from deepseek_operator.api.status import AnalysisRun
 from deepseek_operator.planning import Plan
 from deepseek_operator.render import LABEL_REVISION, spec_revision, workload_name
 
@@ -49,9 +50,25 @@ def stable_revision(kube: Kube, dsd: DeepSeekDeployment, plan: Plan) -> str | No
 def live_canary(kube: Kube, dsd: DeepSeekDeployment) -> CanaryStatus | None:
     """``status.canary`` as stored now: a handler's body may predate the canary timer's
     last write, and deciding from a stale Progressing would resurrect a promoted canary."""
-    live = kube.get(f"{GROUP}/{VERSION}", KIND, dsd.namespace, dsd.name)
+    live = kube.get(API_VERSION, KIND, dsd.namespace, dsd.name)
     raw = ((live or {}).get("status") or {}).get("canary")
     return CanaryStatus.model_validate(raw) if raw else None
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryPass:
+    """The canary part of one pass.
+
+    Attributes:
+        state: the rollout state rendering uses (:func:`.render.render_children`'s
+            ``canary``): the new decision, else the canary as stored now.
+        decision: the next ``status.canary`` and its Events; None when nothing changes
+            (a pass with a stale body then leaves the recorded canary, maybe advanced
+            meanwhile by the canary timer, as it is).
+    """
+
+    state: CanaryStatus | None
+    decision: CanaryDecision | None = None
 
 
 def drive_canary(
@@ -62,27 +79,21 @@ def drive_canary(
     analysis: AnalysisRun | None = None,
     *,
     first: bool = False,
-) -> CanaryDecision | None:
-    """Decide the next ``status.canary`` and set it on ``dsd`` (for rendering).
+) -> CanaryPass:
+    """Decide the next ``status.canary`` from the live stable and canary state.
 
-    Returns None (nothing to record) unless ``spec.rollout.strategy`` is ``Canary`` and
-    the decision changes ``status.canary``: a pass with a stale body then leaves the
-    recorded canary (maybe advanced meanwhile by the canary timer) as it is.
+    Outside a ``Canary`` rollout there is no canary state (nothing is read).
 
     Args:
         first: the DSD was never planned, so no stable workload can exist (no read).
     """
     if dsd.spec.rollout.strategy != "Canary":
-        return None
-    if dsd.status is None:
-        dsd.status = DeepSeekDeploymentStatus()
+        return CanaryPass(None)
     current = None if first else live_canary(kube, dsd)
-    dsd.status.canary = current
     stable = None if first else stable_revision(kube, dsd, plan)
     decision = decide(
         CanaryInputs(dsd.spec.rollout, spec_revision(dsd), stable, current, now, analysis)
     )
     if decision.status == current:
-        return None
-    dsd.status.canary = decision.status
-    return decision
+        return CanaryPass(current)
+    return CanaryPass(decision.status, decision)

@@ -1,12 +1,15 @@
 """Kopf handlers of the operator, registered into an explicit registry.
 
-Called by :func:`.main.run` (through :func:`register`).  Every handler is thin:
-it gathers inputs (the DSD body, the node index, the workload index) and calls
-:mod:`.reconcile`.  Handlers are synchronous; kopf runs them in its thread pool,
-and a per-DSD lock serialises passes over the same object.
+Called by :func:`.main.run_operator` (through :func:`register`). Every handler is a
+small module-level function with kopf's typed keyword arguments (``body: kopf.Body``,
+``memo: kopf.Memo``, one ``kopf.Index`` per index it reads, ``**_`` for the rest); the
+shared :class:`~.context.HandlerContext` comes from the memo. Handlers only gather
+inputs and call :mod:`.reconcile`. They are synchronous; kopf runs them in its thread
+pool, and a per-DSD lock serialises passes over the same object.
 
     DSD create/update/resume ─┐
-    node index changes ─timer─┼─> reconcile(): plan → render → apply → prune → status
+    node index changes ─timer─┤
+    configRef ConfigMap event ┼─> reconcile(): plan → render → apply → prune → status
     workload deleted ─────────┘
     canary Progressing ─timer─> run_analysis() (Prometheus) → reconcile(analysis=run)
     workload changed ─────────> refresh_status(): replicas, readiness, conditions
@@ -15,52 +18,76 @@ and a per-DSD lock serialises passes over the same object.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
 import structlog
 from pydantic import ValidationError
 
-from deepseek_operator.api import GROUP, KIND, PLURAL, VERSION, DeepSeekDeployment
+from deepseek_operator.api import API_VERSION, GROUP, KIND, PLURAL, VERSION, DeepSeekDeployment
+from deepseek_operator.api.status import AnalysisRun
 
-from . import reconcile as rc
+from . import reconcile as passes
 from .analysis import run_analysis
 from .canary import analysis_due
-from .decide import EventSpec, owner_name, plan_outcome
-from .kinds import MANAGED_BY, MANAGED_BY_LABEL
-from .kube import Kube, KubeError
+from .context import HandlerContext, from_memo
+from .events import Emit, EventSpec
+from .kinds import managed_labels, owner_name
+from .kube import KubeError
+from .model_config import config_map_key
 from .nodes import fingerprint, project_node
-from .status import WorkloadState, workload_state
+from .planning_step import PlanResult, same_decision
+from .status import WorkloadState, parse_status, workload_state
 
 log = structlog.get_logger("deepseek_operator.handlers")
+DSD = (GROUP, VERSION, PLURAL)
+LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
+NodeIndex = kopf.Index[str, dict[str, Any]]
+"""``gpu_nodes``: node name → its projection (:func:`.nodes.project_node`)."""
+WorkloadIndex = kopf.Index[tuple[str, str], dict[str, Any]]
+"""``workloads_*``: (namespace, DSD name) → the live Deployments / LeaderWorkerSets."""
+ConfigRefIndex = kopf.Index[tuple[str, str], str]
+"""``config_refs``: (namespace, ConfigMap name) → names of the DSDs whose configRef it is."""
 
 
-@dataclass(slots=True)
-class Runtime:
-    """Process-wide state shared by the handlers."""
-
-    kube: Kube
-    resync_seconds: float = 30.0
-    canary_tick_seconds: float = 2.0
-    """How often a DSD with a running canary checks whether its analysis is due."""
-    lws_served: bool = True
-    locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
-    guard: threading.Lock = field(default_factory=threading.Lock)
-
-    def lock(self, namespace: str, name: str) -> threading.Lock:
-        with self.guard:
-            return self.locks.setdefault((namespace, name), threading.Lock())
+# --- indices -------------------------------------------------------------------------
 
 
-def _nodes(index: Any) -> list[dict[str, Any]]:
-    """Node dicts from the ``gpu_nodes`` kopf index (name -> [projected node])."""
+def index_gpu_node(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """``gpu_nodes``: what planning reads of each Node."""
+    return {name: project_node(dict(body))}
+
+
+def index_workload(
+    *, namespace: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """``workloads_*``: a DSD's workloads under its key, for status without a LIST."""
+    owner = owner_name(dict(body))
+    return {(namespace, owner): dict(body)} if owner else None
+
+
+def index_config_ref(*, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], str] | None:
+    """``config_refs``: a DSD under the ConfigMap its ``spec.model.configRef`` names."""
+    key = config_map_key(body)
+    return {key: name} if key else None
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _nodes(index: NodeIndex) -> list[dict[str, Any]]:
     return [node for store in index.values() for node in store]
 
 
-def _emitter(body: Mapping[str, Any]) -> Callable[[EventSpec], None]:
+def _workloads(namespace: str, name: str, *indices: WorkloadIndex | None) -> list[WorkloadState]:
+    key = (namespace, name)
+    return [
+        workload_state(obj) for index in indices if index and key in index for obj in index[key]
+    ]
+
+
+def _emitter(body: dict[str, Any]) -> Emit:
     def emit(event: EventSpec) -> None:
         kopf.event(
             cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
@@ -69,192 +96,220 @@ def _emitter(body: Mapping[str, Any]) -> Callable[[EventSpec], None]:
     return emit
 
 
-def _temporary(exc: KubeError) -> kopf.TemporaryError:
+def _retry_later(exc: KubeError) -> kopf.TemporaryError:
+    """Kopf retries the handler: soon after a write conflict, later after other errors."""
     return kopf.TemporaryError(str(exc), delay=5 if exc.status == 409 else 15)
 
 
-def _body(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(kwargs["body"])
+def _run_pass(
+    ctx: HandlerContext,
+    body: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    result: PlanResult | None = None,
+    analysis: AnalysisRun | None = None,
+) -> None:
+    """One reconcile pass under the DSD's lock; API failures retry through kopf."""
+    meta = body["metadata"]
+    with ctx.lock(meta["namespace"], meta["name"]):
+        try:
+            passes.reconcile(body, nodes, ctx.kube, _emitter(body), result, analysis=analysis)
+        except KubeError as exc:
+            raise _retry_later(exc) from exc
 
 
-def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+def _live_dsd(ctx: HandlerContext, namespace: str, name: str) -> dict[str, Any] | None:
+    """The DSD as stored now, unless it is gone or being deleted."""
+    live = ctx.kube.get(API_VERSION, KIND, namespace, name)
+    if live is None or live["metadata"].get("deletionTimestamp"):
+        return None
+    return live
+
+
+# --- handlers ------------------------------------------------------------------------
+
+
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def reconcile_dsd(*, body: kopf.Body, memo: kopf.Memo, gpu_nodes: NodeIndex, **_: Any) -> None:
+    """create / update / resume: one full pass."""
+    nodes = _nodes(gpu_nodes)
+    memo["inventory"] = fingerprint(nodes)
+    _run_pass(from_memo(memo), dict(body), nodes)
+
+
+def resync_dsd(
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    gpu_nodes: NodeIndex,
+    workloads_deployments: WorkloadIndex,
+    workloads_lws: WorkloadIndex | None = None,
+    **_: Any,
+) -> None:
+    """Re-plan when the GPU inventory changed; repair status drift. Usually a no-op."""
+    ctx, raw = from_memo(memo), dict(body)
+    if raw["metadata"].get("deletionTimestamp"):
+        return
+    nodes = _nodes(gpu_nodes)
+    inventory = fingerprint(nodes)
+    recorded = parse_status(raw.get("status"))
+    if memo.get("inventory") != inventory:
+        result = passes.plan_pass(ctx.kube, raw, nodes)
+        if not same_decision(recorded, result.outcome.ok, result.outcome.plan):
+            log.info("inventory_changed", namespace=namespace, name=name)
+            _run_pass(ctx, raw, nodes, result)
+        memo["inventory"] = inventory
+        return
+    workloads = _workloads(namespace, name, workloads_deployments, workloads_lws)
+    if not workloads and recorded.ready_replicas is not None and recorded.planned():
+        _run_pass(ctx, raw, nodes)  # a workload vanished: recreate it
+        return
+    with ctx.lock(namespace, name):
+        passes.refresh_status(ctx.kube, namespace, name, workloads, raw.get("status"))
+
+
+def canary_running(*, status: kopf.Status, **_: Any) -> bool:
+    """Timer filter: a canary of this DSD is shifting traffic."""
+    canary = parse_status(status).canary
+    return canary is not None and canary.phase == "Progressing"
+
+
+def canary_tick(
+    *, namespace: str, name: str, memo: kopf.Memo, gpu_nodes: NodeIndex, **_: Any
+) -> None:
+    """A canary runs: when its analysis is due, query Prometheus and step the canary."""
+    ctx = from_memo(memo)
+    live = _live_dsd(ctx, namespace, name)  # fresh status.canary
+    if live is None:
+        return
+    try:
+        dsd = DeepSeekDeployment.model_validate(live)
+    except (ValidationError, ValueError):
+        return  # the reconcile pass reports an invalid spec
+    canary = dsd.status.canary if dsd.status is not None else None
+    now = passes.now_rfc3339()
+    if analysis_due(canary, dsd.spec.rollout.canary.analysis.interval, now):
+        _run_pass(ctx, live, _nodes(gpu_nodes), analysis=run_analysis(dsd, now))
+
+
+def workload_changed(
+    *,
+    body: kopf.Body,
+    namespace: str,
+    type: str | None,
+    memo: kopf.Memo,
+    gpu_nodes: NodeIndex,
+    workloads_deployments: WorkloadIndex,
+    workloads_lws: WorkloadIndex | None = None,
+    **_: Any,
+) -> None:
+    """A Deployment / LeaderWorkerSet of a DSD changed: refresh (or recreate)."""
+    ctx, raw = from_memo(memo), dict(body)
+    owner = owner_name(raw)
+    if owner is None:
+        return
+    if type == "DELETED":
+        live = _live_dsd(ctx, namespace, owner)
+        if live is not None:
+            _run_pass(ctx, live, _nodes(gpu_nodes))
+        return
+    others = [
+        w
+        for w in _workloads(namespace, owner, workloads_deployments, workloads_lws)
+        if w.name != raw["metadata"]["name"] or w.kind != raw.get("kind")
+    ]
+    with ctx.lock(namespace, owner):
+        passes.refresh_status(ctx.kube, namespace, owner, [*others, workload_state(raw)])
+
+
+def config_map_changed(
+    *,
+    namespace: str,
+    name: str,
+    type: str | None,
+    memo: kopf.Memo,
+    gpu_nodes: NodeIndex,
+    config_refs: ConfigRefIndex,
+    **_: Any,
+) -> None:
+    """A ConfigMap named by some DSD's ``configRef`` was created, edited or deleted: re-plan.
+
+    The initial listing (``type`` None) is skipped: the resume pass plans every DSD.
+    """
+    if type is None or (namespace, name) not in config_refs:
+        return
+    ctx = from_memo(memo)
+    for dsd_name in sorted(set(config_refs[(namespace, name)])):
+        live = _live_dsd(ctx, namespace, dsd_name)
+        if live is not None:
+            log.info("model_config_changed", namespace=namespace, name=dsd_name, configmap=name)
+            _run_pass(ctx, live, _nodes(gpu_nodes))
+
+
+def cleanup(*, namespace: str, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """DSD deleted: delete every child now (the finalizer waits for this)."""
+    try:
+        deleted = passes.delete_children(from_memo(memo).kube, namespace, name, uid)
+    except KubeError as exc:
+        raise _retry_later(exc) from exc
+    log.info("deleted_children", namespace=namespace, name=name, children=deleted)
+
+
+# --- registration --------------------------------------------------------------------
+
+
+def _callback(fn: Callable[..., object]) -> Any:
+    """``fn`` as kopf's decorators take it.
+
+    Kopf's callback protocols list only kopf's own keyword arguments; it also passes one
+    keyword per registered index (``gpu_nodes``, ``config_refs``...), which the protocols
+    cannot name. The handlers declare exactly what they read, and mypy checks their bodies.
+    """
+    return fn
+
+
+def register(registry: kopf.OperatorRegistry, ctx: HandlerContext) -> None:
     """Register every handler of the operator into ``registry``.
 
-    Handlers take ``**kwargs`` (kopf passes body, name, namespace, memo, indices…)
-    and read what they need, which keeps them compatible with kopf's callback types.
+    ``ctx`` decides what is registered (timer periods, whether LeaderWorkerSets are
+    watched); the handlers themselves read it from kopf's memo (``ctx.memo()``).
     """
-    dsd = (GROUP, VERSION, PLURAL)
-    owned = {MANAGED_BY_LABEL: MANAGED_BY}
-
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        """In-cluster service account first, else ``$KUBECONFIG`` / ``~/.kube/config``."""
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-
+    owned = managed_labels()
     kopf.on.login(registry=registry, id="login")(login)
-
-    def gpu_nodes(**kwargs: Any) -> dict[str, dict[str, Any]]:
-        return {str(kwargs["name"]): project_node(_body(kwargs))}
-
-    def workload_index(**kwargs: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
-        body = _body(kwargs)
-        owner = owner_name(body)
-        return {(str(kwargs["namespace"]), owner): body} if owner else None
-
-    kopf.index("", "v1", "nodes", registry=registry, id="gpu_nodes")(gpu_nodes)
+    kopf.index("", "v1", "nodes", registry=registry, id="gpu_nodes")(_callback(index_gpu_node))
+    kopf.index(*DSD, registry=registry, id="config_refs")(_callback(index_config_ref))
     kopf.index(
         "apps", "v1", "deployments", labels=owned, registry=registry, id="workloads_deployments"
-    )(workload_index)
-    if rt.lws_served:
-        kopf.index(
-            "leaderworkerset.x-k8s.io",
-            "v1",
-            "leaderworkersets",
-            labels=owned,
-            registry=registry,
-            id="workloads_lws",
-        )(workload_index)
-
-    def workloads_of(namespace: str, name: str, kwargs: Mapping[str, Any]) -> list[WorkloadState]:
-        out: list[WorkloadState] = []
-        for key in ("workloads_deployments", "workloads_lws"):
-            index = kwargs.get(key)
-            if index is not None and (namespace, name) in index:
-                out += [workload_state(obj) for obj in index[(namespace, name)]]
-        return out
-
-    def run_pass(body: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
-        meta = body["metadata"]
-        with rt.lock(meta["namespace"], meta["name"]):
-            try:
-                rc.reconcile(body, nodes, rt.kube, _emitter(body))
-            except KubeError as exc:
-                raise _temporary(exc) from exc
-
-    def reconcile_handler(**kwargs: Any) -> None:
-        """create / update / resume: one full pass."""
-        nodes = _nodes(kwargs["gpu_nodes"])
-        kwargs["memo"]["inventory"] = fingerprint(nodes)
-        run_pass(_body(kwargs), nodes)
-
-    for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        decorator(*dsd, registry=registry, id="reconcile")(reconcile_handler)
-
-    def resync(**kwargs: Any) -> None:
-        """Re-plan when the GPU inventory changed; repair status drift. Usually a no-op."""
-        body, memo = _body(kwargs), kwargs["memo"]
-        namespace, name = str(kwargs["namespace"]), str(kwargs["name"])
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        nodes = _nodes(kwargs["gpu_nodes"])
-        inventory = fingerprint(nodes)
-        status: dict[str, Any] = body.get("status") or {}
-        if memo.get("inventory") != inventory:
-            result = plan_outcome(body, nodes)
-            if not same_decision(status, result.outcome.ok, result.outcome.plan):
-                log.info("inventory_changed", namespace=namespace, name=name)
-                with rt.lock(namespace, name):
-                    try:
-                        rc.reconcile(body, nodes, rt.kube, _emitter(body), result)
-                    except KubeError as exc:
-                        raise _temporary(exc) from exc
-            memo["inventory"] = inventory
-            return
-        workloads = workloads_of(namespace, name, kwargs)
-        if not workloads and status.get("readyReplicas") is not None and planned_ok(status):
-            run_pass(body, nodes)  # a workload vanished: recreate it
-            return
-        with rt.lock(namespace, name):
-            rc.refresh_status(rt.kube, namespace, name, workloads, status)
-
-    kopf.timer(*dsd, registry=registry, interval=rt.resync_seconds, initial_delay=5, id="resync")(
-        resync
+    )(_callback(index_workload))
+    if ctx.lws_served:
+        kopf.index(*LWS, labels=owned, registry=registry, id="workloads_lws")(
+            _callback(index_workload)
+        )
+    for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        on(*DSD, registry=registry, id="reconcile")(_callback(reconcile_dsd))
+    kopf.timer(*DSD, registry=registry, interval=ctx.resync_seconds, initial_delay=5, id="resync")(
+        _callback(resync_dsd)
     )
-
-    def canary_running(**kwargs: Any) -> bool:
-        canary = (_body(kwargs).get("status") or {}).get("canary") or {}
-        return bool(canary.get("phase") == "Progressing")
-
-    def canary_tick(**kwargs: Any) -> None:
-        """A canary runs: when its analysis is due, query Prometheus and step the canary."""
-        namespace, name = str(kwargs["namespace"]), str(kwargs["name"])
-        live = rt.kube.get(rc.API_VERSION, KIND, namespace, name)  # fresh status.canary
-        if live is None or live["metadata"].get("deletionTimestamp"):
-            return
-        try:
-            dsd_obj = DeepSeekDeployment.model_validate(live)
-        except (ValidationError, ValueError):
-            return  # the reconcile pass reports an invalid spec
-        canary = dsd_obj.status.canary if dsd_obj.status is not None else None
-        now = rc.now_rfc3339()
-        if not analysis_due(canary, dsd_obj.spec.rollout.canary.analysis.interval, now):
-            return
-        run = run_analysis(dsd_obj, now)
-        with rt.lock(namespace, name):
-            try:
-                rc.reconcile(
-                    live, _nodes(kwargs["gpu_nodes"]), rt.kube, _emitter(live), analysis=run
-                )
-            except KubeError as exc:
-                raise _temporary(exc) from exc
-
     kopf.timer(
-        *dsd,
+        *DSD,
         registry=registry,
-        interval=rt.canary_tick_seconds,
+        interval=ctx.canary_tick_seconds,
         when=canary_running,
         id="canary",
-    )(canary_tick)
-
-    def on_workload(**kwargs: Any) -> None:
-        """A Deployment / LeaderWorkerSet of a DSD changed: refresh (or recreate)."""
-        body, namespace = _body(kwargs), str(kwargs["namespace"])
-        owner = owner_name(body)
-        if owner is None:
-            return
-        if kwargs.get("type") == "DELETED":
-            live = rt.kube.get(rc.API_VERSION, KIND, namespace, owner)
-            if live and not live["metadata"].get("deletionTimestamp"):
-                run_pass(live, _nodes(kwargs["gpu_nodes"]))
-            return
-        others = [
-            w
-            for w in workloads_of(namespace, owner, kwargs)
-            if w.name != body["metadata"]["name"] or w.kind != body.get("kind")
-        ]
-        with rt.lock(namespace, owner):
-            rc.refresh_status(rt.kube, namespace, owner, [*others, workload_state(body)])
-
+    )(_callback(canary_tick))
     kopf.on.event(
         "apps", "v1", "deployments", labels=owned, registry=registry, id="deployment_changed"
-    )(on_workload)
-    if rt.lws_served:
-        kopf.on.event(
-            "leaderworkerset.x-k8s.io",
-            "v1",
-            "leaderworkersets",
-            labels=owned,
-            registry=registry,
-            id="lws_changed",
-        )(on_workload)
-
-    def cleanup(**kwargs: Any) -> None:
-        """DSD deleted: delete every child now (the finalizer waits for this)."""
-        namespace, name, uid = str(kwargs["namespace"]), str(kwargs["name"]), str(kwargs["uid"])
-        try:
-            deleted = rc.delete_children(rt.kube, namespace, name, uid)
-        except KubeError as exc:
-            raise _temporary(exc) from exc
-        log.info("deleted_children", namespace=namespace, name=name, children=deleted)
-
-    kopf.on.delete(*dsd, registry=registry, id="cleanup")(cleanup)
-
-
-def same_decision(status: Mapping[str, Any], ok: bool, plan: dict[str, Any] | None) -> bool:
-    """True when a fresh plan matches what status records (no re-plan needed)."""
-    return planned_ok(status) == ok and (not ok or plan == status.get("plan"))
-
-
-def planned_ok(status: Mapping[str, Any]) -> bool:
-    """True when status records ``Planned=True``."""
-    conditions = status.get("conditions") or []
-    return any(c.get("type") == "Planned" and c.get("status") == "True" for c in conditions)
+    )(_callback(workload_changed))
+    if ctx.lws_served:
+        kopf.on.event(*LWS, labels=owned, registry=registry, id="lws_changed")(
+            _callback(workload_changed)
+        )
+    kopf.on.event("", "v1", "configmaps", registry=registry, id="model_config_changed")(
+        _callback(config_map_changed)
+    )
+    kopf.on.delete(*DSD, registry=registry, id="cleanup")(_callback(cleanup))

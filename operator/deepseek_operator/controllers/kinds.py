@@ -1,10 +1,16 @@
 """The child kinds the controller manages, and the labels that mark its children (pure).
 
 Read by :mod:`.reconcile` (prune and workload lists), :mod:`.handlers` (watches)
-and :mod:`.rbac` (so RBAC lists exactly these kinds).
+and :mod:`.rbac` (so RBAC lists exactly these kinds). The label names themselves are
+defined once, by the renderer that puts them on the children (:mod:`..render.common`).
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.api import GROUP, KIND
+from deepseek_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 
 WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
     ("apps/v1", "Deployment"),
@@ -28,11 +34,29 @@ PRUNE_KINDS: tuple[tuple[str, str], ...] = (
 )
 """Every kind the renderer may emit; children no longer desired are deleted."""
 
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "deepseek-operator"
+DEPLOYMENT, LEADER_WORKER_SET = WORKLOAD_KINDS
+"""``(apiVersion, kind)`` of single-node and multi-node serving workloads."""
 
 
 def owner_selector(name: str) -> str:
     """Label selector matching every child of the DSD called ``name``."""
-    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={name}"
+    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={name}"
+
+
+def managed_labels() -> dict[str, str]:
+    """The label every child carries: the watches of workloads select by it."""
+    return {LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def owner_name(obj: dict[str, Any], kind: str = KIND) -> str | None:
+    """Name of the DSD (or other deepseek.ai ``kind``) that owns ``obj``, if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == kind and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return str(ref.get("name"))
+    return None
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """True when ``obj`` has an owner reference to ``uid``."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)

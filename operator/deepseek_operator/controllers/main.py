@@ -2,8 +2,9 @@
 
 Called by :func:`deepseek_operator.cli.main` (``run`` subcommand → :func:`run`) and by
 ``python -m deepseek_operator.controllers``.  It builds one :class:`.kube.Kube`
-client, registers the handlers of :mod:`.handlers` into a private kopf registry,
-and runs kopf's reactor until SIGTERM/SIGINT.
+client and the :class:`.context.HandlerContext` around it, registers the handlers of
+:mod:`.handlers` into a private kopf registry, and runs kopf's reactor (with the context
+in its memo) until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import os
 import random
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 import structlog
 
-from .handlers import Runtime, register
+from .context import HandlerContext
+from .handlers import register
+from .kinds import LEADER_WORKER_SET
 from .kube import Kube
 
 PEERING_NAME = "deepseek-operator"
@@ -56,7 +59,6 @@ class OperatorOptions:
     """``json`` (structured, one object per line) or ``plain``."""
     verbose: bool = False
     """Debug logging."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _priority(text: str) -> int:
@@ -190,9 +192,10 @@ def run_operator(options: OperatorOptions) -> int:
     kube = Kube.from_config(options.kubeconfig)
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
-    lws = kube.resource("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet") is not None
+    lws = kube.resource(*LEADER_WORKER_SET) is not None
+    ctx = HandlerContext(kube=kube, resync_seconds=options.resync_seconds, lws_served=lws)
     registry = kopf.OperatorRegistry()
-    register(registry, Runtime(kube=kube, resync_seconds=options.resync_seconds, lws_served=lws))
+    register(registry, ctx)
     log.info(
         "starting",
         namespaces=list(options.namespaces) or "*",
@@ -207,6 +210,7 @@ def run_operator(options: OperatorOptions) -> int:
             priority=options.priority,
             peering_name=None if options.standalone else options.peering,
             liveness_endpoint=options.liveness,
+            memo=ctx.memo(),
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
         )

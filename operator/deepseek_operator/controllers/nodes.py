@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-GPU_RESOURCE = "nvidia.com/gpu"
+from deepseek_operator.planning.inventory import GPU_RESOURCE
 
 
 def project_node(node: dict[str, Any]) -> dict[str, Any]:

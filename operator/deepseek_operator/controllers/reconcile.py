@@ -1,9 +1,9 @@
 """One reconcile pass of a DeepSeekDeployment: plan → render → apply → prune → status.
 
 Called by the kopf handlers in :mod:`.handlers` (create, update, resume, the
-node-inventory timer and workload events).  Decisions are pure functions from
-:mod:`.decide`, :mod:`.semantic` and :mod:`.status`; this module only sequences
-them around the API calls of :class:`.kube.Kube`.
+node-inventory timer, ConfigMap and workload events).  Decisions are pure functions from
+:mod:`.planning_step`, :mod:`.canary`, :mod:`.semantic` and :mod:`.status`; this module
+only sequences them around the API calls of :class:`.kube.Kube`.
 
 A pass over an unchanged object sends no write: children whose live copy already
 holds every desired field (and the same ``deepseek.ai/applied-hash``) are not
@@ -19,8 +19,8 @@ from typing import Any
 
 import structlog
 
-from deepseek_operator.api import GROUP, KIND, VERSION
-from deepseek_operator.api.status import AnalysisRun
+from deepseek_operator.api import API_VERSION, KIND
+from deepseek_operator.api.status import AnalysisRun, CanaryStatus, DeepSeekDeploymentStatus
 from deepseek_operator.render import (
     endpoint,
     render_children,
@@ -30,19 +30,35 @@ from deepseek_operator.render import (
 )
 
 from .canary_pass import drive_canary
-from .decide import EventSpec, PlanResult, owned_by, plan_events, plan_outcome
-from .kinds import PRUNE_KINDS, WORKLOAD_KINDS, owner_selector
+from .events import Emit, EventSpec
+from .kinds import (
+    DEPLOYMENT,
+    LEADER_WORKER_SET,
+    PRUNE_KINDS,
+    WORKLOAD_KINDS,
+    owned_by,
+    owner_selector,
+)
 from .kube import Kube, KubeError
+from .model_config import config_map_key
+from .planning_step import PlanResult, missing_apis, plan_events, plan_outcome
 from .semantic import needs_apply, stamp
-from .status import PlanOutcome, WorkloadState, compute_status, status_patch, workload_state
+from .status import (
+    PlanOutcome,
+    WorkloadState,
+    compute_status,
+    parse_status,
+    status_patch,
+    workload_state,
+)
 
-API_VERSION = f"{GROUP}/{VERSION}"
-HELD = (("Deployment", False), ("LeaderWorkerSet", True))  # stable workload kinds and names
+STABLE_WORKLOADS = ((DEPLOYMENT[1], False), (LEADER_WORKER_SET[1], True))
+"""(kind, multi_node) of each form the stable workload may take; a held one is kept."""
 log = structlog.get_logger("deepseek_operator.reconcile")
-Emit = Callable[[EventSpec], None]
 
 
 def now_rfc3339() -> str:
+    """The current time as RFC 3339 UTC, to the second (condition timestamps)."""
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -132,19 +148,21 @@ def write_status(
     kube: Kube,
     namespace: str,
     name: str,
-    compute: Callable[[dict[str, Any] | None], dict[str, Any]],
+    compute: Callable[[DeepSeekDeploymentStatus | None], DeepSeekDeploymentStatus | None],
     attempts: int = 5,
 ) -> bool:
     """GET the DSD, compute its status, patch the changed keys; retry on conflicts.
 
-    Returns True when a patch was sent.
+    ``compute`` gets the live status (None when there is none) and returns the desired
+    one, or None to leave it as it is. Returns True when a patch was sent.
     """
     for _ in range(attempts):
         live = kube.get(API_VERSION, KIND, namespace, name)
         if live is None or live["metadata"].get("deletionTimestamp"):
             return False
         current = live.get("status")
-        patch = status_patch(current, compute(current))
+        desired = compute(parse_status(current) if current else None)
+        patch = status_patch(current, desired) if desired is not None else {}
         if not patch:
             return False
         try:
@@ -163,28 +181,11 @@ def write_status(
     raise KubeError(f"status of {namespace}/{name} kept conflicting", 409)
 
 
-def missing_apis(result: PlanResult, skipped: list[str]) -> PlanResult:
-    """Fold children the cluster cannot store (their CRD is absent) into the outcome.
-
-    A missing workload API (LeaderWorkerSet for a multi-node plan) means the plan cannot
-    run: ``Planned=False``. Missing optional integrations (ServiceMonitor, Istio, KEDA...)
-    are named in the Planned message and the DSD is served without them.
-    """
-    names = ", ".join(skipped)
-    workload_missing = any(s.split(" ")[0] in {k for _, k in WORKLOAD_KINDS} for s in skipped)
-    if workload_missing:
-        message = (
-            f"the cluster does not serve {names}: install its CRD and controller, or "
-            "change placement so that one node holds a replica"
-        )
-        return PlanResult(PlanOutcome(False, None, "MissingAPI", message), result.dsd, None)
-    outcome = result.outcome
-    message = f"{outcome.message} (not created, CRD not installed: {names})"
-    if not outcome.ok:
-        return result
-    return PlanResult(
-        PlanOutcome(outcome.ok, outcome.plan, outcome.reason, message), result.dsd, result.plan
-    )
+def plan_pass(kube: Kube, body: dict[str, Any], nodes: list[dict[str, Any]]) -> PlanResult:
+    """Plan the DSD ``body``, reading the ConfigMap its ``spec.model.configRef`` names."""
+    ref = config_map_key(body)
+    config_map = kube.get("v1", "ConfigMap", ref[0], ref[1]) if ref is not None else None
+    return plan_outcome(body, nodes, config_map)
 
 
 def reconcile(
@@ -204,21 +205,24 @@ def reconcile(
     meta = body["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     generation = int(meta.get("generation") or 1)
-    result = result or plan_outcome(body, nodes)
+    recorded = parse_status(body.get("status"))
+    result = result or plan_pass(kube, body, nodes)
     report = PassReport(outcome=result.outcome)
     url: str | None = None
     selector: str | None = None
     workload_kinds = {k for _, k in WORKLOAD_KINDS}
     desired: list[dict[str, Any]] = []
-    canary: dict[str, Any] | None = None
     events: list[EventSpec] = []
     now = now_rfc3339()
-    first = not (body.get("status") or {}).get("plan")
+    first = recorded.plan is None
+    rollout: CanaryStatus | None = None  # the canary state rendering goes by
+    record: CanaryStatus | None = None  # the next status.canary; None keeps the recorded one
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
-        decision = drive_canary(kube, result.dsd, result.plan, now, analysis, first=first)
-        if decision is not None and decision.status is not None:
-            canary, events = decision.status.to_k8s(), decision.events
-        desired = render_children(result.dsd, result.plan)
+        canary = drive_canary(kube, result.dsd, result.plan, now, analysis, first=first)
+        rollout = canary.state
+        if canary.decision is not None and canary.decision.status is not None:
+            record, events = canary.decision.status, canary.decision.events
+        desired = render_children(result.dsd, result.plan, rollout)
         unserved = [
             f"{c['kind']} ({c['apiVersion']})"
             for c in desired
@@ -229,12 +233,15 @@ def reconcile(
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
         live = apply_children(kube, desired, report, first=first)
         keep = set(live)
-        if stable_held(result.dsd):  # the stable workload serves until promotion
-            keep |= {(kind, workload_name(result.dsd, multi_node=m)) for kind, m in HELD}
+        held = stable_held(result.dsd, rollout)
+        if held:  # the stable workload serves until promotion
+            keep |= {
+                (kind, workload_name(result.dsd, multi_node=m)) for kind, m in STABLE_WORKLOADS
+            }
         if not first:  # before the first plan there is nothing of an older plan to prune
             prune_children(kube, namespace, name, uid, keep=keep, report=report)
         workloads = [workload_state(o) for (kind, _), o in live.items() if kind in workload_kinds]
-        if stable_held(result.dsd):
+        if held:
             stable = workload_name(result.dsd, multi_node=result.plan.multi_node)
             workloads += [w for w in list_workloads(kube, namespace, name, uid) if w.name == stable]
         url, selector = endpoint(result.dsd), selector_string(result.dsd)
@@ -242,7 +249,7 @@ def reconcile(
             result = missing_apis(result, report.skipped)
     else:
         workloads = list_workloads(kube, namespace, name, uid)
-    events = plan_events(body.get("status"), result.outcome) + events
+    events = plan_events(recorded, result.outcome) + events
     report.status_written = write_status(
         kube,
         namespace,
@@ -255,7 +262,7 @@ def reconcile(
             now=now,
             endpoint=url,
             selector=selector,
-            canary=canary,
+            canary=record,
         ),
     )
     for event in events:
@@ -289,15 +296,15 @@ def refresh_status(
             changes nothing, no request at all is sent.
     """
 
-    def compute(cur: dict[str, Any] | None) -> dict[str, Any]:
-        if not any(c.get("type") == "Planned" for c in (cur or {}).get("conditions") or []):
-            return dict(cur or {})  # the first pass has not recorded a plan yet: leave it be
-        return compute_status(
-            cur, 0, None, workloads, now=now_rfc3339(), endpoint=(cur or {}).get("endpoint")
-        )
+    def compute(cur: DeepSeekDeploymentStatus | None) -> DeepSeekDeploymentStatus | None:
+        if cur is None or cur.get_condition("Planned") is None:
+            return None  # the first pass has not recorded a plan yet: leave it be
+        return compute_status(cur, 0, None, workloads, now=now_rfc3339(), endpoint=cur.endpoint)
 
-    if known is not None and not status_patch(known, compute(known)):
-        return False
+    if known is not None:
+        desired = compute(parse_status(known))
+        if desired is None or not status_patch(known, desired):
+            return False
     return write_status(kube, namespace, name, compute)
 
 

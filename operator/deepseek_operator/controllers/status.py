@@ -2,8 +2,9 @@
 
 Called by :mod:`.reconcile` (after planning and applying) and by the workload
 watch in :mod:`.handlers` (when a Deployment or LeaderWorkerSet changes).  The
-result is a complete ``status`` dict; :func:`status_patch` reduces it to the keys
-that differ from the live status, so an unchanged status is never written.
+result is a complete :class:`~deepseek_operator.api.status.DeepSeekDeploymentStatus`,
+built with its condition methods; :func:`status_patch` reduces it to the keys that
+differ from the live status, so an unchanged status is never written.
 
 Conditions (kstatus-compatible: ``Ready`` plus ``observedGeneration``)::
 
@@ -20,11 +21,13 @@ Conditions (kstatus-compatible: ``Ready`` plus ``observedGeneration``)::
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-CONDITION_TYPES = ("Planned", "Progressing", "Available", "Degraded", "Ready", "Stalled")
+from pydantic import ValidationError
+
+from deepseek_operator.api.status import CanaryStatus, DeepSeekDeploymentStatus, PlanStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,31 +97,19 @@ def workload_state(obj: dict[str, Any]) -> WorkloadState:
     )
 
 
-def _condition(
-    previous: dict[str, dict[str, Any]],
-    ctype: str,
-    *,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int,
-    now: str,
-) -> dict[str, Any]:
-    value = "True" if status else "False"
-    old = previous.get(ctype)
-    since = old.get("lastTransitionTime") if old and old.get("status") == value else None
-    return {
-        "type": ctype,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-        "lastTransitionTime": since or now,
-    }
+def _recorded_plan(
+    previous: DeepSeekDeploymentStatus, generation: int
+) -> tuple[bool, str, str, int]:
+    """(planned, reason, message, generation) of the last planning pass, as recorded."""
+    old = previous.get_condition("Planned")
+    if old is None:
+        return False, "Pending", "waiting for the first plan", generation
+    observed = old.observed_generation if old.observed_generation is not None else generation
+    return old.status == "True", old.reason, old.message, observed
 
 
 def compute_status(
-    current: dict[str, Any] | None,
+    current: DeepSeekDeploymentStatus | None,
     generation: int,
     outcome: PlanOutcome | None,
     workloads: list[WorkloadState],
@@ -126,12 +117,12 @@ def compute_status(
     now: str,
     endpoint: str | None = None,
     selector: str | None = None,
-    canary: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Compute the full status.
+    canary: CanaryStatus | None = None,
+) -> DeepSeekDeploymentStatus:
+    """Compute the full status from the live one and this pass's facts.
 
     Args:
-        current: the live ``status`` (may be None or empty).
+        current: the live ``status`` (None when the DSD has none yet); not modified.
         generation: ``metadata.generation`` of the DSD.
         outcome: this pass's planning result, or None to keep the recorded one
             (workload events do not re-plan).
@@ -143,38 +134,22 @@ def compute_status(
         canary: the next ``status.canary`` (:mod:`.canary`); None keeps the recorded one.
             A running canary sets Progressing=True; a failed one Degraded=True.
     """
-    cur = copy.deepcopy(current or {})
-    previous = {c["type"]: c for c in cur.get("conditions") or [] if "type" in c}
-    out: dict[str, Any] = {k: v for k, v in cur.items() if k not in {"conditions"}}
-    conds: list[dict[str, Any]] = []
-
-    def add(ctype: str, value: bool, reason: str, message: str, generation: int) -> None:
-        conds.append(
-            _condition(
-                previous,
-                ctype,
-                status=value,
-                reason=reason,
-                message=message,
-                generation=generation,
-                now=now,
-            )
-        )
-
+    previous = current or DeepSeekDeploymentStatus()
+    out = previous.model_copy(deep=True)
     if outcome is not None:
-        observed_gen = generation
         planned_ok, p_reason, p_msg = outcome.ok, outcome.reason, outcome.message
+        observed_gen = generation
         if outcome.ok:
-            out["plan"] = outcome.plan
+            out.plan = PlanStatus.model_validate(outcome.plan or {})
     else:
-        observed_gen = int(cur.get("observedGeneration") or 0)
-        old = previous.get("Planned")
-        planned_ok = bool(old and old.get("status") == "True")
-        p_reason = str(old.get("reason", "Pending")) if old else "Pending"
-        p_msg = str(old.get("message", "")) if old else "waiting for the first plan"
-        observed_gen = int(old.get("observedGeneration", observed_gen)) if old else observed_gen
-    out["observedGeneration"] = observed_gen
-    add("Planned", planned_ok, p_reason, p_msg, observed_gen)
+        recorded = previous.observed_generation or 0
+        planned_ok, p_reason, p_msg, observed_gen = _recorded_plan(previous, recorded)
+    out.observed_generation = gen = observed_gen
+
+    def add(ctype: str, value: bool, reason: str, message: str) -> None:
+        out.set_condition(ctype, value, reason, message, gen, now=now)
+
+    add("Planned", planned_ok, p_reason, p_msg)
 
     desired = sum(w.desired for w in workloads)
     ready = sum(min(w.ready, w.desired) for w in workloads)
@@ -182,80 +157,94 @@ def compute_status(
     rolled_out = bool(workloads) and all(w.observed for w in workloads) and updated >= desired
     complete = rolled_out and ready >= desired
     stalled = any(w.stalled for w in workloads)
-    out["replicas"] = sum(w.current for w in workloads)
-    out["readyReplicas"] = ready
+    out.replicas = sum(w.current for w in workloads)
+    out.ready_replicas = ready
     selectors = [w.selector for w in workloads if w.selector]
     if selector:
-        out["selector"] = selector
-    elif selectors and not out.get("selector"):
-        out["selector"] = selectors[0]
+        out.selector = selector
+    elif selectors and not out.selector:
+        out.selector = selectors[0]
     if endpoint:
-        out["endpoint"] = endpoint
+        out.endpoint = endpoint
     if canary is not None:
-        out["canary"] = canary
-    canary_phase = (out.get("canary") or {}).get("phase")
-    canary_msg = str((out.get("canary") or {}).get("message") or "")
-    gen = observed_gen
+        out.canary = canary
+    canary_phase = out.canary.phase if out.canary is not None else None
+    canary_msg = (out.canary.message if out.canary is not None else None) or ""
 
     if canary_phase == "Progressing":
-        add("Progressing", True, "CanaryProgressing", canary_msg, gen)
+        add("Progressing", True, "CanaryProgressing", canary_msg)
     elif not workloads:
         why = "no workload yet" if planned_ok else "nothing is deployed until the spec plans"
-        add("Progressing", planned_ok, "Creating", why, gen)
+        add("Progressing", planned_ok, "Creating", why)
     elif complete:
-        msg = f"{ready}/{desired} replicas ready and up to date"
-        add("Progressing", False, "RolloutComplete", msg, gen)
+        add(
+            "Progressing",
+            False,
+            "RolloutComplete",
+            f"{ready}/{desired} replicas ready and up to date",
+        )
     else:
         msg = f"{updated}/{desired} replicas updated, {ready}/{desired} ready"
-        add("Progressing", True, "RollingOut", msg, gen)
+        add("Progressing", True, "RollingOut", msg)
 
     available = ready >= 1 or (bool(workloads) and desired == 0)
     a_msg = f"{ready} replica(s) serving" if ready else "no replica is ready yet"
-    a_reason = "ReplicasReady" if available else "NoReadyReplicas"
-    add("Available", available, a_reason, a_msg, gen)
+    add("Available", available, "ReplicasReady" if available else "NoReadyReplicas", a_msg)
 
-    was_available = (previous.get("Available") or {}).get("status") == "True"
     if workloads and not planned_ok:
         deg = (True, "PlanFailed", f"serving the previous plan; {p_msg}")
     elif stalled:
         deg = (True, "ProgressDeadlineExceeded", "a workload stopped making rollout progress")
-    elif was_available and not available:
+    elif previous.is_true("Available") and not available:
         deg = (True, "ReplicasLost", "all replicas became unready after serving")
     elif canary_phase == "Failed":
         deg = (True, "CanaryFailed", canary_msg)
     else:
         deg = (False, "AsExpected", "no impairment detected")
-    add("Degraded", deg[0], deg[1], deg[2], gen)
+    add("Degraded", *deg)
 
     if not planned_ok:
-        r = (False, p_reason, p_msg)
+        ready_cond = (False, p_reason, p_msg)
     elif complete:
-        r = (True, "Ready", f"{ready}/{desired} replicas ready")
+        ready_cond = (True, "Ready", f"{ready}/{desired} replicas ready")
     else:
-        r = (False, "WaitingForReplicas", f"{ready}/{desired} replicas ready")
-    add("Ready", r[0], r[1], r[2], gen)
+        ready_cond = (False, "WaitingForReplicas", f"{ready}/{desired} replicas ready")
+    add("Ready", *ready_cond)
     # kstatus: Stalled=True makes Flux/kpt report Failed at once instead of timing out
-    attempted = outcome is not None or "Planned" in previous
+    attempted = outcome is not None or previous.get_condition("Planned") is not None
     if not planned_ok and attempted:
-        add("Stalled", True, p_reason, p_msg, gen)
+        add("Stalled", True, p_reason, p_msg)
     else:
-        add(
-            "Stalled", False, "Planned" if planned_ok else "Pending", "planning is not blocked", gen
-        )
-    out["conditions"] = conds
+        reason = "Planned" if planned_ok else "Pending"
+        add("Stalled", False, reason, "planning is not blocked")
+    out.keep_conditions()
 
     if not planned_ok and not workloads:
-        out["phase"] = "Failed" if outcome is not None or "Planned" in previous else "Pending"
+        out.phase = "Failed" if attempted else "Pending"
     elif deg[0]:
-        out["phase"] = "Degraded"
-    elif r[0]:
-        out["phase"] = "Ready"
+        out.phase = "Degraded"
+    elif ready_cond[0]:
+        out.phase = "Ready"
     else:
-        out["phase"] = "Progressing"
+        out.phase = "Progressing"
     return out
 
 
-def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
-    """The top-level status keys whose values differ; empty when nothing changed."""
+def status_patch(
+    current: dict[str, Any] | None, desired: DeepSeekDeploymentStatus
+) -> dict[str, Any]:
+    """The top-level status keys (Kubernetes JSON) whose values differ; empty when none."""
     cur = current or {}
-    return {k: v for k, v in desired.items() if cur.get(k) != v}
+    return {k: v for k, v in desired.to_k8s().items() if cur.get(k) != v}
+
+
+def parse_status(raw: Mapping[str, Any] | None) -> DeepSeekDeploymentStatus:
+    """The typed form of a live ``status`` (empty when absent or unreadable).
+
+    The CRD schema keeps what the apiserver stores in this shape, so a status that does
+    not parse was not written by this operator; it is then recomputed from scratch.
+    """
+    try:
+        return DeepSeekDeploymentStatus.model_validate(raw or {})
+    except ValidationError:
+        return DeepSeekDeploymentStatus()

@@ -20,6 +20,7 @@ PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 MEMORY_LABEL: Final = "nvidia.com/gpu.memory"
 COUNT_LABEL: Final = "nvidia.com/gpu.count"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
+"""Extended resource of NVIDIA GPUs: planning reads it from Nodes, rendering requests it."""
 
 # Memory (MiB) of products whose nodes lack the gpu.memory label (as nvidia-smi reports).
 KNOWN_MEMORY_MIB: Final[dict[str, int]] = {

@@ -12,15 +12,18 @@ import json
 from typing import Any
 
 from deepseek_operator.api.resource import DeepSeekDeployment
+from deepseek_operator.api.status import CanaryStatus
 from deepseek_operator.planning.plan import Plan
 from deepseek_operator.render.autoscaling import autoscaler
 from deepseek_operator.render.common import (
     LABEL_DEPLOYMENT,
+    LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_REVISION,
     MANAGED_BY,
     canary_active,
     canary_pod_regex,
+    canary_weight,
     endpoint,
     selector_string,
     spec_revision,
@@ -40,11 +43,13 @@ from deepseek_operator.render.workload import workload
 
 __all__ = [
     "LABEL_DEPLOYMENT",
+    "LABEL_INSTANCE",
     "LABEL_MANAGED_BY",
     "LABEL_REVISION",
     "MANAGED_BY",
     "canary_active",
     "canary_pod_regex",
+    "canary_weight",
     "endpoint",
     "render_children",
     "selector_string",
@@ -54,17 +59,24 @@ __all__ = [
 ]
 
 
-def render_children(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
+def render_children(
+    dsd: DeepSeekDeployment, plan: Plan, canary: CanaryStatus | None = None
+) -> list[dict[str, Any]]:
     """Every child object of ``dsd`` under ``plan``, in apply order.
 
     While a canary runs (:func:`canary_active`) the list holds ``<name>-canary`` and *not*
     the stable workload: the controller must keep the existing stable workload as it is
     (not prune it) until the canary is promoted. After a canary of the current revision
     failed (:func:`stable_held`) it holds neither workload: the old stable one serves on.
+
+    Args:
+        canary: the canary rollout state in effect (the controller's canary decision);
+            None when no canary runs or ran. ``dsd.status`` is not read.
     """
-    if canary_active(dsd):
-        workloads = [workload(dsd, plan, "canary")]
-    elif stable_held(dsd):  # the canary failed: no canary, the old stable workload stays
+    weight = canary_weight(dsd, canary)
+    if canary_active(dsd, canary):
+        workloads = [workload(dsd, plan, "canary", weight)]
+    elif stable_held(dsd, canary):  # the canary failed: no canary, the old stable workload stays
         workloads = []
     else:
         workloads = [workload(dsd, plan, "stable")]
@@ -76,7 +88,7 @@ def render_children(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]
         disruption_budget(dsd),
         autoscaler(dsd, plan),
         destination_rule(dsd),
-        virtual_service(dsd),
+        virtual_service(dsd, weight),
         network_policy(dsd),
         service_monitor(dsd),
         prometheus_rule(dsd),

@@ -13,6 +13,7 @@ import json
 from typing import Any, Final
 
 from deepseek_operator.api.resource import DeepSeekDeployment
+from deepseek_operator.api.status import CanaryStatus
 
 MANAGED_BY: Final = "deepseek-operator"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
@@ -92,30 +93,31 @@ def spec_revision(dsd: DeepSeekDeployment) -> str:
     return digest[:10]
 
 
-def canary_active(dsd: DeepSeekDeployment) -> bool:
-    """True while a canary runs (``status.canary.phase == Progressing``).
+def canary_active(dsd: DeepSeekDeployment, canary: CanaryStatus | None) -> bool:
+    """True while a canary runs (``canary.phase == Progressing`` under a Canary rollout).
 
     Then the stable workload is *not* rendered (the controller must leave the existing
     one as it is) and ``<name>-canary`` serves the new revision.
+
+    Args:
+        canary: the rollout state in effect (the canary driver's decision, or the
+            recorded ``status.canary``); None when no canary was ever started.
     """
-    status = dsd.status
     return (
         dsd.spec.rollout.strategy == "Canary"
-        and status is not None
-        and status.canary is not None
-        and status.canary.phase == "Progressing"
+        and canary is not None
+        and canary.phase == "Progressing"
     )
 
 
-def stable_held(dsd: DeepSeekDeployment) -> bool:
+def stable_held(dsd: DeepSeekDeployment, canary: CanaryStatus | None) -> bool:
     """True when the live stable workload must be left as it is (not rendered, not pruned).
 
     That is while a canary runs, and after a canary of the *current* spec revision failed:
     the stable workload keeps serving the old revision until the spec changes again.
     """
-    if canary_active(dsd):
+    if canary_active(dsd, canary):
         return True
-    canary = dsd.status.canary if dsd.status is not None else None
     return (
         dsd.spec.rollout.strategy == "Canary"
         and canary is not None
@@ -124,11 +126,11 @@ def stable_held(dsd: DeepSeekDeployment) -> bool:
     )
 
 
-def canary_weight(dsd: DeepSeekDeployment) -> int:
+def canary_weight(dsd: DeepSeekDeployment, canary: CanaryStatus | None) -> int:
     """Percent of traffic on the canary now (0 outside a canary)."""
-    if not canary_active(dsd) or dsd.status is None or dsd.status.canary is None:
+    if canary is None or not canary_active(dsd, canary):
         return 0
-    return dsd.status.canary.weight or 0
+    return canary.weight or 0
 
 
 def pod_name_regex(dsd: DeepSeekDeployment) -> str:

@@ -114,7 +114,7 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in pairs]
 
 
-def common_env(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
+def common_env() -> list[dict[str, Any]]:
     """Environment every engine container gets (caches on writable volumes)."""
     return [
         {"name": "HOME", "value": "/tmp"},
@@ -129,7 +129,7 @@ def container_command(
 ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """(command, args, env) of the engine container for ``role`` server or worker."""
     e = dsd.spec.engine
-    env = common_env(dsd)
+    env = common_env()
     if e.kind == "vllm":
         if dsd.spec.serving.auth.api_keys_secret_ref is not None:
             ref = dsd.spec.serving.auth.api_keys_secret_ref

@@ -2,7 +2,7 @@
 
 The VirtualService routes the API host (and ``traffic.istio.hosts`` through the listed
 gateways) with the spec's timeout and retries; under a Canary rollout it splits traffic
-between the ``stable`` and ``canary`` subsets by ``status.canary.weight``. The
+between the ``stable`` and ``canary`` subsets by the canary's weight. The
 DestinationRule holds the subsets (by ``deepseek.ai/track``), least-request balancing,
 connection limits and outlier ejection after consecutive 5xx.
 
@@ -17,7 +17,6 @@ from deepseek_operator.api.resource import DeepSeekDeployment
 from deepseek_operator.render.common import (
     LABEL_TRACK,
     SERVICE_PORT,
-    canary_weight,
     metadata,
     service_host,
 )
@@ -27,15 +26,18 @@ def _canary(dsd: DeepSeekDeployment) -> bool:
     return dsd.spec.rollout.strategy == "Canary"
 
 
-def virtual_service(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
-    """The VirtualService, when ``traffic.istio`` is set."""
+def virtual_service(dsd: DeepSeekDeployment, weight: int = 0) -> dict[str, Any] | None:
+    """The VirtualService, when ``traffic.istio`` is set.
+
+    Args:
+        weight: percent of traffic on the canary subset under a Canary rollout.
+    """
     t = dsd.spec.traffic
     if t.istio is None:
         return None
     host = service_host(dsd)
     port = {"number": SERVICE_PORT}
     if _canary(dsd):
-        weight = canary_weight(dsd)
         route = [
             {
                 "destination": {"host": host, "subset": "stable", "port": port},

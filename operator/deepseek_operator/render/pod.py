@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from deepseek_operator.api.resource import DeepSeekDeployment
 from deepseek_operator.api.validation import duration_seconds
+from deepseek_operator.planning.inventory import GPU_RESOURCE
 from deepseek_operator.planning.placement import tolerations_of
 from deepseek_operator.planning.plan import Plan
 from deepseek_operator.render.common import LABEL_DEPLOYMENT, LABEL_REVISION, LABEL_ROLE
@@ -32,7 +33,6 @@ from deepseek_operator.render.engine import (
 )
 from deepseek_operator.render.source import model_mount
 
-GPU_RESOURCE: Final = "nvidia.com/gpu"
 STARTUP_PERIOD_SECONDS: Final = 10
 STARTUP_BASE_SECONDS: Final = 600
 STARTUP_SECONDS_PER_20GB: Final = 60

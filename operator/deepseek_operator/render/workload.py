@@ -17,7 +17,6 @@ from deepseek_operator.render.common import (
     ANNOTATION_PLAN,
     LABEL_TRACK,
     base_labels,
-    canary_weight,
     metadata,
     pod_selector,
     spec_revision,
@@ -26,15 +25,21 @@ from deepseek_operator.render.common import (
 from deepseek_operator.render.pod import pod_template, startup_budget_seconds
 
 
-def _replicas(dsd: DeepSeekDeployment, track: str) -> int | None:
+def _replicas(dsd: DeepSeekDeployment, track: str, weight: int) -> int | None:
     desired = dsd.spec.desired_replicas()
     if track == "canary":
-        return max(1, math.ceil(desired * canary_weight(dsd) / 100))
+        return max(1, math.ceil(desired * weight / 100))
     return None if dsd.spec.autoscaling is not None else desired
 
 
-def workload(dsd: DeepSeekDeployment, plan: Plan, track: str = "stable") -> dict[str, Any]:
-    """The Deployment or LeaderWorkerSet of one track."""
+def workload(
+    dsd: DeepSeekDeployment, plan: Plan, track: str = "stable", weight: int = 0
+) -> dict[str, Any]:
+    """The Deployment or LeaderWorkerSet of one track.
+
+    Args:
+        weight: percent of traffic on the canary; sizes the ``canary`` track's replicas.
+    """
     name = workload_name(dsd, track, plan.multi_node)
     selector = pod_selector(dsd, track)
     labels = {**base_labels(dsd, "server"), **selector}
@@ -46,7 +51,7 @@ def workload(dsd: DeepSeekDeployment, plan: Plan, track: str = "stable") -> dict
         {LABEL_TRACK: track},
         {ANNOTATION_PLAN: f"{plan.gpu_summary} TPxPPxEP={plan.layout}"},
     )
-    replicas = _replicas(dsd, track)
+    replicas = _replicas(dsd, track, weight)
     if not plan.multi_node:
         ru = dsd.spec.rollout.rolling_update
         spec: dict[str, Any] = {}

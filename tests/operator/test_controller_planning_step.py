@@ -8,8 +8,10 @@ import kopf
 import pytest
 from kubernetes import client as k8s
 
-from deepseek_operator.controllers.decide import owned_by, owner_name, plan_events, plan_outcome
-from deepseek_operator.controllers.handlers import Runtime, register, same_decision
+from deepseek_operator.controllers.kinds import owned_by, owner_name
+from deepseek_operator.controllers.planning_step import plan_events, plan_outcome, same_decision
+from deepseek_operator.controllers.context import HandlerContext
+from deepseek_operator.controllers.handlers import register
 from deepseek_operator.controllers.kube import Kube
 from deepseek_operator.controllers.main import parse_options
 from deepseek_operator.controllers.nodes import project_node
@@ -94,7 +96,7 @@ def test_owner_helpers() -> None:
 
 def test_handlers_register_and_options_parse() -> None:
     registry = kopf.OperatorRegistry()
-    register(registry, Runtime(kube=Kube(k8s.ApiClient()), lws_served=True))
+    register(registry, HandlerContext(kube=Kube(k8s.ApiClient()), lws_served=True))
     ids = {
         str(h.id)
         for reg in (registry._indexing, registry._changing, registry._spawning, registry._watching)
