@@ -31,9 +31,10 @@ from typing import Any
 import torch
 
 from bench_models import BENCH_MODEL
+from deepseek_runtime.backends import NativeEngineOptions
+from deepseek_runtime.backends.native import build_engine
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import LLMEngine, SamplingParams
-from deepseek_runtime.engine.loader import build_engine
 
 MODEL_OVERRIDES: dict[str, Any] = BENCH_MODEL
 
@@ -155,8 +156,10 @@ def main() -> None:
     workload = make_workload(args.requests, MODEL_OVERRIDES["vocab_size"], args.seed)
     longest = max(len(p) + m for p, m in workload)
     blocks_needed = sum(-(-(len(p) + m) // args.block_size) for p, m in workload)
-    engine, _ = build_engine(
-        model_dir,
+    options = NativeEngineOptions(
+        model_dir=model_dir,
+        dtype="float32",
+        device="cpu",
         block_size=args.block_size,
         num_blocks=blocks_needed + 64,
         max_model_len=max(longest, 1024),
@@ -164,6 +167,7 @@ def main() -> None:
         max_num_batched_tokens=args.max_num_batched_tokens,
         enable_prefix_caching=True,
     )
+    engine, _ = build_engine(options)
     engine.generate([[5, 6, 7, 8]], SamplingParams(max_tokens=2, temperature=0))  # warm-up
     engine.num_steps = 0
     ours = run_ours(engine, workload)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -46,9 +47,11 @@ import httpx
 import psutil
 
 from bench_models import BENCH_MODEL
-from deepseek_runtime.backends.native import engine_kwargs
+from deepseek_runtime.backends import NativeEngineOptions
+from deepseek_runtime.backends.native import build_async_engine
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import NativeAsyncEngine, SamplingParams
+from deepseek_runtime.server.backend_options import backend_options
 from deepseek_runtime.server.config import ServerConfig
 
 TTFT_LIMIT_S = 2.0
@@ -281,7 +284,9 @@ def main() -> None:
         server: psutil.Process | None = None
 
         async def run_all(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            engine = NativeAsyncEngine.from_model_dir(model, **engine_kwargs(config, "cpu"))
+            options = backend_options(config)  # the server's own mapping, on the CPU
+            assert isinstance(options, NativeEngineOptions)
+            engine = build_async_engine(dataclasses.replace(options, device="cpu"))
             await engine.start()
             http_out, direct_out = [], []
             try:

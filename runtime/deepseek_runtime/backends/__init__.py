@@ -1,9 +1,11 @@
 """Engines the server can front: ``native`` (ours), ``vllm`` (in process) and ``triton`` (remote).
 
-``check_available(config)`` runs before the server starts listening and fails with a
-message naming the package to install when an engine's dependency is missing;
-``load_model(config)`` builds the engine and the tokenizer and returns a
-:class:`~deepseek_runtime.server.state.LoadedModel`. Called by ``server.cli``.
+Each backend takes its own typed options object (``backends.options``), never the
+server's configuration: ``check_available(options)`` runs before the server starts
+listening and fails with a message naming the package to install when the backend's
+dependency is missing; ``load_model(options)`` builds and starts the engine and returns a
+:class:`LoadedModel` (engine + tokenizer). Called by ``server.cli``; the layers below
+(engine, model) never import this package, and it never imports the server.
 """
 
 from __future__ import annotations
@@ -11,56 +13,64 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from ..server.config import ServerConfig
-from ..server.state import LoadedModel
+from .loaded import LoadedModel
+from .options import BackendOptions, NativeEngineOptions, TritonEngineOptions, VLLMEngineOptions
 
-_MODULES = {
-    "native": "deepseek_runtime.backends.native",
-    "vllm": "deepseek_runtime.backends.vllm",
-    "triton": "deepseek_runtime.backends.triton",
-}
+__all__ = [
+    "BackendOptions",
+    "EngineUnavailable",
+    "LoadedModel",
+    "NativeEngineOptions",
+    "TritonEngineOptions",
+    "VLLMEngineOptions",
+    "check_available",
+    "load_model",
+    "require_package",
+]
 
-# engine -> (importable module, what to install)
-_REQUIREMENTS = {
-    "native": [
-        ("torch", "pip install 'deepseek-k8s[runtime]'"),
-        ("safetensors", "pip install 'deepseek-k8s[runtime]'"),
-    ],
-    "vllm": [("vllm", "pip install 'deepseek-k8s[vllm]' (vLLM needs a CUDA GPU)")],
-    "triton": [("tritonclient.grpc", "pip install 'deepseek-k8s[triton]' (tritonclient[grpc])")],
+_RUNTIME_EXTRA = "pip install 'deepseek-k8s[runtime]'"
+
+# backend -> (module, [(importable module, what to install)])
+_BACKENDS: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "native": (
+        "deepseek_runtime.backends.native",
+        [("torch", _RUNTIME_EXTRA), ("safetensors", _RUNTIME_EXTRA)],
+    ),
+    "vllm": (
+        "deepseek_runtime.backends.vllm",
+        [("vllm", "pip install 'deepseek-k8s[vllm]' (vLLM needs a CUDA GPU)")],
+    ),
+    "triton": (
+        "deepseek_runtime.backends.triton",
+        [("tritonclient.grpc", "pip install 'deepseek-k8s[triton]' (tritonclient[grpc])")],
+    ),
 }
 
 
 class EngineUnavailable(RuntimeError):  # noqa: N818 (reads as a state)
-    """The chosen engine's package is not installed."""
+    """The chosen engine's package (or another one that was asked for) is not installed."""
 
 
-def _importable(module: str) -> bool:
+def require_package(what: str, module: str, hint: str) -> None:
+    """Raise EngineUnavailable saying that ``what`` needs ``module`` (install: ``hint``)."""
     try:
-        return importlib.util.find_spec(module) is not None
+        found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
-        return False
-
-
-def check_available(config: ServerConfig) -> None:
-    """Raise EngineUnavailable saying what to install when the engine cannot be used."""
-    needs = [(f"--engine {config.engine}", m, h) for m, h in _REQUIREMENTS[config.engine]]
-    if config.grpc_port is not None:
-        needs.append(
-            (
-                "--grpc-port",
-                "tritonclient.grpc",
-                "pip install 'tritonclient[grpc]' (the KServe v2 gRPC face uses its protos)",
-            )
+        found = False
+    if not found:
+        raise EngineUnavailable(
+            f"{what} needs the Python package {module!r}, which is not installed: {hint}"
         )
-    for what, module, hint in needs:
-        if not _importable(module):
-            raise EngineUnavailable(
-                f"{what} needs the Python package {module!r}, which is not installed: {hint}"
-            )
 
 
-async def load_model(config: ServerConfig) -> LoadedModel:
-    module = importlib.import_module(_MODULES[config.engine])
-    loaded: LoadedModel = await module.load(config)
+def check_available(options: BackendOptions) -> None:
+    """Raise EngineUnavailable saying what to install when the backend cannot be used."""
+    for module, hint in _BACKENDS[options.backend][1]:
+        require_package(f"--engine {options.backend}", module, hint)
+
+
+async def load_model(options: BackendOptions) -> LoadedModel:
+    """Build and start the engine ``options`` describe (weights load off the event loop)."""
+    module = importlib.import_module(_BACKENDS[options.backend][0])
+    loaded: LoadedModel = await module.load(options)
     return loaded

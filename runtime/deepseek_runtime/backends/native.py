@@ -1,8 +1,13 @@
-"""The ``native`` backend: our continuous-batching engine in this process.
+"""The ``native`` backend, and the composition root of our engine.
 
-Loads the checkpoint with ``NativeAsyncEngine.from_model_dir`` in a worker thread (so
-``/health`` keeps answering while weights load), starts its step loop and pairs it with
-the checkpoint's tokenizer and chat template. Called by ``backends.load_model``.
+:func:`build_engine` turns a checkpoint directory into an :class:`LLMEngine`: it loads the
+:class:`~deepseek_runtime.model.runner.ModelRunner` (which is the engine's
+``ModelExecutor`` as it stands, so nothing copies chunks between them), the tokenizer and
+the EOS ids, and settles ``max_model_len``. It is the one place that imports both the
+engine and the model, which therefore never import each other. :func:`load` is what the
+server runs: it builds the engine in a worker thread (so ``/health`` keeps answering while
+weights load), starts its step loop and pairs it with the checkpoint's chat tokenizer.
+Used by ``backends.load_model``, the benchmarks and the tests.
 """
 
 from __future__ import annotations
@@ -10,47 +15,87 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..server.config import ServerConfig
-from ..server.state import LoadedModel
-from ..server.tokenizer import ServerTokenizer
+import torch
+
+from ..engine import EngineConfig, LLMEngine, NativeAsyncEngine
+from ..model.runner import ModelRunner
+from .loaded import LoadedModel
+from .model_files import load_tokenizer, read_eos_token_ids
+from .options import Device, Dtype, NativeEngineOptions
+from .tokenizer import ServerTokenizer
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: Device) -> str:
+    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
     if device != "auto":
         return device
-    import torch  # noqa: PLC0415
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
+def resolve_dtype(dtype: Dtype, device: str) -> str:
+    """``auto`` becomes bfloat16 on CUDA and float32 elsewhere."""
     if dtype != "auto":
         return dtype
     return "bfloat16" if device == "cuda" else "float32"
 
 
-def engine_kwargs(config: ServerConfig, device: str) -> dict[str, Any]:
-    """Our options as ``NativeAsyncEngine.from_model_dir`` keyword arguments."""
-    return {
-        "dtype": resolve_dtype(config.dtype, device),
-        "device": device,
-        "max_model_len": config.max_model_len,
-        "max_num_seqs": config.max_num_seqs,
-        "max_num_batched_tokens": config.max_num_batched_tokens,
-        "block_size": config.block_size,
-        "num_blocks": config.num_blocks,
-        "kv_cache_memory_bytes": config.kv_cache_memory_bytes,
-        "enable_prefix_caching": config.enable_prefix_caching,
-        "max_waiting": config.max_waiting,
-    }
+def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
+    """Load the checkpoint and return ``(engine, tokenizer)``; the tokenizer is the
+    ``tokenizers.Tokenizer`` of ``tokenizer.json``, or None when the checkpoint has none.
+
+    ``max_model_len`` defaults to the smaller of the model's ``max_position_embeddings``
+    and the KV cache capacity; a larger explicit value is a ValueError.
+    """
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    runner = ModelRunner.from_pretrained(
+        options.model_dir,
+        dtype=_DTYPES[dtype],
+        device=device,
+        block_size=options.block_size,
+        num_blocks=options.num_blocks,
+        kv_cache_memory_bytes=options.kv_cache_memory_bytes,
+        debug_checks=options.debug_checks,
+    )
+    limit = min(int(runner.config.max_position_embeddings), runner.num_blocks * runner.block_size)
+    max_model_len = options.max_model_len
+    if max_model_len is None:
+        max_model_len = limit
+    elif max_model_len > limit:
+        raise ValueError(
+            f"max_model_len {max_model_len} exceeds what this model and KV cache allow ({limit})"
+        )
+    config = EngineConfig(
+        max_model_len=max_model_len,
+        max_num_seqs=options.max_num_seqs,
+        max_num_batched_tokens=options.max_num_batched_tokens,
+        enable_prefix_caching=options.enable_prefix_caching,
+        max_waiting=options.max_waiting,
+        seed=options.seed,
+    )
+    tokenizer = load_tokenizer(options.model_dir)
+    engine = LLMEngine(
+        runner,
+        config,
+        tokenizer=tokenizer,
+        eos_token_ids=read_eos_token_ids(options.model_dir),
+    )
+    return engine, tokenizer
 
 
-async def load(config: ServerConfig) -> LoadedModel:
-    from ..engine import NativeAsyncEngine  # noqa: PLC0415
+def build_async_engine(options: NativeEngineOptions) -> NativeAsyncEngine:
+    """:func:`build_engine` behind the :class:`~deepseek_runtime.engine.AsyncEngine` seam
+    (not started yet; ``tokenizer`` is set as :func:`build_engine` returns it)."""
+    engine, tokenizer = build_engine(options)
+    return NativeAsyncEngine(engine, tokenizer=tokenizer)
 
-    device = resolve_device(config.device)
-    kwargs = engine_kwargs(config, device)
-    engine = await asyncio.to_thread(NativeAsyncEngine.from_model_dir, config.model, **kwargs)
-    tokenizer = ServerTokenizer.from_model_dir(config.model, tokenizer=engine.tokenizer)
+
+async def load(options: NativeEngineOptions) -> LoadedModel:
+    engine = await asyncio.to_thread(build_async_engine, options)
+    tokenizer = ServerTokenizer.from_model_dir(options.model_dir, tokenizer=engine.tokenizer)
     await engine.start()
-    return LoadedModel(engine, tokenizer, config.model_name)
+    return LoadedModel(engine, tokenizer)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,10 +27,14 @@ from ..engine.api import (
     RequestOutput,
     SamplingParams,
 )
-from ..server.config import ServerConfig
-from ..server.state import LoadedModel
-from ..server.tokenizer import ServerTokenizer
-from .vllm import max_positions, vllm_sampling_kwargs
+from .loaded import LoadedModel
+from .model_files import max_positions
+from .options import TritonEngineOptions
+from .tokenizer import ServerTokenizer
+from .vllm import vllm_sampling_kwargs
+
+FALLBACK_MAX_MODEL_LEN = 4096
+"""The length limit when neither ``--max-model-len`` nor ``config.json`` gives one."""
 
 # vLLM SamplingParams fields that Triton's vLLM backend takes from ``sampling_parameters``
 # (it builds a ``vllm.SamplingParams`` from them); seed and stop are sent only when set.
@@ -193,11 +198,11 @@ class TritonEngine(AsyncEngine):
         return self._max_len
 
 
-async def load(config: ServerConfig) -> LoadedModel:
-    tokenizer = ServerTokenizer.from_model_dir(config.model)
-    limit = config.max_model_len or max_positions(config.model) or 4096
-    engine = TritonEngine(
-        config.triton_url, config.triton_model or config.model_name, tokenizer, limit
+async def load(options: TritonEngineOptions) -> LoadedModel:
+    tokenizer = ServerTokenizer.from_model_dir(options.model_dir)
+    limit = (
+        options.max_model_len or max_positions(Path(options.model_dir)) or FALLBACK_MAX_MODEL_LEN
     )
+    engine = TritonEngine(options.url, options.remote_model, tokenizer, limit)
     await engine.start()
-    return LoadedModel(engine, tokenizer, config.model_name)
+    return LoadedModel(engine, tokenizer)

@@ -1,8 +1,8 @@
 """The ``vllm`` backend: vLLM's async engine in this process, behind our AsyncEngine seam.
 
-``vllm_engine_args`` (pure, unit-tested) maps our options to vLLM's engine arguments
-(tensor / pipeline parallel size, expert parallel, quantization, KV-cache dtype, max model
-length, GPU memory utilisation, batching and prefix caching); ``vllm_sampling_kwargs``
+``vllm_engine_args`` (pure, unit-tested) maps our ``VLLMEngineOptions`` to vLLM's engine
+arguments (tensor / pipeline parallel size, expert parallel, quantization, KV-cache dtype,
+max model length, GPU memory utilisation, batching and prefix caching); ``vllm_sampling_kwargs``
 maps SamplingParams. :class:`VLLMEngine` turns vLLM's cumulative outputs into our
 deltas. vLLM itself is imported only in ``load`` (it needs a CUDA GPU); without it the
 server refuses to start (``backends.check_available``). Called by ``backends.load_model``.
@@ -10,9 +10,7 @@ server refuses to start (``backends.check_available``). Called by ``backends.loa
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from ..engine.api import (
@@ -24,35 +22,35 @@ from ..engine.api import (
     SamplingParams,
     TokenLogprob,
 )
-from ..server.config import ServerConfig
-from ..server.state import LoadedModel
-from ..server.tokenizer import ServerTokenizer
+from .loaded import LoadedModel
+from .options import VLLMEngineOptions
+from .tokenizer import ServerTokenizer
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
 
 
-def vllm_engine_args(config: ServerConfig) -> dict[str, Any]:
+def vllm_engine_args(options: VLLMEngineOptions) -> dict[str, Any]:
     """Keyword arguments for ``vllm.AsyncEngineArgs``; options left unset are omitted."""
     args: dict[str, Any] = {
-        "model": config.model,
-        "served_model_name": [config.model_name],
-        "tensor_parallel_size": config.tensor_parallel_size,
-        "pipeline_parallel_size": config.pipeline_parallel_size,
-        "enable_expert_parallel": config.enable_expert_parallel,
-        "kv_cache_dtype": config.kv_cache_dtype,
-        "gpu_memory_utilization": config.gpu_memory_utilization,
-        "dtype": config.dtype,
-        "max_num_seqs": config.max_num_seqs,
-        "max_num_batched_tokens": config.max_num_batched_tokens,
-        "block_size": config.block_size,
-        "enable_prefix_caching": config.enable_prefix_caching,
+        "model": options.model_dir,
+        "served_model_name": [options.served_model_name],
+        "tensor_parallel_size": options.tensor_parallel_size,
+        "pipeline_parallel_size": options.pipeline_parallel_size,
+        "enable_expert_parallel": options.enable_expert_parallel,
+        "kv_cache_dtype": options.kv_cache_dtype,
+        "gpu_memory_utilization": options.gpu_memory_utilization,
+        "dtype": options.dtype,
+        "max_num_seqs": options.max_num_seqs,
+        "max_num_batched_tokens": options.max_num_batched_tokens,
+        "block_size": options.block_size,
+        "enable_prefix_caching": options.enable_prefix_caching,
     }
-    if config.quantization is not None:
-        args["quantization"] = config.quantization
-    if config.max_model_len is not None:
-        args["max_model_len"] = config.max_model_len
-    if config.num_blocks is not None:
-        args["num_gpu_blocks_override"] = config.num_blocks
+    if options.quantization is not None:
+        args["quantization"] = options.quantization
+    if options.max_model_len is not None:
+        args["max_model_len"] = options.max_model_len
+    if options.num_blocks is not None:
+        args["num_gpu_blocks_override"] = options.num_blocks
     return args
 
 
@@ -148,20 +146,12 @@ def _logprob(token_id: int, entry: dict[int, Any]) -> TokenLogprob:
     return TokenLogprob(token_id, float(chosen.logprob) if chosen else 0.0, tuple(top))
 
 
-async def load(config: ServerConfig) -> LoadedModel:
+async def load(options: VLLMEngineOptions) -> LoadedModel:
     import vllm  # noqa: PLC0415
 
-    engine = vllm.AsyncLLMEngine.from_engine_args(vllm.AsyncEngineArgs(**vllm_engine_args(config)))
+    args = vllm.AsyncEngineArgs(**vllm_engine_args(options))
+    engine = vllm.AsyncLLMEngine.from_engine_args(args)
     model_config = await engine.get_model_config()
-    tokenizer = ServerTokenizer.from_model_dir(config.model)
+    tokenizer = ServerTokenizer.from_model_dir(options.model_dir)
     wrapped = VLLMEngine(engine, vllm.SamplingParams, int(model_config.max_model_len))
-    return LoadedModel(wrapped, tokenizer, config.model_name)
-
-
-def max_positions(model_dir: str) -> int | None:
-    """``max_position_embeddings`` from ``config.json`` (used when nothing else says)."""
-    path = Path(model_dir) / "config.json"
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("max_position_embeddings")
-    return int(value) if isinstance(value, int) else None
+    return LoadedModel(wrapped, tokenizer)

@@ -18,10 +18,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from typing_extensions import Unpack
+from typing import Any
 
 from deepseek_runtime.engine.api import (
     AsyncEngine,
@@ -34,14 +31,15 @@ from deepseek_runtime.engine.api import (
 )
 from deepseek_runtime.engine.llm_engine import LLMEngine
 
-if TYPE_CHECKING:
-    from deepseek_runtime.engine.loader import EngineLoadOptions
-
 log = logging.getLogger(__name__)
 
 
 class NativeAsyncEngine(AsyncEngine):
-    """Our continuous-batching engine behind the :class:`AsyncEngine` interface."""
+    """Our continuous-batching engine behind the :class:`AsyncEngine` interface.
+
+    ``tokenizer`` is whatever the engine detokenizes with, kept for the caller that built
+    the engine (``backends.native.build_async_engine`` loads it from the checkpoint).
+    """
 
     def __init__(self, engine: LLMEngine, *, tokenizer: Any | None = None) -> None:
         self.engine = engine
@@ -55,21 +53,6 @@ class NativeAsyncEngine(AsyncEngine):
         self._task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
-
-    @classmethod
-    def from_model_dir(
-        cls, model_dir: str | Path, **options: Unpack[EngineLoadOptions]
-    ) -> NativeAsyncEngine:
-        """Load a Hugging Face checkpoint directory; options and their defaults are
-        those of :func:`deepseek_runtime.engine.loader.build_engine`.
-
-        ``tokenizer`` is then the ``tokenizers.Tokenizer`` of ``tokenizer.json`` (or
-        None when the checkpoint has none).
-        """
-        from deepseek_runtime.engine.loader import build_engine  # noqa: PLC0415
-
-        engine, tokenizer = build_engine(model_dir, **options)
-        return cls(engine, tokenizer=tokenizer)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -99,7 +82,10 @@ class NativeAsyncEngine(AsyncEngine):
         self, request_id: str, prompt_token_ids: list[int], params: SamplingParams
     ) -> AsyncIterator[RequestOutput]:
         """Validate and queue a request (raising EngineError / QueueFullError at once),
-        then stream its deltas. Closing or cancelling the iterator aborts the request."""
+        then stream its deltas. Closing or cancelling the iterator aborts the request.
+
+        This is the one validation of the request: it is queued between steps without
+        another scan, and the model runner trusts what the scheduler hands it."""
         if self._closed or self._task is None:
             raise EngineError("the engine is not running")
         if request_id in self._streams:
@@ -122,13 +108,9 @@ class NativeAsyncEngine(AsyncEngine):
             self._num_pending_adds -= 1
             if request_id not in self._streams:
                 return  # aborted before it was added
-            try:
-                self.engine.add_request(request_id, prompt, params)
-            except EngineError as exc:
-                self._streams.pop(request_id)
-                queue.put_nowait(
-                    RequestOutput(request_id, [], "", True, FinishReason.ERROR, error=str(exc))
-                )
+            # Validated above; the id is still unique, since every request in the engine
+            # holds its stream until it finishes.
+            self.engine.add_validated_request(request_id, prompt, params)
 
         self._submit(add)
         return self._stream(request_id, queue)

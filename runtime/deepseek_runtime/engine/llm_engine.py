@@ -73,7 +73,11 @@ class LLMEngine:
     def validate(
         self, request_id: str, prompt_token_ids: Sequence[int], params: SamplingParams
     ) -> None:
-        """Raise EngineError (user-facing message) for a request the engine refuses."""
+        """Raise EngineError (user-facing message) for a request the engine refuses.
+
+        The one place prompts are checked against the model (length, token ids, stop
+        token ids): the server checks only the shape of HTTP requests, and the runner's
+        per-step scan is a debug switch (``NativeEngineOptions.debug_checks``)."""
         n = len(prompt_token_ids)
         if n == 0:
             raise EngineError("the prompt is empty; send at least one token")
@@ -101,6 +105,13 @@ class LLMEngine:
     ) -> None:
         """Queue a request; raises EngineError for bad input (nothing else changes)."""
         self.validate(request_id, prompt_token_ids, params)
+        self.add_validated_request(request_id, prompt_token_ids, params)
+
+    def add_validated_request(
+        self, request_id: str, prompt_token_ids: Sequence[int], params: SamplingParams
+    ) -> None:
+        """Queue a request that :meth:`validate` accepted, without scanning it again
+        (``NativeAsyncEngine`` validates on arrival and queues between steps)."""
         request = Request(request_id, list(prompt_token_ids), params, self.config.max_model_len)
         self.scheduler.add(request)
         self.sampler.add_request(request_id, params.seed)

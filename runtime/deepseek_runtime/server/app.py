@@ -1,8 +1,9 @@
 """Builds the FastAPI application: routes, error handlers, middleware and model loading.
 
-``build_app(config, loader)`` returns an app whose lifespan starts ``loader`` in the
-background, so ``/health`` answers at once and ``/ready`` turns true only when the model
-is loaded. Probes: ``/health`` (alive), ``/ready`` (loaded and not draining),
+``build_app(config, loader)`` returns an app whose lifespan runs ``loader()`` (which
+builds and starts the engine: ``backends.load_model`` bound to the backend's options) in
+the background, so ``/health`` answers at once and ``/ready`` turns true only when the
+model is loaded. Probes: ``/health`` (alive), ``/ready`` (loaded and not draining),
 ``/metrics`` (Prometheus), ``/version``. Called by ``server.cli`` and by tests.
 """
 
@@ -19,11 +20,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from ..backends import LoadedModel
 from .config import ServerConfig
 from .errors import install_error_handlers
 from .middleware import ServingMiddleware
 from .openai_routes import build_openai_router
-from .state import LoadedModel, ServerState
+from .state import ServerState
 from .v2_routes import build_v2_router
 
 log = logging.getLogger("deepseek_runtime.server")
@@ -38,7 +40,7 @@ def _version() -> str:
 
 runtime_version = _version()
 
-Loader = Callable[[ServerConfig], Awaitable[LoadedModel]]
+Loader = Callable[[], Awaitable[LoadedModel]]
 
 
 def build_app(
@@ -52,7 +54,7 @@ def build_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async def load() -> None:
             try:
-                state.model = await loader(config)
+                state.model = await loader()
                 log.info("model loaded", extra={"model": state.model_name})
             except Exception as exc:
                 state.load_error = str(exc)

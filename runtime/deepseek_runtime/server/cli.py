@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -19,11 +20,14 @@ import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from .config import ServerConfig, add_config_arguments, config_from_args
+
+if TYPE_CHECKING:
+    from ..backends import BackendOptions
 
 log = logging.getLogger("deepseek_runtime.server")
 
@@ -106,7 +110,7 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-async def serve(config: ServerConfig) -> int:
+async def serve(config: ServerConfig, options: BackendOptions) -> int:
     from ..backends import load_model  # noqa: PLC0415
     from .app import build_app, serving_state  # noqa: PLC0415
 
@@ -115,7 +119,7 @@ async def serve(config: ServerConfig) -> int:
     def on_failure(exc: BaseException) -> None:
         holder["server"].fail(exc)
 
-    app = build_app(config, load_model, on_failure)
+    app = build_app(config, functools.partial(load_model, options), on_failure)
     state = serving_state(app)
     uv_config = uvicorn.Config(
         app,
@@ -151,13 +155,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"deepseek-runtime serve: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
-    from ..backends import EngineUnavailable, check_available  # noqa: PLC0415
+    from ..backends import EngineUnavailable, check_available, require_package  # noqa: PLC0415
+    from .backend_options import backend_options  # noqa: PLC0415
 
+    options = backend_options(config)
     try:
-        check_available(config)
+        check_available(options)
+        if config.grpc_port is not None:
+            require_package(
+                "--grpc-port",
+                "tritonclient.grpc",
+                "pip install 'tritonclient[grpc]' (the KServe v2 gRPC face uses its protos)",
+            )
         if not Path(config.model).is_dir():
             raise ValueError(f"--model {config.model}: no such directory")
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, options))
     except (EngineUnavailable, ValueError) as exc:
         print(f"deepseek-runtime serve: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,9 @@
 Every field is a command-line option (``--max-num-seqs``) and an environment variable
 (``DSR_MAX_NUM_SEQS``) so that the pods the operator renders can be configured either way;
 the command line wins over the environment, which wins over the default. Used by
-``server.cli`` (parsing), ``server.app`` (limits) and ``backends`` (engine options).
+``server.cli`` (parsing), ``server.app`` (limits) and ``server.backend_options`` (which
+maps the engine fields onto the chosen backend's options). Engine defaults are not
+repeated here: they are the engine's and the native backend's own constants.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..backends.options import DEFAULT_BLOCK_SIZE, DEFAULT_DEVICE, DEFAULT_DTYPE, Device, Dtype
+from ..engine.config import (
+    DEFAULT_ENABLE_PREFIX_CACHING,
+    DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    DEFAULT_MAX_NUM_SEQS,
+    DEFAULT_MAX_WAITING,
+)
 
 ENV_PREFIX = "DSR_"
 
@@ -34,18 +44,28 @@ class ServerConfig(BaseModel):
         None, ge=0, le=65535, description="KServe v2 gRPC port (off unless set)"
     )
     engine: Literal["native", "vllm", "triton"] = Field("native", description="inference engine")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="weight/activation dtype (auto: float32 on CPU, bfloat16 on GPU)"
+    dtype: Dtype = Field(
+        DEFAULT_DTYPE,
+        description="weight/activation dtype (auto: float32 on CPU, bfloat16 on GPU)",
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="device for the engine")
+    device: Device = Field(DEFAULT_DEVICE, description="device for the engine")
     max_model_len: int | None = Field(None, ge=1, description="longest prompt + completion")
-    max_num_seqs: int = Field(64, ge=1, description="most sequences in one batch")
-    max_num_batched_tokens: int = Field(2048, ge=1, description="token budget of one step")
-    block_size: int = Field(16, ge=1, description="KV cache block size in tokens")
+    max_num_seqs: int = Field(DEFAULT_MAX_NUM_SEQS, ge=1, description="most sequences in one batch")
+    max_num_batched_tokens: int = Field(
+        DEFAULT_MAX_NUM_BATCHED_TOKENS, ge=1, description="token budget of one step"
+    )
+    block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=1, description="KV cache block size in tokens")
     num_blocks: int | None = Field(None, ge=1, description="KV cache blocks (default: sized)")
     kv_cache_memory_bytes: int | None = Field(None, ge=1, description="KV cache memory budget")
-    enable_prefix_caching: bool = Field(True, description="reuse cached prompt prefixes")
-    max_waiting: int = Field(256, ge=1, description="waiting-queue bound; beyond it: 429")
+    enable_prefix_caching: bool = Field(
+        DEFAULT_ENABLE_PREFIX_CACHING, description="reuse cached prompt prefixes"
+    )
+    max_waiting: int = Field(
+        DEFAULT_MAX_WAITING, ge=1, description="waiting-queue bound; beyond it: 429"
+    )
+    debug_checks: bool = Field(
+        False, description="native engine: check every chunk of every model step (slow)"
+    )
     max_n: int = Field(16, ge=1, description="largest n (choices per request)")
     max_body_bytes: int = Field(4 << 20, ge=1024, description="largest request body (else 413)")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with 429/503")

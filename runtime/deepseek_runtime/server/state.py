@@ -14,25 +14,18 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from ..engine.api import AsyncEngine, EngineStats
+from ..backends import LoadedModel
+from ..engine.api import EngineStats
 from .audit import AuditLog
 from .auth import KeyStore, RateLimiter, read_keys
 from .config import ServerConfig
 from .content_filter import ContentFilter
 from .errors import APIError
 from .metrics import ServerMetrics
-from .tokenizer import ServerTokenizer
+
+__all__ = ["LoadedModel", "RequestContext", "ServerState"]  # LoadedModel: what ServerState holds
 
 _ID_PREFIX = {"/v1/completions": "cmpl", "/v1/chat/completions": "chatcmpl"}
-
-
-@dataclass(slots=True)
-class LoadedModel:
-    """What a backend hands the HTTP layer once the model is ready."""
-
-    engine: AsyncEngine
-    tokenizer: ServerTokenizer
-    name: str
 
 
 @dataclass(slots=True)

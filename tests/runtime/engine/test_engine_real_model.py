@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from deepseek_runtime.backends.native import build_async_engine, build_engine
+from deepseek_runtime.backends.options import NativeEngineOptions
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import (
     EngineError,
     FinishReason,
     LLMEngine,
-    NativeAsyncEngine,
     SamplingParams,
 )
-from deepseek_runtime.engine.loader import build_engine
 
 pytestmark = pytest.mark.unit
 
@@ -59,7 +59,7 @@ def workload() -> tuple[list[list[int]], list[SamplingParams]]:
 
 
 def engine(model_dir: Path, **kw: object) -> LLMEngine:
-    eng, _ = build_engine(model_dir, block_size=4, **kw)  # type: ignore[arg-type]
+    eng, _ = build_engine(NativeEngineOptions(model_dir=model_dir, block_size=4, **kw))  # type: ignore[arg-type]
     return eng
 
 
@@ -126,7 +126,9 @@ def test_abort_bad_input_and_text(model_dir: Path) -> None:
 
 
 async def test_async_engine_from_model_dir_streams_text_and_stops(model_dir: Path) -> None:
-    engine = NativeAsyncEngine.from_model_dir(model_dir, num_blocks=64, block_size=4)
+    engine = build_async_engine(
+        NativeEngineOptions(model_dir=model_dir, num_blocks=64, block_size=4)
+    )
     assert engine.tokenizer is not None
     assert engine.max_model_len == 256
     prompt = engine.tokenizer.encode("hello world").ids

@@ -9,18 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from deepseek_runtime.backends.native import engine_kwargs
+from deepseek_runtime.backends import NativeEngineOptions, TritonEngineOptions, VLLMEngineOptions
+from deepseek_runtime.backends.native import resolve_device, resolve_dtype
+from deepseek_runtime.backends.tokenizer import ChatTemplateError, ServerTokenizer
 from deepseek_runtime.backends.triton import triton_sampling_parameters
 from deepseek_runtime.backends.vllm import vllm_engine_args, vllm_sampling_kwargs
 from deepseek_runtime.engine.api import EngineError, QueueFullError, SamplingParams
 from deepseek_runtime.server.audit import AuditLog, redact_pii
 from deepseek_runtime.server.auth import KeyStore, RateLimiter, TokenBucket, read_keys
+from deepseek_runtime.server.backend_options import backend_options
 from deepseek_runtime.server.config import ServerConfig, add_config_arguments, config_from_args
 from deepseek_runtime.server.content_filter import ContentFilter, ContentPolicy
 from deepseek_runtime.server.errors import APIError
 from deepseek_runtime.server.grpc_v2 import decode_bytes_tensor, encode_bytes_tensor
 from deepseek_runtime.server.preparation import engine_refusal, resolve_max_tokens
-from deepseek_runtime.server.tokenizer import ChatTemplateError, ServerTokenizer
 from deepseek_runtime.server.v2_common import parse_settings
 
 pytestmark = pytest.mark.unit
@@ -221,21 +223,48 @@ def test_engine_option_mappings() -> None:
         gpu_memory_utilization=0.85,
         served_model_name="deepseek-r1",
     )
-    args = vllm_engine_args(cfg)
+    options = backend_options(cfg)
+    assert isinstance(options, VLLMEngineOptions)
+    args = vllm_engine_args(options)
     assert args["tensor_parallel_size"] == 8 and args["pipeline_parallel_size"] == 2
     assert args["enable_expert_parallel"] is True and args["quantization"] == "fp8"
     assert args["kv_cache_dtype"] == "fp8" and args["max_model_len"] == 32768
     assert args["gpu_memory_utilization"] == 0.85
     assert args["served_model_name"] == ["deepseek-r1"] and args["model"] == "/models/ds"
-    assert "quantization" not in vllm_engine_args(ServerConfig(model="m"))
+    plain = backend_options(ServerConfig(model="m", engine="vllm"))
+    assert isinstance(plain, VLLMEngineOptions)
+    assert "quantization" not in vllm_engine_args(plain)
     sp = SamplingParams(max_tokens=9, top_k=0, stop=("a",), seed=4, logprobs=2)
     kw = vllm_sampling_kwargs(sp)
     assert kw["top_k"] == -1 and kw["stop"] == ["a"] and kw["seed"] == 4 and kw["n"] == 1
     assert kw["logprobs"] == 2
     tp = triton_sampling_parameters(sp)
     assert tp["max_tokens"] == 9 and tp["stop"] == ["a"] and tp["top_k"] == -1
-    nk = engine_kwargs(ServerConfig(model="m", max_waiting=5), "cpu")
-    assert nk["dtype"] == "float32" and nk["max_waiting"] == 5 and nk["device"] == "cpu"
+    nk = backend_options(ServerConfig(model="m", max_waiting=5))
+    assert isinstance(nk, NativeEngineOptions)
+    device = resolve_device(nk.device)
+    assert resolve_dtype(nk.dtype, "cpu") == "float32" and nk.max_waiting == 5
+    assert resolve_device("cpu") == "cpu" and device in ("cpu", "cuda")
+    assert nk.model_dir == Path("m") and nk.debug_checks is False
+    debug = backend_options(ServerConfig(model="m", debug_checks=True))
+    assert isinstance(debug, NativeEngineOptions) and debug.debug_checks is True
+    remote = backend_options(ServerConfig(model="m", engine="triton", triton_model="ds"))
+    assert isinstance(remote, TritonEngineOptions) and remote.remote_model == "ds"
+
+
+def test_engine_defaults_have_one_home() -> None:
+    """The server's engine options default to the engine's and the native backend's own
+    values (one definition each), which are the ones the server has always served with."""
+    from deepseek_runtime.engine import EngineConfig  # noqa: PLC0415
+
+    server = ServerConfig(model="m")
+    engine = EngineConfig(max_model_len=2)
+    native = NativeEngineOptions(model_dir=Path("m"))
+    for name in ("max_num_seqs", "max_num_batched_tokens", "max_waiting", "enable_prefix_caching"):
+        assert getattr(server, name) == getattr(engine, name) == getattr(native, name), name
+    for name in ("block_size", "dtype", "device"):
+        assert getattr(server, name) == getattr(native, name), name
+    assert (server.max_num_seqs, server.max_waiting) == (64, 256)
 
 
 def test_missing_engine_package_says_what_to_install() -> None:
@@ -243,11 +272,11 @@ def test_missing_engine_package_says_what_to_install() -> None:
 
     from deepseek_runtime.backends import EngineUnavailable, check_available  # noqa: PLC0415
 
-    check_available(ServerConfig(model="m"))  # native: torch is here
+    check_available(NativeEngineOptions(model_dir=Path("m")))  # native: torch is here
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
     with pytest.raises(EngineUnavailable, match=r"pip install .*vllm"):
-        check_available(ServerConfig(model="m", engine="vllm"))
+        check_available(backend_options(ServerConfig(model="m", engine="vllm")))
 
 
 async def test_vllm_adapter_turns_cumulative_outputs_into_deltas() -> None:

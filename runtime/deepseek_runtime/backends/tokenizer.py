@@ -1,9 +1,11 @@
-"""Text <-> token ids and chat rendering for the HTTP layer.
+"""Text <-> token ids and chat rendering, handed to the HTTP layer with the engine.
 
 Loads a checkpoint's ``tokenizer.json`` (with the ``tokenizers`` library) and the chat
 template and special tokens from ``tokenizer_config.json``. The chat template is a Jinja2
-program supplied by whoever made the checkpoint, so it runs in jinja2's sandbox. Used by
-``server.app`` for every request and by the Triton backend to turn ids back into text.
+program supplied by whoever made the checkpoint, so it runs in jinja2's sandbox. Every
+backend loads one into its :class:`~deepseek_runtime.backends.LoadedModel` (it lives here,
+below the server, because backends build it); the server uses it for every request and the
+Triton backend to turn ids back into text.
 """
 
 from __future__ import annotations

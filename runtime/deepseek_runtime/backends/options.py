@@ -1,0 +1,116 @@
+"""What each backend needs to build its engine: one frozen options object per backend.
+
+Backends take these, never the server's ``ServerConfig``: ``server.backend_options`` maps
+the validated command line onto them, and benchmarks and tests build them directly. The
+objects do not validate again; the engine's :class:`~deepseek_runtime.engine.EngineConfig`
+and the model runner check what they use when the engine is built.
+
+Defaults live where the value is used: the engine's limits in ``engine.config``, the
+native loader's below. The vLLM and Triton options have no defaults, as only the server
+builds them (from its own, documented, defaults).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from ..engine.config import (
+    DEFAULT_ENABLE_PREFIX_CACHING,
+    DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    DEFAULT_MAX_NUM_SEQS,
+    DEFAULT_MAX_WAITING,
+)
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+DEFAULT_DTYPE: Dtype = "auto"
+DEFAULT_DEVICE: Device = "auto"
+DEFAULT_BLOCK_SIZE = 16
+"""Tokens per KV block: small blocks waste little of a sequence's last block, larger ones
+make fewer block-table entries per step; 16 is vLLM's default too."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NativeEngineOptions:
+    """How ``backends.native`` builds our engine from a checkpoint directory."""
+
+    backend: ClassVar[str] = "native"
+
+    model_dir: Path
+    """Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json)."""
+    dtype: Dtype = DEFAULT_DTYPE
+    """Weight and activation dtype; ``auto`` is bfloat16 on CUDA and float32 on CPU."""
+    device: Device = DEFAULT_DEVICE
+    """``auto`` picks CUDA when torch sees a GPU."""
+    max_model_len: int | None = None
+    """Longest prompt + completion; None: the model's positions or the KV capacity,
+    whichever is smaller (a larger value is refused at load)."""
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    """Most sequences in one step."""
+    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
+    """Token budget of one step (decode tokens + prefill chunk tokens)."""
+    block_size: int = DEFAULT_BLOCK_SIZE
+    """KV cache block size in tokens."""
+    num_blocks: int | None = None
+    """KV cache blocks; None: as many as ``kv_cache_memory_bytes`` holds."""
+    kv_cache_memory_bytes: int | None = None
+    """KV cache budget when ``num_blocks`` is None; None: the runner's default (256 MiB)."""
+    enable_prefix_caching: bool = DEFAULT_ENABLE_PREFIX_CACHING
+    """Reuse the KV blocks of equal prompt prefixes."""
+    max_waiting: int = DEFAULT_MAX_WAITING
+    """Most queued requests before new ones are refused (QueueFullError, HTTP 429)."""
+    seed: int | None = None
+    """Seed of the sampler shared by requests without their own seed."""
+    debug_checks: bool = False
+    """Let the model runner check every chunk of every step (token ids in the vocabulary,
+    block ids in range). Off in serving: the engine validates each request when it
+    arrives and the KV manager's block ids are in range by construction."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VLLMEngineOptions:
+    """``vllm.AsyncEngineArgs`` in our names (see ``backends.vllm.vllm_engine_args``)."""
+
+    backend: ClassVar[str] = "vllm"
+
+    model_dir: str
+    served_model_name: str
+    """The name vLLM labels its own metrics with."""
+    dtype: Dtype
+    max_model_len: int | None
+    """None: vLLM derives it from the checkpoint."""
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    num_blocks: int | None
+    """Overrides vLLM's own sizing of the KV cache (``num_gpu_blocks_override``)."""
+    enable_prefix_caching: bool
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    enable_expert_parallel: bool
+    quantization: str | None
+    """None: as the checkpoint says."""
+    kv_cache_dtype: str
+    gpu_memory_utilization: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TritonEngineOptions:
+    """Where the remote Triton server is and which local tokenizer goes with it."""
+
+    backend: ClassVar[str] = "triton"
+
+    model_dir: str
+    """Directory with the checkpoint's tokenizer files (the weights stay on Triton)."""
+    url: str
+    """Triton gRPC address, ``host:port``."""
+    remote_model: str
+    """The model's name on the Triton server."""
+    max_model_len: int | None
+    """None: ``max_position_embeddings`` from ``config.json`` when there is one."""
+
+
+BackendOptions = NativeEngineOptions | VLLMEngineOptions | TritonEngineOptions
