@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from deepseek_runtime.kernels.dispatch import backend_for
+
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8_DTYPE).max)  # 448.0
 
@@ -68,8 +70,9 @@ def quantize_fp8_blocks(
 class Fp8Weight:
     """A linear weight kept in FP8 with its block scales (for block-scaled GEMM kernels).
 
-    The CPU reference dequantizes on use; a CUDA kernel would consume ``data`` and
-    ``scale_inv`` directly.
+    The CPU reference dequantizes on use; on CUDA the Triton block-scaled GEMM consumes
+    ``data`` and ``scale_inv`` directly. It satisfies
+    :class:`~deepseek_runtime.kernels.quant.base.QuantizedWeight`.
     """
 
     data: torch.Tensor  # [out, in] float8_e4m3fn
@@ -81,8 +84,33 @@ class Fp8Weight:
     def shape(self) -> torch.Size:
         return self.data.shape
 
+    @property
+    def out_features(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def in_features(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Resident bytes: one byte per weight plus the fp32 block scales."""
+        return sum(t.numel() * t.element_size() for t in (self.data, self.scale_inv))
+
     def dequantize(self) -> torch.Tensor:
         return dequantize_fp8_blocks(self.data, self.scale_inv, self.block, self.dtype)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W.T``: the Triton block-scaled GEMM on CUDA, dequantize-and-matmul here."""
+        if backend_for(x.device.type) == "triton" and self.block == (128, 128):
+            # Triton loads only where it runs (CUDA)
+            from deepseek_runtime.kernels.triton.fp8_gemm import fp8_block_gemm  # noqa: PLC0415
+
+            rows = x.reshape(-1, self.in_features)
+            y = fp8_block_gemm(rows, self.data, self.scale_inv)
+            return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        dense: torch.Tensor = torch.nn.functional.linear(x, self.dequantize().to(x.dtype))
+        return dense
 
     def concat_rows(self, other: Fp8Weight) -> Fp8Weight | None:
         """``[self; other]`` stacked by rows, or None when the rows do not align to blocks."""
