@@ -6,7 +6,12 @@ import pytest
 from dsd_factory import dsd, spec
 from pydantic import ValidationError
 
-from deepseek_operator.api import DeepSeekDeployment, DeepSeekDeploymentStatus, defaults
+from deepseek_operator.api import (
+    CONDITION_TYPES,
+    DeepSeekDeployment,
+    DeepSeekDeploymentStatus,
+    defaults,
+)
 from deepseek_operator.api.validation import duration_seconds
 
 pytestmark = pytest.mark.unit
@@ -103,6 +108,26 @@ def test_set_condition_moves_transition_time_only_on_status_change() -> None:
     assert st.get_condition("Ready") is None and not st.is_true("Ready")
     wire = st.to_k8s()
     assert wire["conditions"][0]["lastTransitionTime"] == "t4"
+
+
+def test_planned_and_condition_order() -> None:
+    st = DeepSeekDeploymentStatus()
+    assert not st.planned()
+    for ctype in ("Stalled", "Ready", "Custom", "Planned"):
+        st.set_condition(ctype, True, "R", now="t1")
+    assert st.planned()
+    st.keep_conditions()
+    assert [c.type for c in st.conditions] == ["Planned", "Ready", "Stalled"]
+    assert CONDITION_TYPES == (
+        "Planned",
+        "Progressing",
+        "Available",
+        "Degraded",
+        "Ready",
+        "Stalled",
+    )
+    st.set_condition("Planned", False, "PlanFailed", "no pool", now="t2")
+    assert not st.planned()
 
 
 @pytest.mark.parametrize(

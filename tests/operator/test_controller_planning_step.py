@@ -1,20 +1,14 @@
-"""Unit tests of the pure decisions of a pass: planning outcome, events, handler wiring."""
+"""Unit tests of the pure decisions of a pass: planning outcome, events, ownership."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import kopf
 import pytest
-from kubernetes import client as k8s
 
 from deepseek_operator.controllers.kinds import owned_by, owner_name
-from deepseek_operator.controllers.planning_step import plan_events, plan_outcome, same_decision
-from deepseek_operator.controllers.context import HandlerContext
-from deepseek_operator.controllers.handlers import register
-from deepseek_operator.controllers.kube import Kube
-from deepseek_operator.controllers.main import parse_options
 from deepseek_operator.controllers.nodes import project_node
+from deepseek_operator.controllers.planning_step import plan_events, plan_outcome, same_decision
 from deepseek_operator.controllers.status import PlanOutcome, compute_status
 from deepseek_operator.planning.examples import example_nodes
 
@@ -92,27 +86,3 @@ def test_owner_helpers() -> None:
     }
     assert owner_name(child) == "a" and owned_by(child, "u-1") and not owned_by(child, "u-2")
     assert owner_name({"metadata": {}}) is None
-
-
-def test_handlers_register_and_options_parse() -> None:
-    registry = kopf.OperatorRegistry()
-    register(registry, HandlerContext(kube=Kube(k8s.ApiClient()), lws_served=True))
-    ids = {
-        str(h.id)
-        for reg in (registry._indexing, registry._changing, registry._spawning, registry._watching)
-        for h in reg.get_all_handlers()
-    }
-    assert {
-        "gpu_nodes",
-        "workloads_deployments",
-        "workloads_lws",
-        "reconcile",
-        "resync",
-        "deployment_changed",
-        "lws_changed",
-        "cleanup",
-    } <= ids
-    opts = parse_options(["--standalone", "--priority", "auto", "-n", "a", "-n", "b"])
-    assert opts.standalone and opts.priority > 0 and opts.namespaces == ("a", "b")
-    with pytest.raises(SystemExit):
-        parse_options(["--priority", "high"])

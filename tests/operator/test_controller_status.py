@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from typing import Any
+
+import pytest
 
 from deepseek_operator.api.status import CanaryStatus
 from deepseek_operator.controllers.status import (

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .kinds import PRUNE_KINDS
+from .kinds import PRUNE_KINDS, WORKLOAD_KINDS
 
 _CHILD_VERBS = ["get", "list", "create", "patch", "delete"]
 _WATCHED_CHILD_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
@@ -58,7 +58,8 @@ def cluster_rules() -> list[dict[str, Any]]:
         },
     ]
     by_group: dict[str, dict[str, list[str]]] = {}
-    watched = {"Deployment", "LeaderWorkerSet"}
+    # workloads feed status; ConfigMaps carry spec.model.configRef (re-plan on change)
+    watched = {kind for _, kind in WORKLOAD_KINDS} | {"ConfigMap"}
     for api_version, kind in PRUNE_KINDS:
         verbs = _WATCHED_CHILD_VERBS if kind in watched else _CHILD_VERBS
         by_group.setdefault(_group(api_version), {})[_plural(kind)] = verbs
