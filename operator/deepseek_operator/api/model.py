@@ -78,7 +78,9 @@ class ModelSpec(ApiModel):
     ``deepseek-ai/DeepSeek-R1`` for a fine-tune of R1. See ``docs/planner.md`` for the list."""
     config_ref: ConfigMapKeyReference | None = None
     """ConfigMap key holding the checkpoint's ``config.json``, for models outside the
-    built-in catalog; the planner reads layers, heads and experts from it."""
+    built-in catalog; the planner reads layers, heads and experts from it. The operator
+    watches the ConfigMap and re-plans when it changes; while it is missing or unusable
+    the DSD reports ``Planned=False`` (``ModelConfigNotFound``, ``InvalidModelConfig``)."""
     quantization: Quantization = "auto"
     """Weight format in GPU memory. ``auto`` keeps what the checkpoint holds (FP8 for
     DeepSeek-V3/R1, BF16 otherwise); ``none`` serves BF16; ``fp8``, ``int8`` and ``int4``

@@ -28,6 +28,17 @@ from deepseek_operator.render.common import (
 SYSTEM_NAMESPACES = ("monitoring", "istio-system")
 
 
+def _http_port(port: int) -> dict[str, Any]:
+    """A Service port forwarding ``port`` to the pods' named ``http`` port."""
+    return {
+        "name": "http",
+        "port": port,
+        "targetPort": "http",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
+
+
 def api_service(dsd: DeepSeekDeployment) -> dict[str, Any]:
     """The ClusterIP Service of the OpenAI-compatible API."""
     return {
@@ -37,15 +48,7 @@ def api_service(dsd: DeepSeekDeployment) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": {LABEL_DEPLOYMENT: dsd.name, LABEL_ROLE: "server"},
-            "ports": [
-                {
-                    "name": "http",
-                    "port": SERVICE_PORT,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": "http",
-                }
-            ],
+            "ports": [_http_port(SERVICE_PORT)],
         },
     }
 
@@ -60,15 +63,7 @@ def headless_service(dsd: DeepSeekDeployment) -> dict[str, Any]:
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": {LABEL_DEPLOYMENT: dsd.name},
-            "ports": [
-                {
-                    "name": "http",
-                    "port": dsd.spec.engine.port,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": "http",
-                }
-            ],
+            "ports": [_http_port(dsd.spec.engine.port)],
         },
     }
 
