@@ -77,24 +77,35 @@ class VLLMEngineOptions:
     backend: ClassVar[str] = "vllm"
 
     model_dir: str
+    """Checkpoint directory (or anything else vLLM's ``model`` accepts)."""
     served_model_name: str
     """The name vLLM labels its own metrics with."""
     dtype: Dtype
+    """Passed as is; vLLM resolves ``auto`` from the checkpoint."""
     max_model_len: int | None
     """None: vLLM derives it from the checkpoint."""
     max_num_seqs: int
+    """Most sequences in one vLLM step."""
     max_num_batched_tokens: int
+    """Token budget of one vLLM step."""
     block_size: int
+    """vLLM's KV block size in tokens."""
     num_blocks: int | None
     """Overrides vLLM's own sizing of the KV cache (``num_gpu_blocks_override``)."""
     enable_prefix_caching: bool
+    """vLLM's automatic prefix caching."""
     tensor_parallel_size: int
+    """GPUs each layer is split across."""
     pipeline_parallel_size: int
+    """Stages the layers are split into."""
     enable_expert_parallel: bool
+    """Spread MoE experts across the tensor-parallel GPUs instead of splitting each."""
     quantization: str | None
-    """None: as the checkpoint says."""
+    """None: as the checkpoint says (e.g. ``fp8``)."""
     kv_cache_dtype: str
+    """``auto`` (the model dtype) or e.g. ``fp8``."""
     gpu_memory_utilization: float
+    """Fraction of each GPU's memory vLLM may take (weights, activations, KV cache)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

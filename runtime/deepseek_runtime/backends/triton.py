@@ -146,16 +146,7 @@ class TritonEngine(AsyncEngine):
         try:
             async for result, error in responses:
                 if error is not None:
-                    yield RequestOutput(
-                        request_id,
-                        [],
-                        "",
-                        True,
-                        FinishReason.ERROR,
-                        len(ids),
-                        produced,
-                        error=f"Triton: {error}",
-                    )
+                    yield _failed(request_id, len(ids), produced, f"Triton: {error}")
                     return
                 final = result.get_response().parameters["triton_final_response"].bool_param
                 data = result.as_numpy("text_output")
@@ -173,16 +164,7 @@ class TritonEngine(AsyncEngine):
             reason = FinishReason.LENGTH if produced >= params.max_tokens else FinishReason.STOP
             yield RequestOutput(request_id, [], "", True, reason, len(ids), produced)
         except InferenceServerException as exc:
-            yield RequestOutput(
-                request_id,
-                [],
-                "",
-                True,
-                FinishReason.ERROR,
-                len(ids),
-                produced,
-                error=f"Triton at {self.url}: {exc}",
-            )
+            yield _failed(request_id, len(ids), produced, f"Triton at {self.url}: {exc}")
         finally:
             self._running -= 1
             responses.cancel()
@@ -196,6 +178,13 @@ class TritonEngine(AsyncEngine):
     @property
     def max_model_len(self) -> int:
         return self._max_len
+
+
+def _failed(request_id: str, prompt_tokens: int, produced: int, error: str) -> RequestOutput:
+    """The last update of a request that the remote server (or the stream to it) failed."""
+    return RequestOutput(
+        request_id, [], "", True, FinishReason.ERROR, prompt_tokens, produced, error=error
+    )
 
 
 async def load(options: TritonEngineOptions) -> LoadedModel:

@@ -75,9 +75,10 @@ class LLMEngine:
     ) -> None:
         """Raise EngineError (user-facing message) for a request the engine refuses.
 
-        The one place prompts are checked against the model (length, token ids, stop
-        token ids): the server checks only the shape of HTTP requests, and the runner's
-        per-step scan is a debug switch (``NativeEngineOptions.debug_checks``)."""
+        The engine's one check of a request against the model (length, token ids, stop
+        token ids), made where requests cross into the engine: whatever front end sent
+        it, the model step trusts it afterwards (the runner's per-step scan is a debug
+        switch, ``NativeEngineOptions.debug_checks``)."""
         n = len(prompt_token_ids)
         if n == 0:
             raise EngineError("the prompt is empty; send at least one token")
