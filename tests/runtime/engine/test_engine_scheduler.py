@@ -1,5 +1,5 @@
 """Scheduler and LLMEngine over a fake runner: batching, chunked prefill, preemption,
-prefix caching, abort and bad input, hashing once per block, block-table sharing."""
+prefix caching, abort and bad input, block tables shared across steps."""
 
 from __future__ import annotations
 
@@ -17,10 +17,7 @@ from deepseek_runtime.engine import (
     LLMEngine,
     SamplingParams,
 )
-from deepseek_runtime.engine.request import Request, RequestStatus
-from deepseek_runtime.engine.scheduler import Scheduler
 from deepseek_runtime.engine.stages import ScheduledChunk
-from deepseek_runtime.kv import BlockHash, KVCacheManager, hash_block
 
 pytestmark = pytest.mark.unit
 
@@ -161,55 +158,6 @@ def test_model_failure_fails_the_batch_and_engine_keeps_serving() -> None:
     assert outs[0].finish_reason is FinishReason.ERROR and "boom" in (outs[0].error or "")
     assert engine.stats().num_blocks_free == engine.stats().num_blocks_total
     assert engine.generate([[1, 2, 3]], GREEDY)[0] == alone([1, 2, 3], GREEDY)
-
-
-class CountingHasher:
-    """``hash_block`` that counts its calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, parent: BlockHash, token_ids: Sequence[int]) -> BlockHash:
-        self.calls += 1
-        return hash_block(parent, token_ids)
-
-
-def test_request_waiting_for_memory_is_not_rehashed_each_step() -> None:
-    hasher = CountingHasher()
-    kv = KVCacheManager(4, 8, hash_fn=hasher)
-    sched = Scheduler(kv, max_num_seqs=4, max_num_batched_tokens=64)
-    params = SamplingParams(max_tokens=14, temperature=0, ignore_eos=True)
-    a = Request("a", list(range(1, 10)), params, max_model_len=32)  # grows to 23 tokens
-    b = Request("b", [*range(1, 9), *range(20, 37)], params, max_model_len=32)  # 25 tokens
-    sched.add(a)
-    sched.add(b)
-    steps_blocked = 0
-    while sched.has_unfinished():
-        out = sched.schedule()
-        sched.update_from_output(out, {c.request_id: 7 for c in out.chunks if c.sample})
-        if b.status is RequestStatus.WAITING and a.status is RequestStatus.RUNNING:
-            steps_blocked += 1
-            # b's 3 lookable blocks once, a's computed full blocks once; not per step.
-            assert hasher.calls == 3 + a.num_computed_tokens // 8
-    assert steps_blocked == 13
-    assert (a.num_tokens, b.num_tokens) == (23, 32)
-    assert kv.num_free_blocks == 4 and kv.pool.invariant_violations() == []
-
-
-def test_preempted_request_is_not_rehashed_when_readmitted() -> None:
-    hasher = CountingHasher()
-    kv = KVCacheManager(6, 4, hash_fn=hasher)
-    sched = Scheduler(kv, max_num_seqs=4, max_num_batched_tokens=64)
-    params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
-    requests = [Request(rid, [i + 1] * 9, params, max_model_len=24) for i, rid in enumerate("ab")]
-    for request in requests:
-        sched.add(request)
-    while sched.has_unfinished():
-        out = sched.schedule()
-        sched.update_from_output(out, {c.request_id: 7 for c in out.chunks if c.sample})
-    assert sched.num_preemptions > 0
-    # Each request's full blocks hashed once; its last token was never computed.
-    assert hasher.calls == sum((r.num_tokens - 1) // 4 for r in requests) == 8
 
 
 class SnapshotRunner(FakeRunner):

@@ -1,5 +1,6 @@
-"""KV manager records: each block hashed once per request, hash chains kept across
-preemption, block tables handed out without a copy and never changed under a reader."""
+"""KV manager records: each block hashed once per request (also when the real scheduler
+drives it through waiting and preemption), hash chains kept across preemption, block
+tables handed out without a copy and never changed under a reader."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from deepseek_runtime.engine.api import SamplingParams
+from deepseek_runtime.engine.request import Request, RequestStatus
+from deepseek_runtime.engine.scheduler import Scheduler
 from deepseek_runtime.kv import BlockHash, KVCacheManager, hash_block, hash_full_blocks
 
 pytestmark = pytest.mark.unit
@@ -80,3 +84,41 @@ def test_block_table_is_appended_in_place_and_replaced_on_release() -> None:
     assert (new, table) == ([5], [0, 1, 2])
     kv.free("a")
     assert new == [5] and kv.block_ids("a") == []
+
+
+def test_request_waiting_for_memory_is_not_rehashed_each_step() -> None:
+    hasher = CountingHasher()
+    kv = KVCacheManager(4, 8, hash_fn=hasher)
+    sched = Scheduler(kv, max_num_seqs=4, max_num_batched_tokens=64)
+    params = SamplingParams(max_tokens=14, temperature=0, ignore_eos=True)
+    a = Request("a", list(range(1, 10)), params, max_model_len=32)  # grows to 23 tokens
+    b = Request("b", [*range(1, 9), *range(20, 37)], params, max_model_len=32)  # 25 tokens
+    sched.add(a)
+    sched.add(b)
+    steps_blocked = 0
+    while sched.has_unfinished():
+        out = sched.schedule()
+        sched.update_from_output(out, {c.request_id: 7 for c in out.chunks if c.sample})
+        if b.status is RequestStatus.WAITING and a.status is RequestStatus.RUNNING:
+            steps_blocked += 1
+            # b's 3 lookable blocks once, a's computed full blocks once; not per step.
+            assert hasher.calls == 3 + a.num_computed_tokens // 8
+    assert steps_blocked == 13
+    assert (a.num_tokens, b.num_tokens) == (23, 32)
+    assert kv.num_free_blocks == 4 and kv.pool.invariant_violations() == []
+
+
+def test_preempted_request_is_not_rehashed_when_readmitted() -> None:
+    hasher = CountingHasher()
+    kv = KVCacheManager(6, 4, hash_fn=hasher)
+    sched = Scheduler(kv, max_num_seqs=4, max_num_batched_tokens=64)
+    params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
+    requests = [Request(rid, [i + 1] * 9, params, max_model_len=24) for i, rid in enumerate("ab")]
+    for request in requests:
+        sched.add(request)
+    while sched.has_unfinished():
+        out = sched.schedule()
+        sched.update_from_output(out, {c.request_id: 7 for c in out.chunks if c.sample})
+    assert sched.num_preemptions > 0
+    # Each request's full blocks hashed once; its last token was never computed.
+    assert hasher.calls == sum((r.num_tokens - 1) // 4 for r in requests) == 8
