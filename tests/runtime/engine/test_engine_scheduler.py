@@ -178,7 +178,7 @@ def test_chunk_block_tables_are_shared_and_stay_valid_after_appends_and_preempti
     rng = random.Random(1)
     prompts = [[rng.randrange(1, 50) for _ in range(rng.randrange(3, 12))] for _ in range(8)]
     params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
-    engine.generate(prompts, params)
+    assert engine.generate(prompts, params) == [alone(p, params) for p in prompts]
     assert engine.stats().num_preemptions > 0
     bs = runner.block_size
     tables: dict[str, list[list[int]]] = {}
