@@ -266,4 +266,3 @@ def crd_yaml() -> str:
         f"# Regenerate: {REGENERATE_COMMAND}\n"
     )
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
-

@@ -9,7 +9,8 @@ import pytest
 from kubernetes import client as k8s
 
 from deepseek_operator.controllers.context import HandlerContext, from_memo
-from deepseek_operator.controllers.handlers import index_config_ref, register
+from deepseek_operator.controllers.handlers import register
+from deepseek_operator.controllers.indices import index_config_ref
 from deepseek_operator.controllers.kube import Kube
 from deepseek_operator.controllers.main import parse_options
 

@@ -2,9 +2,11 @@
 
 ``deepseek-operator run`` calls :func:`run` (argv list) or :func:`run_operator`
 (an :class:`~.main.OperatorOptions`).  Modules: :mod:`.main` (entry point, settings),
-:mod:`.handlers` (kopf handlers), :mod:`.reconcile` (one pass), :mod:`.kube` (API
-client), and the pure helpers :mod:`.decide`, :mod:`.status`, :mod:`.semantic`,
-:mod:`.nodes`, :mod:`.peering`.
+:mod:`.handlers` (kopf handlers), :mod:`.indices` (their kopf indices), :mod:`.context`
+(what they share, through kopf's memo), :mod:`.reconcile` (one pass),
+:mod:`.status_writer` (status patches), :mod:`.kube` (API client), and the pure helpers
+:mod:`.planning_step`, :mod:`.model_config`, :mod:`.status`, :mod:`.canary`,
+:mod:`.semantic`, :mod:`.kinds`, :mod:`.nodes`, :mod:`.peering`.
 """
 
 from __future__ import annotations

@@ -33,58 +33,29 @@ from .analysis import run_analysis
 from .canary import analysis_due
 from .context import HandlerContext, from_memo
 from .events import Emit, EventSpec
+from .indices import (
+    ConfigRefIndex,
+    NodeIndex,
+    WorkloadIndex,
+    index_config_ref,
+    index_gpu_node,
+    index_workload,
+    nodes_of,
+    workloads_of,
+)
 from .kinds import managed_labels, owner_name
 from .kube import KubeError
-from .model_config import config_map_key
-from .nodes import fingerprint, project_node
+from .nodes import fingerprint
 from .planning_step import PlanResult, same_decision
-from .status import WorkloadState, parse_status, workload_state
+from .status import parse_status, workload_state
+from .status_writer import now_rfc3339, refresh_status
 
 log = structlog.get_logger("deepseek_operator.handlers")
 DSD = (GROUP, VERSION, PLURAL)
 LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
-NodeIndex = kopf.Index[str, dict[str, Any]]
-"""``gpu_nodes``: node name → its projection (:func:`.nodes.project_node`)."""
-WorkloadIndex = kopf.Index[tuple[str, str], dict[str, Any]]
-"""``workloads_*``: (namespace, DSD name) → the live Deployments / LeaderWorkerSets."""
-ConfigRefIndex = kopf.Index[tuple[str, str], str]
-"""``config_refs``: (namespace, ConfigMap name) → names of the DSDs whose configRef it is."""
-
-
-# --- indices -------------------------------------------------------------------------
-
-
-def index_gpu_node(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    """``gpu_nodes``: what planning reads of each Node."""
-    return {name: project_node(dict(body))}
-
-
-def index_workload(
-    *, namespace: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], dict[str, Any]] | None:
-    """``workloads_*``: a DSD's workloads under its key, for status without a LIST."""
-    owner = owner_name(dict(body))
-    return {(namespace, owner): dict(body)} if owner else None
-
-
-def index_config_ref(*, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], str] | None:
-    """``config_refs``: a DSD under the ConfigMap its ``spec.model.configRef`` names."""
-    key = config_map_key(body)
-    return {key: name} if key else None
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def _nodes(index: NodeIndex) -> list[dict[str, Any]]:
-    return [node for store in index.values() for node in store]
-
-
-def _workloads(namespace: str, name: str, *indices: WorkloadIndex | None) -> list[WorkloadState]:
-    key = (namespace, name)
-    return [
-        workload_state(obj) for index in indices if index and key in index for obj in index[key]
-    ]
 
 
 def _emitter(body: dict[str, Any]) -> Emit:
@@ -135,7 +106,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 def reconcile_dsd(*, body: kopf.Body, memo: kopf.Memo, gpu_nodes: NodeIndex, **_: Any) -> None:
     """create / update / resume: one full pass."""
-    nodes = _nodes(gpu_nodes)
+    nodes = nodes_of(gpu_nodes)
     memo["inventory"] = fingerprint(nodes)
     _run_pass(from_memo(memo), dict(body), nodes)
 
@@ -155,7 +126,7 @@ def resync_dsd(
     ctx, raw = from_memo(memo), dict(body)
     if raw["metadata"].get("deletionTimestamp"):
         return
-    nodes = _nodes(gpu_nodes)
+    nodes = nodes_of(gpu_nodes)
     inventory = fingerprint(nodes)
     recorded = parse_status(raw.get("status"))
     if memo.get("inventory") != inventory:
@@ -165,12 +136,12 @@ def resync_dsd(
             _run_pass(ctx, raw, nodes, result)
         memo["inventory"] = inventory
         return
-    workloads = _workloads(namespace, name, workloads_deployments, workloads_lws)
+    workloads = workloads_of(namespace, name, workloads_deployments, workloads_lws)
     if not workloads and recorded.ready_replicas is not None and recorded.planned():
         _run_pass(ctx, raw, nodes)  # a workload vanished: recreate it
         return
     with ctx.lock(namespace, name):
-        passes.refresh_status(ctx.kube, namespace, name, workloads, raw.get("status"))
+        refresh_status(ctx.kube, namespace, name, workloads, raw.get("status"))
 
 
 def canary_running(*, status: kopf.Status, **_: Any) -> bool:
@@ -192,9 +163,9 @@ def canary_tick(
     except (ValidationError, ValueError):
         return  # the reconcile pass reports an invalid spec
     canary = dsd.status.canary if dsd.status is not None else None
-    now = passes.now_rfc3339()
+    now = now_rfc3339()
     if analysis_due(canary, dsd.spec.rollout.canary.analysis.interval, now):
-        _run_pass(ctx, live, _nodes(gpu_nodes), analysis=run_analysis(dsd, now))
+        _run_pass(ctx, live, nodes_of(gpu_nodes), analysis=run_analysis(dsd, now))
 
 
 def workload_changed(
@@ -216,15 +187,15 @@ def workload_changed(
     if type == "DELETED":
         live = _live_dsd(ctx, namespace, owner)
         if live is not None:
-            _run_pass(ctx, live, _nodes(gpu_nodes))
+            _run_pass(ctx, live, nodes_of(gpu_nodes))
         return
     others = [
         w
-        for w in _workloads(namespace, owner, workloads_deployments, workloads_lws)
+        for w in workloads_of(namespace, owner, workloads_deployments, workloads_lws)
         if w.name != raw["metadata"]["name"] or w.kind != raw.get("kind")
     ]
     with ctx.lock(namespace, owner):
-        passes.refresh_status(ctx.kube, namespace, owner, [*others, workload_state(raw)])
+        refresh_status(ctx.kube, namespace, owner, [*others, workload_state(raw)])
 
 
 def config_map_changed(
@@ -248,7 +219,7 @@ def config_map_changed(
         live = _live_dsd(ctx, namespace, dsd_name)
         if live is not None:
             log.info("model_config_changed", namespace=namespace, name=dsd_name, configmap=name)
-            _run_pass(ctx, live, _nodes(gpu_nodes))
+            _run_pass(ctx, live, nodes_of(gpu_nodes))
 
 
 def cleanup(*, namespace: str, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:

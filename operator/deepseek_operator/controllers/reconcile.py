@@ -12,15 +12,12 @@ applied, unchanged status is not patched, and no Event is posted.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from deepseek_operator.api import API_VERSION, KIND
-from deepseek_operator.api.status import AnalysisRun, CanaryStatus, DeepSeekDeploymentStatus
+from deepseek_operator.api.status import AnalysisRun, CanaryStatus
 from deepseek_operator.render import (
     endpoint,
     render_children,
@@ -39,7 +36,7 @@ from .kinds import (
     owned_by,
     owner_selector,
 )
-from .kube import Kube, KubeError
+from .kube import Kube
 from .model_config import config_map_key
 from .planning_step import PlanResult, missing_apis, plan_events, plan_outcome
 from .semantic import needs_apply, stamp
@@ -48,18 +45,13 @@ from .status import (
     WorkloadState,
     compute_status,
     parse_status,
-    status_patch,
     workload_state,
 )
+from .status_writer import now_rfc3339, write_status
 
 STABLE_WORKLOADS = ((DEPLOYMENT[1], False), (LEADER_WORKER_SET[1], True))
 """(kind, multi_node) of each form the stable workload may take; a held one is kept."""
 log = structlog.get_logger("deepseek_operator.reconcile")
-
-
-def now_rfc3339() -> str:
-    """The current time as RFC 3339 UTC, to the second (condition timestamps)."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
@@ -142,43 +134,6 @@ def list_workloads(kube: Kube, namespace: str, name: str, uid: str) -> list[Work
             if owned_by(o, uid)
         ]
     return out
-
-
-def write_status(
-    kube: Kube,
-    namespace: str,
-    name: str,
-    compute: Callable[[DeepSeekDeploymentStatus | None], DeepSeekDeploymentStatus | None],
-    attempts: int = 5,
-) -> bool:
-    """GET the DSD, compute its status, patch the changed keys; retry on conflicts.
-
-    ``compute`` gets the live status (None when there is none) and returns the desired
-    one, or None to leave it as it is. Returns True when a patch was sent.
-    """
-    for _ in range(attempts):
-        live = kube.get(API_VERSION, KIND, namespace, name)
-        if live is None or live["metadata"].get("deletionTimestamp"):
-            return False
-        current = live.get("status")
-        desired = compute(parse_status(current) if current else None)
-        patch = status_patch(current, desired) if desired is not None else {}
-        if not patch:
-            return False
-        try:
-            kube.patch_status(
-                API_VERSION,
-                KIND,
-                namespace,
-                name,
-                status=patch,
-                resource_version=live["metadata"].get("resourceVersion"),
-            )
-            return True
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-    raise KubeError(f"status of {namespace}/{name} kept conflicting", 409)
 
 
 def plan_pass(kube: Kube, body: dict[str, Any], nodes: list[dict[str, Any]]) -> PlanResult:
@@ -280,32 +235,6 @@ def reconcile(
         status_written=report.status_written,
     )
     return report
-
-
-def refresh_status(
-    kube: Kube,
-    namespace: str,
-    name: str,
-    workloads: list[WorkloadState],
-    known: dict[str, Any] | None = None,
-) -> bool:
-    """Recompute the workload-derived status, keeping the recorded plan.
-
-    Args:
-        known: the status as last seen (e.g. a timer's body); when recomputing it
-            changes nothing, no request at all is sent.
-    """
-
-    def compute(cur: DeepSeekDeploymentStatus | None) -> DeepSeekDeploymentStatus | None:
-        if cur is None or cur.get_condition("Planned") is None:
-            return None  # the first pass has not recorded a plan yet: leave it be
-        return compute_status(cur, 0, None, workloads, now=now_rfc3339(), endpoint=cur.endpoint)
-
-    if known is not None:
-        desired = compute(parse_status(known))
-        if desired is None or not status_patch(known, desired):
-            return False
-    return write_status(kube, namespace, name, compute)
 
 
 def delete_children(kube: Kube, namespace: str, name: str, uid: str) -> list[str]:
