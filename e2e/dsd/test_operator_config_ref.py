@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from deepseek_operator.planning.examples import example_model_config
 from e2e.operator_harness import (
     Kube,
     OperatorProcess,
@@ -29,14 +30,7 @@ from e2e.operator_harness import (
 
 pytestmark = pytest.mark.e2e
 MODEL = "acme/tiny-llama"
-CONFIG = {
-    "model_type": "llama",
-    "num_hidden_layers": 4,
-    "hidden_size": 256,
-    "num_attention_heads": 4,
-    "vocab_size": 1000,
-    "max_position_embeddings": 4096,
-}
+CONFIG = example_model_config()
 
 
 def _config_map(name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +77,7 @@ def test_config_ref_plans_replans_on_change_and_reports_a_missing_config_map(
     assert children(kube, namespace, "tiny")
 
     # change the ConfigMap: re-planned without a spec change
-    kube.apply(_config_map("tiny-config", {**CONFIG, "num_hidden_layers": 32}), namespace)
+    kube.apply(_config_map("tiny-config", example_model_config(num_hidden_layers=32)), namespace)
 
     def replanned() -> dict[str, Any] | None:
         obj = get_dsd(kube, namespace, "tiny")

@@ -16,6 +16,7 @@ from dsd_factory import H100, pool
 
 from deepseek_operator.cli import main
 from deepseek_operator.crd import build_crd
+from deepseek_operator.planning.examples import example_model_config
 
 pytestmark = pytest.mark.unit
 
@@ -108,16 +109,7 @@ def test_model_config_for_uncatalogued_models(tmp_path: Path) -> None:
     config = _write(
         tmp_path,
         "config.json",
-        json.dumps(
-            {
-                "model_type": "llama",
-                "num_hidden_layers": 4,
-                "hidden_size": 256,
-                "num_attention_heads": 4,
-                "vocab_size": 1000,
-                "max_position_embeddings": 4096,
-            }
-        ),
+        json.dumps(example_model_config()),
     )
     code, _ = _run(["plan", "-f", str(dsd)])
     assert code == 1

@@ -22,16 +22,10 @@ from deepseek_operator.controllers.model_config import (
     model_config_from,
 )
 from deepseek_operator.controllers.planning_step import plan_outcome
+from deepseek_operator.planning.examples import example_model_config
 
 pytestmark = pytest.mark.unit
-CONFIG = {
-    "model_type": "llama",
-    "num_hidden_layers": 4,
-    "hidden_size": 256,
-    "num_attention_heads": 4,
-    "vocab_size": 1000,
-    "max_position_embeddings": 4096,
-}
+CONFIG = example_model_config()
 REF = ConfigMapKeyReference(name="tiny-config")
 
 
@@ -152,7 +146,9 @@ def test_a_pass_reads_the_config_map_and_replans_when_it_changes() -> None:
     first_plan = _recorded(fake)["plan"]
     assert ("Deployment", "ns", "tiny") in fake.objects
 
-    _store(fake, _config_map({"config.json": json.dumps({**CONFIG, "num_hidden_layers": 32})}))
+    _store(
+        fake, _config_map({"config.json": json.dumps(example_model_config(num_hidden_layers=32))})
+    )
     report = _pass(fake, events)
     assert report.outcome is not None and report.outcome.ok
     replanned = _recorded(fake)["plan"]

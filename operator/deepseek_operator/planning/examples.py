@@ -13,7 +13,8 @@ l40s               4       4 × 48 GB   NVIDIA-L40S
 =================  ======  ==========  =========================
 
 The same pools as the local control plane's ``e2e/pools.yaml``, so ``deepseek-operator
-plan`` without ``--nodes`` answers what the demo cluster will. Pure data; also used by tests.
+plan`` without ``--nodes`` answers what the demo cluster will. Pure data; also used by tests,
+with :func:`example_model_config` (a model outside the catalog, for ``configRef``).
 """
 
 from __future__ import annotations
@@ -70,3 +71,20 @@ def example_nodes(pools: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         if pools is None or pool in pools
         for i in range(count)
     ]
+
+
+def example_model_config(**overrides: Any) -> dict[str, Any]:
+    """``config.json`` of a small Llama-shaped model the catalog does not know.
+
+    What a ``spec.model.configRef`` ConfigMap (or ``--model-config``) holds; it plans onto
+    one L40S. ``overrides`` replace fields, e.g. ``num_hidden_layers=32`` for a larger one.
+    """
+    return {
+        "model_type": "llama",
+        "num_hidden_layers": 4,
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "vocab_size": 1000,
+        "max_position_embeddings": 4096,
+        **overrides,
+    }
