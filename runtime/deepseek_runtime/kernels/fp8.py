@@ -104,7 +104,7 @@ class Fp8Weight:
         """``x @ W.T``: the Triton block-scaled GEMM on CUDA, dequantize-and-matmul here."""
         if backend_for(x.device.type) == "triton" and self.block == (128, 128):
             # Triton loads only where it runs (CUDA)
-            from deepseek_runtime.kernels.triton.fp8_gemm import fp8_block_gemm  # noqa: PLC0415
+            from deepseek_runtime.kernels.triton.gemm import fp8_block_gemm  # noqa: PLC0415
 
             rows = x.reshape(-1, self.in_features)
             y = fp8_block_gemm(rows, self.data, self.scale_inv)
