@@ -8,19 +8,24 @@ The policy file is YAML or JSON, validated by :class:`ContentPolicy`::
     apply_to_outputs: true
     case_sensitive: false
 
-A refused prompt gets 400 with code ``content_filter``; an output that matches stops the
-generation and ends with ``finish_reason: content_filter``. Used by ``server.app``.
+A refused prompt gets 400 with code ``content_filter`` (:func:`screen_prompts`, the one
+place every API face checks prompts: ``server.preparation`` and ``server.v2_common``); an
+output that matches stops the generation and ends with ``finish_reason: content_filter``
+(``server.generation``). Loaded by ``server.state``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import APIError
 
 
 class RegexRule(BaseModel):
@@ -96,3 +101,23 @@ class ContentFilter:
 
     def check_output(self, text: str) -> Violation | None:
         return self.check(text) if self.policy.apply_to_outputs else None
+
+
+def screen_prompts(
+    content_filter: ContentFilter | None, texts: Iterable[str], *, subject: str, param: str
+) -> None:
+    """400 (code ``content_filter``, naming the rule, never the text) if any text breaks it.
+
+    ``texts`` is read only when a filter is configured, so callers may pass a lazy
+    iterable (decoding token-id prompts costs nothing without a policy).
+    """
+    if content_filter is None:
+        return
+    for text in texts:
+        if v := content_filter.check_prompt(text):
+            raise APIError(
+                400,
+                f"{subject} refused by content policy ({v.rule})",
+                param=param,
+                code="content_filter",
+            )

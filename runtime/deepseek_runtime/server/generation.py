@@ -7,7 +7,7 @@ in arrival order. Outputs are checked against the content filter as they arrive;
 sequence that breaks it is aborted and ends with ``finish_reason="content_filter"``.
 :meth:`Generation.close` (always called, also when the client disconnects and the
 consumer is cancelled) aborts whatever is still running so KV blocks return at once.
-Used by ``server.openai_routes`` and ``server.v2_routes``.
+Used by ``server.driver`` (the OpenAI routes) and ``server.v2_common`` (the v2 faces).
 """
 
 from __future__ import annotations

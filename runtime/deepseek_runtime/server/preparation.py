@@ -1,22 +1,78 @@
-"""From a validated request body to engine inputs: token ids, limits and SamplingParams.
+"""From a validated request body to a :class:`GenerationPlan`: token ids, limits, sampling.
 
-Every check here is about the client's input and fails with a 400 naming the field, so
-no client mistake reaches the engine as a crash. Used by ``server.openai_routes`` and
-``server.v2_routes``.
+Pure (the tokenizer and the content filter compute, nothing here reads a clock or does
+I/O), so every function is unit-tested without a server. Each check is about the
+client's input and fails with a 400 naming the field, so no client mistake reaches the
+engine as a crash. A request is prepared in two steps because the audit log records the
+prompt text once the prompt has passed its checks, also when a later check refuses::
+
+    read_completion_prompts / read_chat_prompt  ->  PromptBatch  (route: audit text)
+    plan_completion / plan_chat                 ->  CompletionPlan / GenerationPlan
+
+Used by ``server.openai_routes``; the shared checks also by ``server.v2_common``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..backends.tokenizer import ChatTemplateError, ServerTokenizer
 from ..engine.api import EngineError, QueueFullError, SamplingParams
+from .content_filter import ContentFilter, screen_prompts
 from .errors import APIError
-from .generation import Generation
-from .state import LoadedModel
-from .tokenizer import ServerTokenizer
+from .protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 
 PromptField = str | list[str] | list[int] | list[list[int]]
+COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the served model and the server's options allow."""
+
+    max_model_len: int  # prompt + completion tokens
+    vocab_size: int
+    max_n: int  # ``--max-n``
+
+
+@dataclass(frozen=True, slots=True)
+class PromptBatch:
+    """The checked prompts of one request, and the texts they came from."""
+
+    token_ids: list[list[int]]
+    texts: list[str]  # as the client sent them; empty when it sent token ids
+
+    @property
+    def audit_text(self) -> str | None:
+        """What the audit log may record (only with ``--log-prompts``, redacted)."""
+        return "\n".join(self.texts) if self.texts else None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationPlan:
+    """Everything the engine needs for one request; choice ``p * n + j`` samples prompt p."""
+
+    prompts: list[list[int]]
+    params: SamplingParams  # ``params.logprobs``: None, or how many alternatives per token
+    n: int
+    stream: bool
+    include_usage: bool  # a last stream chunk carries usage
+
+    @property
+    def choices(self) -> int:
+        return len(self.prompts) * self.n
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(len(p) for p in self.prompts)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionPlan:
+    generation: GenerationPlan
+    prefixes: list[str]  # per choice: the prompt text with ``echo``, else ""
 
 
 def split_prompt(raw: PromptField, tok: ServerTokenizer) -> tuple[list[str], list[list[int]], bool]:
@@ -44,42 +100,30 @@ def engine_refusal(exc: EngineError, retry_after: int) -> APIError:
     return APIError(400, str(exc) or "request refused by the engine", code="invalid_request")
 
 
-async def start_or_refuse(gen: Generation, retry_after: int) -> None:
-    """Start a generation; when the engine refuses it, close it and raise the HTTP error.
-
-    Starting before any response byte is sent is what lets a refusal still become a
-    400 or a 429 (with Retry-After) on streamed requests too.
-    """
-    try:
-        await gen.start()
-    except EngineError as exc:
-        await gen.close()
-        raise engine_refusal(exc, retry_after) from None
-    except BaseException:
-        await gen.close()
-        raise
-
-
 def check_prompts(
-    model: LoadedModel, prompts: Sequence[list[int]], param: str, token_ids_given: bool
+    prompts: Sequence[list[int]], param: str, max_model_len: int, vocab_size: int | None = None
 ) -> None:
-    limit = model.engine.max_model_len
-    vocab = model.tokenizer.vocab_size
+    """400 naming ``param`` for an empty prompt or one that leaves no room to generate.
+
+    ``vocab_size`` is given for prompts the client sent as token ids. The engine checks
+    ids too, but this server decodes such prompts (``echo``, the content filter) before
+    the engine sees them, and an id beyond the tokenizer's range would fail there as a 500.
+    """
     for ids in prompts:
         if not ids:
             raise APIError(400, f"{param}: the prompt is empty", param=param, code="invalid_value")
-        if len(ids) >= limit:
+        if len(ids) >= max_model_len:
             raise APIError(
                 400,
                 f"{param}: the prompt is {len(ids)} tokens but this model's maximum context "
-                f"length is {limit} tokens (prompt and completion)",
+                f"length is {max_model_len} tokens (prompt and completion)",
                 param=param,
                 code="context_length_exceeded",
             )
-        if token_ids_given and any(t >= vocab for t in ids):
+        if vocab_size is not None and any(t >= vocab_size for t in ids):
             raise APIError(
                 400,
-                f"{param}: token ids must be below the vocabulary size {vocab}",
+                f"{param}: token ids must be below the vocabulary size {vocab_size}",
                 param=param,
                 code="invalid_value",
             )
@@ -92,6 +136,7 @@ def resolve_max_tokens(
     default: int | None,
     param: str = "max_tokens",
 ) -> int:
+    """The completion budget: ``requested``, else ``default`` capped by the room left."""
     longest = max(len(p) for p in prompts)
     room = limit - longest
     if requested is None:
@@ -109,7 +154,7 @@ def resolve_max_tokens(
     return requested
 
 
-def sampling_params(body: Any, max_tokens: int, logprobs: int | None) -> SamplingParams:
+def sampling_params(body: SamplingFields, max_tokens: int, logprobs: int | None) -> SamplingParams:
     """Build SamplingParams from a completions / chat body; ValueError → 400."""
     try:
         return SamplingParams(
@@ -142,3 +187,82 @@ def check_n(n: int, max_n: int, prompts: int = 1) -> None:
             param="prompt",
             code="invalid_value",
         )
+
+
+def _plan(
+    body: SamplingFields,
+    prompts: list[list[int]],
+    max_tokens: int,
+    logprobs: int | None,
+    max_n: int,
+) -> GenerationPlan:
+    check_n(body.n, max_n, len(prompts))
+    params = sampling_params(body, max_tokens, logprobs)
+    return GenerationPlan(prompts, params, body.n, body.stream, body.wants_usage_chunk())
+
+
+def read_completion_prompts(
+    body: CompletionRequest,
+    tok: ServerTokenizer,
+    limits: Limits,
+    content_filter: ContentFilter | None,
+) -> PromptBatch:
+    """Tokenise ``prompt``, check it and pass it through the content filter."""
+    texts, prompts, ids_given = split_prompt(body.prompt, tok)
+    if body.suffix:
+        raise APIError(400, "suffix is not supported", param="suffix", code="unsupported")
+    check_prompts(prompts, "prompt", limits.max_model_len, limits.vocab_size if ids_given else None)
+    screened: Iterable[str] = texts or (tok.decode(p) for p in prompts)
+    screen_prompts(content_filter, screened, subject="prompt", param="prompt")
+    return PromptBatch(prompts, texts)
+
+
+def plan_completion(
+    body: CompletionRequest, batch: PromptBatch, tok: ServerTokenizer, limits: Limits
+) -> CompletionPlan:
+    """Budget, echo prefixes and sampling for checked completion prompts."""
+    prompts = batch.token_ids
+    max_tokens = resolve_max_tokens(
+        body.max_tokens, prompts, limits.max_model_len, COMPLETION_DEFAULT_MAX_TOKENS
+    )
+    n = body.n
+    if body.echo:
+        prefixes = [
+            batch.texts[i // n] if batch.texts else tok.decode(prompts[i // n])
+            for i in range(len(prompts) * n)
+        ]
+    else:
+        prefixes = [""] * (len(prompts) * n)
+    return CompletionPlan(_plan(body, prompts, max_tokens, body.logprobs, limits.max_n), prefixes)
+
+
+def read_chat_prompt(
+    body: ChatCompletionRequest,
+    tok: ServerTokenizer,
+    limits: Limits,
+    content_filter: ContentFilter | None,
+) -> PromptBatch:
+    """Filter the messages, render them with the chat template, tokenise and check."""
+    messages: list[dict[str, Any]] = [
+        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
+        for m in body.messages
+    ]
+    contents = [str(m["content"]) for m in messages]
+    screen_prompts(content_filter, contents, subject="messages", param="messages")
+    try:
+        text = tok.apply_chat_template(messages, add_generation_prompt=body.add_generation_prompt)
+    except ChatTemplateError as exc:
+        raise APIError(400, str(exc), param="messages", code="invalid_value") from None
+    ids = tok.encode(text, add_special_tokens=False)
+    check_prompts([ids], "messages", limits.max_model_len)
+    return PromptBatch([ids], contents)
+
+
+def plan_chat(body: ChatCompletionRequest, batch: PromptBatch, limits: Limits) -> GenerationPlan:
+    """Budget (``max_completion_tokens`` wins over ``max_tokens``), logprobs and sampling."""
+    param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
+    max_tokens = resolve_max_tokens(
+        body.requested_max_tokens(), batch.token_ids, limits.max_model_len, None, param
+    )
+    top = (body.top_logprobs or 0) if body.logprobs else None
+    return _plan(body, batch.token_ids, max_tokens, top, limits.max_n)

@@ -1,28 +1,32 @@
-"""OpenAI response and stream-chunk bodies, as plain dicts (fast to serialise).
+"""The pieces every OpenAI response shares: SSE framing, usage, logprob formats, buffers.
 
-Shapes follow OpenAI's ``text_completion``, ``chat.completion`` and
-``chat.completion.chunk`` objects, including both logprob formats (the legacy
-completions one and chat's ``content`` list). Used by ``server.openai_routes``.
+Response bodies are plain dicts (fast to serialise). The four renderers built from these
+pieces live beside this module: ``server.completion_responses`` (``text_completion``,
+whole and streamed) and ``server.chat_responses`` (``chat.completion`` and
+``chat.completion.chunk``). :class:`WholeRenderer` and :class:`StreamRenderer` are the two
+shapes ``server.driver`` drives. Everything here is pure: no clock, no I/O.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine.api import TokenLogprob
+from .generation import Update
 
 TokenText = Callable[[int], str]
+"""Text of one token id as OpenAI's logprobs show it (``ServerTokenizer.token_text``)."""
+
+SSE_DONE = b"data: [DONE]\n\n"
 
 
 def sse(data: dict[str, Any]) -> bytes:
+    """One Server-Sent Event carrying ``data`` as compact JSON."""
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
     return b"data: " + body + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -33,8 +37,40 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """What every object of one answer repeats: its id, creation time and model name."""
+
+    request_id: str
+    created: int  # Unix seconds, read once by the route
+    model: str
+
+    def envelope(self, obj: str, choices: list[dict[str, Any]], use: Any) -> dict[str, Any]:
+        """An OpenAI object of type ``obj``; ``use`` is the usage dict or ``None``."""
+        return {
+            "id": self.request_id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": use,
+        }
+
+
+def usage_chunk(
+    head: ResponseHead, obj: str, created: int, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    """The last chunk of a stream with ``include_usage``: no choices, only usage.
+
+    ``created`` is read when the stream ends (as vLLM does), not the head's time.
+    """
+    chunk = head.envelope(obj, [], usage(prompt_tokens, completion_tokens))
+    chunk["created"] = created
+    return chunk
+
+
 def completion_logprobs(
-    items: list[TokenLogprob], token_text: TokenText, offset: int
+    items: Sequence[TokenLogprob], token_text: TokenText, offset: int
 ) -> dict[str, Any]:
     """Legacy completions format; ``offset`` is the text offset of the first token."""
     tokens, lps, tops, offsets = [], [], [], []
@@ -51,7 +87,10 @@ def completion_logprobs(
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
 
-def chat_logprobs(items: list[TokenLogprob], token_text: TokenText, top_n: int) -> dict[str, Any]:
+def chat_logprobs(
+    items: Sequence[TokenLogprob], token_text: TokenText, top_n: int
+) -> dict[str, Any]:
+    """Chat format: a ``content`` list with each token's bytes and its ``top_n`` rivals."""
     content = []
     for item in items:
         text = token_text(item.token_id)
@@ -81,123 +120,28 @@ class ChoiceBuffer:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
 
-
-def completion_body(  # noqa: PLR0917
-    rid: str,
-    created: int,
-    model: str,
-    choices: list[ChoiceBuffer],
-    token_text: TokenText,
-    want_logprobs: bool,
-    prefix: list[str],
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> dict[str, Any]:
-    out = []
-    for i, ch in enumerate(choices):
-        text = "".join(ch.text)
-        lp = completion_logprobs(ch.logprobs, token_text, len(prefix[i])) if want_logprobs else None
-        out.append(
-            {
-                "index": i,
-                "text": prefix[i] + text,
-                "logprobs": lp,
-                "finish_reason": ch.finish_reason,
-            }
-        )
-    return {
-        "id": rid,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": out,
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
+    def add(self, upd: Update) -> None:
+        self.text.append(upd.text)
+        self.logprobs.extend(upd.logprobs)
+        if upd.finished:
+            self.finish_reason = upd.finish_reason
 
 
-def chat_body(  # noqa: PLR0917
-    rid: str,
-    created: int,
-    model: str,
-    choices: list[ChoiceBuffer],
-    token_text: TokenText,
-    top_logprobs: int | None,
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> dict[str, Any]:
-    out = []
-    for i, ch in enumerate(choices):
-        lp = None
-        if top_logprobs is not None:
-            lp = chat_logprobs(ch.logprobs, token_text, top_logprobs)
-        out.append(
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": "".join(ch.text)},
-                "logprobs": lp,
-                "finish_reason": ch.finish_reason,
-            }
-        )
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": out,
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
+class WholeRenderer(Protocol):
+    """Renders the one JSON body of a non-streamed answer."""
+
+    def body(
+        self, choices: Sequence[ChoiceBuffer], prompt_tokens: int, completion_tokens: int
+    ) -> dict[str, Any]: ...
 
 
-def completion_chunk(  # noqa: PLR0917
-    rid: str,
-    created: int,
-    model: str,
-    index: int,
-    text: str,
-    logprobs: dict[str, Any] | None,
-    finish_reason: str | None,
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
-        ],
-        "usage": None,
-    }
+class StreamRenderer(Protocol):
+    """Renders a stream's chunks; it may keep state from one update to the next."""
 
+    def chunks(self, upd: Update) -> list[dict[str, Any]]:
+        """The chunks one update becomes (none for an empty delta)."""
+        ...
 
-def chat_chunk(  # noqa: PLR0917
-    rid: str,
-    created: int,
-    model: str,
-    index: int,
-    delta: dict[str, Any],
-    logprobs: dict[str, Any] | None,
-    finish_reason: str | None,
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
-        ],
-        "usage": None,
-    }
-
-
-def usage_chunk(  # noqa: PLR0917
-    rid: str, created: int, model: str, obj: str, prompt_tokens: int, completion_tokens: int
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": obj,
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
+    def usage_chunk(
+        self, created: int, prompt_tokens: int, completion_tokens: int
+    ) -> dict[str, Any]: ...

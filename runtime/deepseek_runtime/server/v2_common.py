@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.api import SamplingParams
+from .content_filter import screen_prompts
+from .driver import start_or_refuse
 from .errors import APIError
 from .generation import Generation
-from .preparation import check_prompts, resolve_max_tokens, start_or_refuse
+from .preparation import check_prompts, resolve_max_tokens
 from .state import RequestContext, ServerState
 
 _FLOATS = (
@@ -105,15 +107,9 @@ async def generate_text(
 ) -> AsyncIterator[str]:
     """Yield text deltas (the prompt first unless excluded). 4xx raised before the first."""
     model = state.require_model()
-    if state.content_filter is not None and (v := state.content_filter.check_prompt(text)):
-        raise APIError(
-            400,
-            f"prompt refused by content policy ({v.rule})",
-            param="text_input",
-            code="content_filter",
-        )
+    screen_prompts(state.content_filter, [text], subject="prompt", param="text_input")
     ids = model.tokenizer.encode(text)
-    check_prompts(model, [ids], "text_input", False)
+    check_prompts([ids], "text_input", model.engine.max_model_len)
     max_tokens = resolve_max_tokens(
         settings.params.max_tokens if max_tokens_given else None,
         [ids],
