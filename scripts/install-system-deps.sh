@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need: Prometheus and promtool from Debian's
-# `prometheus` package. Idempotent: does nothing when both binaries exist; runs
+# `prometheus` package, and `lua5.4` (runs the Argo CD health check in
+# manifests/gitops/ under test). Idempotent: does nothing when the binaries exist; runs
 # `apt-get update` only when the package lists are missing or older than a day.
 # The package's own service is stopped and disabled: tests start their own Prometheus on
 # 127.0.0.1. Called by `make system-deps`.
 set -euo pipefail
 
-if [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]]; then
-  echo "[system-deps] prometheus and promtool present: $(/usr/bin/prometheus --version 2>&1 | head -1)"
+if [[ -x /usr/bin/prometheus && -x /usr/bin/promtool && -x /usr/bin/lua5.4 ]]; then
+  echo "[system-deps] prometheus, promtool and lua5.4 present: $(/usr/bin/prometheus --version 2>&1 | head -1)"
   exit 0
 fi
 
@@ -33,8 +34,8 @@ if [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>
   echo "[system-deps] apt-get update"
   $sudo apt-get update -q
 fi
-echo "[system-deps] apt-get install prometheus"
-$sudo apt-get install -y -q --no-install-recommends prometheus
+echo "[system-deps] apt-get install prometheus lua5.4"
+$sudo apt-get install -y -q --no-install-recommends prometheus lua5.4
 
 # If a service manager started it anyway, stop it and keep it off.
 if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then

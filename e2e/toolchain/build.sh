@@ -4,7 +4,7 @@
 # A tool whose output folder is complete is skipped, so a second run takes seconds.
 # Called by `make toolchain`; e2e/devcluster finds the binaries at the same paths.
 # Usage: build.sh [tool ...]   (tools: etcd kube-apiserver kube-controller-manager
-#                               kube-scheduler kubectl kwok helm crds; default: all)
+#                               kube-scheduler kubectl kwok helm kstatus crds; default: all)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
@@ -33,6 +33,7 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    kstatus) echo "$CLI_UTILS_VERSION" ;;
     *) echo "$K8S_VERSION" ;;
   esac
 }
@@ -46,6 +47,7 @@ build_tool() {
   if [[ -f "$out/.complete" ]]; then log "$tool $version: cached in $out"; return; fi
   case "$tool" in
     etcd) ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" ;;
+    kstatus) ldflags="-s -w" ;;
     kwok) ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
           ldflags+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}" ;;
     helm) local cg; cg="$(grep -E '^\s*k8s.io/client-go v' "$dir/go.mod" | awk '{print $2}')"
@@ -60,13 +62,15 @@ build_tool() {
   local pinned
   case "$tool" in
     etcd) pinned="go.etcd.io/etcd/server/v3 $version" ;; kwok) pinned="sigs.k8s.io/kwok $version" ;;
-    helm) pinned="helm.sh/helm/v3 $version" ;; *) pinned="k8s.io/kubernetes $version" ;;
+    helm) pinned="helm.sh/helm/v3 $version" ;; kstatus) pinned="sigs.k8s.io/cli-utils $version" ;;
+    *) pinned="k8s.io/kubernetes $version" ;;
   esac
   if ! grep -qF "$pinned" "$dir/go.mod"; then
     echo "build.sh: $dir/go.mod does not require $pinned: run e2e/toolchain/gen-modules.sh" >&2
     exit 2
   fi
   mapfile -t pkgs < <(awk '$1 == "tool" {print $2}' "$dir/go.mod")
+  [[ ${#pkgs[@]} -gt 0 ]] || pkgs=(.)  # a wrapper with its own main package (kstatus)
   tmp="$out.tmp.$$"; rm -rf "$tmp"; mkdir -p "$tmp"
   t0=$SECONDS
   log "$tool $version: downloading modules"
@@ -92,7 +96,7 @@ fetch_crd_modules() {
 }
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm crds)
+[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm kstatus crds)
 mkdir -p "$bin_root"
 # One build at a time on this machine (parallel `make test` runs share the cache).
 exec 9>"$bin_root/.build.lock"

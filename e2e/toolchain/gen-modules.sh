@@ -47,4 +47,6 @@ done
 [[ $only == all || $only == etcd ]] && write_simple etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3
 [[ $only == all || $only == kwok ]] && write_simple kwok "sigs.k8s.io/kwok@$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
 [[ $only == all || $only == helm ]] && write_simple helm "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+# kstatus: main.go is ours (a small CLI over cli-utils' kstatus); only the pin is regenerated.
+[[ $only == all || $only == kstatus ]] && (cd "$here/kstatus" && go mod edit -require="sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION" && go mod tidy)
 exit 0
