@@ -20,7 +20,14 @@ import yaml
 
 from e2e.devcluster.kube import KubectlError
 from e2e.gitops import lifecycle
-from e2e.gitops.health import ARGO_FOR_KSTATUS, LUA_BIN, argo_health, kstatus, kstatus_binary
+from e2e.gitops.health import (
+    ARGO_FOR_KSTATUS,
+    LUA_BIN,
+    LUA_SCRIPT,
+    argo_health,
+    kstatus,
+    kstatus_binary,
+)
 from e2e.operator_harness import Kube, OperatorProcess, dsd, get_dsd, wait_for
 
 CANARY_GAP = (
@@ -106,6 +113,13 @@ def test_lifecycle_reads_as_intended(kstatus_bin: Path, step: str, want: str) ->
 def test_argo_message_says_what_to_change() -> None:
     obj = yaml.safe_load((lifecycle.FIXTURES / "09-unplannable.yaml").read_text())
     assert argo_health(obj) == ("Degraded", lifecycle.UNPLANNABLE.message)
+
+
+@pytest.mark.unit
+def test_argocd_configmap_ships_the_tested_script() -> None:
+    cm = yaml.safe_load((LUA_SCRIPT.parent / "argocd-cm-health.yaml").read_text())
+    key = "resource.customizations.health.deepseek.ai_DeepSeekDeployment"
+    assert cm["data"][key] == LUA_SCRIPT.read_text()
 
 
 @pytest.mark.unit
