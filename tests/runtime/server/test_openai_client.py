@@ -84,6 +84,38 @@ def test_completion_stream_with_usage(client: openai.OpenAI, model: str) -> None
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
 
 
+def test_echo_and_logprobs_stream_like_the_whole_answer(client: openai.OpenAI, model: str) -> None:
+    prompt = "once upon"
+    whole = client.completions.create(
+        model=model,
+        prompt=prompt,
+        max_tokens=4,
+        temperature=0,
+        echo=True,
+        logprobs=0,
+        extra_body={"ignore_eos": True},
+    )
+    chunks = client.completions.create(
+        model=model,
+        prompt=prompt,
+        max_tokens=4,
+        temperature=0,
+        echo=True,
+        logprobs=0,
+        extra_body={"ignore_eos": True},
+        stream=True,
+    )
+    streamed = [c.choices[0] for c in chunks if c.choices]
+    assert whole.choices[0].text.startswith(prompt)
+    assert "".join(c.text for c in streamed) == whole.choices[0].text
+    assert streamed[0].text.startswith(prompt)  # the echo leads the first chunk only
+    assert not any(c.text.startswith(prompt) for c in streamed[1:])
+    lp = whole.choices[0].logprobs
+    assert lp is not None and (lp.text_offset or [])[:1] == [len(prompt)]
+    first = streamed[0].logprobs
+    assert first is not None and (first.text_offset or [])[:1] == [len(prompt)]
+
+
 def test_chat_non_streamed(client: openai.OpenAI, model: str) -> None:
     r = client.chat.completions.create(
         model=model,
