@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import torch
 
+from deepseek_runtime.kernels.dispatch import backend_for
 from deepseek_runtime.kernels.linear import Weight, linear, silu_and_mul
+from deepseek_runtime.kernels.quant.experts import StackedInt4Weights, StackedInt8Weights
 
 
 def fused_moe(
@@ -62,3 +64,29 @@ def fused_moe(
     y[order] = y_sorted
     weighted = y.view(n_tokens, k, -1) * topk_weights.to(y.dtype).unsqueeze(-1)
     return weighted.sum(dim=1)
+
+
+def moe_forward(
+    x: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_weights: torch.Tensor,
+    w_gate_up: Sequence[Weight] | torch.Tensor,
+    w_down: Sequence[Weight] | torch.Tensor,
+) -> torch.Tensor:
+    """:func:`fused_moe`, run as the Triton grouped GEMM when ``x`` is on CUDA.
+
+    The Triton path needs each projection stacked per layer (a ``[E, out, in]`` tensor or
+    a :mod:`~deepseek_runtime.kernels.quant.experts` stack); a plain list of per-expert
+    weights always takes the reference loop.
+    """
+    stacked = (torch.Tensor, StackedInt8Weights, StackedInt4Weights)
+    if (
+        isinstance(w_gate_up, stacked)
+        and isinstance(w_down, stacked)
+        and backend_for(x.device.type) == "triton"
+    ):
+        # Triton loads only where it runs (CUDA)
+        from deepseek_runtime.kernels.triton.moe import triton_fused_moe  # noqa: PLC0415
+
+        return triton_fused_moe(x, topk_ids, topk_weights, w_gate_up, w_down)
+    return fused_moe(x, topk_ids, topk_weights, w_gate_up, w_down)

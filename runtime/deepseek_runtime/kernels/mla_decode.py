@@ -1,0 +1,56 @@
+"""Paged MLA decode attention from ``block_tables`` / ``seq_lens``: Triton on CUDA.
+
+The entry point the model's decode step can call with GPU-shaped metadata. On CUDA it
+runs :func:`deepseek_runtime.kernels.triton.mla_decode.paged_mla_decode`; elsewhere it
+builds the reference's decode metadata (a validity mask from ``seq_lens``) and calls
+:func:`deepseek_runtime.kernels.paged_attention.paged_mla_attention`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepseek_runtime.kernels.dispatch import backend_for
+from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, paged_mla_attention
+
+
+def paged_mla_decode(
+    q_nope: torch.Tensor,
+    q_pe: torch.Tensor,
+    cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    *,
+    block_size: int,
+    scale: float,
+    w_uk: torch.Tensor,
+    w_uv: torch.Tensor,
+) -> torch.Tensor:
+    """Decode attention output ``[B, H, v_head_dim]`` for one query token per sequence.
+
+    Args:
+        q_nope, q_pe: ``[B, H, nope]`` and ``[B, H, rope]`` (rotated) queries.
+        cache: ``[num_slots, kv_lora_rank + rope]`` latents, holding this step's tokens.
+        block_tables: ``[B, max_blocks]`` block ids (padding entries are never read).
+        seq_lens: ``[B]`` context length of each sequence, this step's token included.
+        block_size, scale, w_uk, w_uv: as in :func:`paged_mla_attention`.
+    """
+    if backend_for(cache.device.type) == "triton":
+        # Triton loads only where it runs (CUDA)
+        from deepseek_runtime.kernels.triton import mla_decode  # noqa: PLC0415
+
+        return mla_decode.paged_mla_decode(
+            q_nope, q_pe, cache, block_tables, seq_lens,
+            block_size=block_size, scale=scale, w_uk=w_uk, w_uv=w_uv,
+        )  # fmt: skip
+    batch, max_blocks = block_tables.shape
+    positions = torch.arange(max_blocks * block_size, device=cache.device)
+    meta = PagedAttentionMetadata(
+        slot_mapping=torch.zeros(batch, dtype=torch.long, device=cache.device),
+        decode_query_idx=torch.arange(batch, device=cache.device),
+        decode_blocks=block_tables.long(),
+        decode_valid=positions[None, :] < seq_lens.to(cache.device)[:, None],
+        prefills=(),
+        block_size=block_size,
+    )
+    return paged_mla_attention(q_nope, q_pe, cache, meta, scale=scale, w_uk=w_uk, w_uv=w_uv)
