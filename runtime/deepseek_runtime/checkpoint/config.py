@@ -1,6 +1,7 @@
 """The DeepSeek V2 / V3 ``config.json`` fields the runtime uses, validated on load.
 
-Called by the checkpoint loader, the model layers and ``make_tiny``. Unknown fields are
+Parsed through :mod:`deepseek_runtime.checkpoint.model_config` (which dispatches on
+``model_type``); used by the model layers and ``make_tiny``. Unknown fields are
 ignored (Hugging Face configs carry many); a missing or inconsistent field raises
 :class:`ConfigError` naming it.
 
@@ -21,13 +22,11 @@ inference code where they differ; both default to transformers' behaviour:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 SUPPORTED_ARCHITECTURES = {
     "deepseek_v3": "DeepseekV3ForCausalLM",
@@ -41,7 +40,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RopeSpec:
-    """Resolved rotary settings (plain rope when ``rope_type == 'default'``)."""
+    """Resolved rotary settings: ``default`` (plain), ``yarn`` (DeepSeek) or ``llama3``."""
 
     rope_type: str
     theta: float
@@ -53,6 +52,8 @@ class RopeSpec:
     mscale_all_dim: float | None = None
     attention_factor: float | None = None
     truncate: bool = True
+    low_freq_factor: float = 1.0  # llama3 only
+    high_freq_factor: float = 4.0  # llama3 only
 
 
 def yarn_get_mscale(scale: float, mscale: float = 1.0) -> float:
@@ -246,37 +247,3 @@ class DeepseekConfig(BaseModel):
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def parse_config(data: dict[str, Any], source: str = "config.json") -> DeepseekConfig:
-    """Validate a config dict; :class:`ConfigError` names the offending field."""
-    if data.get("model_type") not in SUPPORTED_ARCHITECTURES:
-        raise ConfigError(
-            f"{source}: model_type {data.get('model_type')!r} is not supported "
-            f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
-        )
-    try:
-        config = DeepseekConfig.model_validate(data)
-        config.rope()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
-    return config
-
-
-def load_config(model_dir: str | Path, overrides: dict[str, Any] | None = None) -> DeepseekConfig:
-    """Read and validate ``model_dir/config.json`` (``overrides`` win over file values)."""
-    path = Path(model_dir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{path}: not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    data.update(overrides or {})
-    return parse_config(data, str(path))

@@ -1,4 +1,7 @@
-"""``deepseek-runtime make-tiny``: write a random-weight DeepSeek checkpoint in Hugging Face layout.
+"""``deepseek-runtime make-tiny``: write a random-weight checkpoint in Hugging Face layout.
+
+Architectures: DeepSeek ``v3`` / ``v2`` (MLA + MoE) and the R1 distills' ``qwen2`` /
+``llama`` (GQA).
 
 Called by the CLI dispatcher (``add_arguments`` / ``run``), by tests and by the demo
 (:func:`make_tiny_checkpoint`). The output is what a real checkpoint directory holds:
@@ -21,10 +24,15 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from deepseek_runtime.checkpoint.config import parse_config
+from deepseek_runtime.checkpoint.dense_config import DenseConfig
+from deepseek_runtime.checkpoint.model_config import parse_model_config
 from deepseek_runtime.checkpoint.tiny_config import TINY_CONFIGS
 from deepseek_runtime.checkpoint.tiny_weights import random_weights
-from deepseek_runtime.checkpoint.tokenizer_build import write_tokenizer
+from deepseek_runtime.checkpoint.tokenizer_build import (
+    CHAT_TEMPLATE,
+    DISTILL_CHAT_TEMPLATE,
+    write_tokenizer,
+)
 from deepseek_runtime.checkpoint.weights import INDEX_FILE
 from deepseek_runtime.kernels.fp8 import quantize_fp8_blocks
 
@@ -108,9 +116,11 @@ def make_tiny_checkpoint(  # noqa: PLR0917 (positional order is the documented A
 
     Args:
         out_dir: directory to create (or fill).
-        arch: ``"v3"`` or ``"v2"``.
+        arch: ``"v3"``, ``"v2"``, ``"qwen2"`` or ``"llama"``.
         seed: random seed for the weights.
-        overrides: config fields to set (win over the defaults).
+        overrides: config fields to set (win over the defaults). Setting
+            ``num_attention_heads`` without ``num_key_value_heads`` derives the latter as
+            transformers does (equal to the head count; MLA needs exactly that).
         shards: number of safetensors files (``> 1`` writes an index).
         fp8: store linear weights as FP8 e4m3 with ``fp8_block``-square block scales.
         mtp: also write a multi-token-prediction layer (index ``num_hidden_layers``).
@@ -120,7 +130,10 @@ def make_tiny_checkpoint(  # noqa: PLR0917 (positional order is the documented A
     if shards < 1:
         raise ValueError("shards: must be >= 1")
     data = copy.deepcopy(TINY_CONFIGS[arch])
-    data.update(overrides or {})
+    overrides = overrides or {}
+    if "num_attention_heads" in overrides and "num_key_value_heads" not in overrides:
+        data["num_key_value_heads"] = overrides["num_attention_heads"]
+    data.update(overrides)
     if mtp:
         data["num_nextn_predict_layers"] = 1
     if fp8:
@@ -130,7 +143,9 @@ def make_tiny_checkpoint(  # noqa: PLR0917 (positional order is the documented A
             "quant_method": "fp8",
             "weight_block_size": [fp8_block, fp8_block],
         }
-    config = parse_config(data, "make-tiny config")
+    config = parse_model_config(data, "make-tiny config")
+    if fp8 and isinstance(config, DenseConfig):
+        raise ValueError("fp8: FP8 block-scaled checkpoints are DeepSeek-V3's format (v3/v2)")
     dtype_name = str(data.get("torch_dtype", "float32"))
     if dtype_name not in _DTYPES:
         raise ValueError(f"torch_dtype: {dtype_name!r} is not one of {sorted(_DTYPES)}")
@@ -151,7 +166,8 @@ def make_tiny_checkpoint(  # noqa: PLR0917 (positional order is the documented A
     (out / "generation_config.json").write_text(
         json.dumps(generation, indent=2) + "\n", encoding="utf-8"
     )
-    write_tokenizer(out, config.vocab_size, config.max_position_embeddings)
+    template = DISTILL_CHAT_TEMPLATE if isinstance(config, DenseConfig) else CHAT_TEMPLATE
+    write_tokenizer(out, config.vocab_size, config.max_position_embeddings, template)
     return out
 
 

@@ -1,7 +1,9 @@
-"""Default configs for tiny random-weight DeepSeek checkpoints (``make-tiny``).
+"""Default configs for tiny random-weight checkpoints (``make-tiny``).
 
-Called by ``make_tiny``. Small enough for fast tests, but every feature is on: a dense
-first layer, several expert groups, shared experts, YaRN, and (V3) ``q_lora_rank``.
+Called by ``make_tiny``. Small enough for fast tests, but every feature is on. DeepSeek
+(``v3``, ``v2``): a dense first layer, several expert groups, shared experts, YaRN, and
+(V3) ``q_lora_rank``. R1 distills (``qwen2``, ``llama``): GQA (2 and 4 query heads per KV
+head), Qwen2's q/k/v biases, Llama-3.1's ``llama3`` rope scaling.
 """
 
 from __future__ import annotations
@@ -84,4 +86,52 @@ TINY_V2: dict[str, Any] = {
     },
 }
 
-TINY_CONFIGS = {"v3": TINY_V3, "v2": TINY_V2}
+_DENSE_COMMON: dict[str, Any] = {
+    "vocab_size": 512,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "hidden_act": "silu",
+    "max_position_embeddings": 2048,
+    "initializer_range": 0.02,
+    "rms_norm_eps": 1e-6,
+    "attention_dropout": 0.0,
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+    "use_cache": True,
+    "torch_dtype": "float32",
+}
+
+TINY_QWEN2: dict[str, Any] = {
+    **_DENSE_COMMON,
+    "model_type": "qwen2",
+    "architectures": ["Qwen2ForCausalLM"],
+    "num_key_value_heads": 2,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+    "use_sliding_window": False,
+    "sliding_window": 4096,
+    "max_window_layers": 3,
+}
+
+TINY_LLAMA: dict[str, Any] = {
+    **_DENSE_COMMON,
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "num_key_value_heads": 1,
+    "head_dim": 16,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 512,
+    },
+    "attention_bias": False,
+    "mlp_bias": False,
+    "tie_word_embeddings": False,
+}
+
+TINY_CONFIGS = {"v3": TINY_V3, "v2": TINY_V2, "qwen2": TINY_QWEN2, "llama": TINY_LLAMA}

@@ -1,4 +1,4 @@
-"""Random weights for a DeepSeek config, under Hugging Face tensor names (for ``make_tiny``).
+"""Random weights for a model config, under Hugging Face tensor names (for ``make_tiny``).
 
 Linear weights are drawn with std ``1/sqrt(fan_in)`` and norms around 1, so hidden
 states and logits stay of order one through the stack; the V3 router's
@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 
 from deepseek_runtime.checkpoint.config import DeepseekConfig
+from deepseek_runtime.checkpoint.dense_config import DenseConfig
+from deepseek_runtime.checkpoint.model_config import ModelConfig
 
 
 class _Gen:
@@ -75,9 +77,42 @@ def _layer(g: _Gen, c: DeepseekConfig, index: int, moe: bool) -> None:
         )
 
 
-def random_weights(config: DeepseekConfig, seed: int, mtp: bool = False) -> dict[str, torch.Tensor]:
-    """All tensors of ``config`` (fp32); with ``mtp``, an MTP layer at ``num_hidden_layers``."""
+def _dense_layer(g: _Gen, c: DenseConfig, index: int) -> None:
+    p = f"model.layers.{index}"
+    g.norm(f"{p}.input_layernorm", c.hidden_size)
+    g.norm(f"{p}.post_attention_layernorm", c.hidden_size)
+    q_out, kv_out = c.num_attention_heads * c.attn_head_dim, c.num_kv_heads * c.attn_head_dim
+    for name, rows in (("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)):
+        g.linear(f"{p}.self_attn.{name}", rows, c.hidden_size)
+        if c.qkv_bias:
+            # Qwen2's q/k biases are large in trained checkpoints; keep them visible here
+            g.out[f"{p}.self_attn.{name}.bias"] = 0.5 * torch.randn(rows, generator=g.gen)
+    g.linear(f"{p}.self_attn.o_proj", c.hidden_size, q_out)
+    if c.o_bias:
+        g.bias(f"{p}.self_attn.o_proj", c.hidden_size)
+    _mlp(g, f"{p}.mlp", c.hidden_size, c.intermediate_size)
+
+
+def _dense_weights(config: DenseConfig, g: _Gen) -> dict[str, torch.Tensor]:
+    g.out["model.embed_tokens.weight"] = torch.randn(
+        config.vocab_size, config.hidden_size, generator=g.gen
+    )
+    for index in range(config.num_hidden_layers):
+        _dense_layer(g, config, index)
+    g.norm("model.norm", config.hidden_size)
+    if not config.tie_word_embeddings:
+        g.linear("lm_head", config.vocab_size, config.hidden_size)
+    return g.out
+
+
+def random_weights(config: ModelConfig, seed: int, mtp: bool = False) -> dict[str, torch.Tensor]:
+    """All tensors of ``config`` (fp32); with ``mtp`` (DeepSeek only), an MTP layer at
+    index ``num_hidden_layers``."""
     g = _Gen(seed)
+    if isinstance(config, DenseConfig):
+        if mtp:
+            raise ValueError("mtp: only DeepSeek checkpoints have a multi-token-prediction layer")
+        return _dense_weights(config, g)
     g.out["model.embed_tokens.weight"] = torch.randn(
         config.vocab_size, config.hidden_size, generator=g.gen
     )

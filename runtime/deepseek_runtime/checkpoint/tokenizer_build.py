@@ -1,8 +1,9 @@
 """Train a small byte-level BPE tokenizer on the shipped corpus, with DeepSeek's special tokens.
 
 Called by ``make_tiny``. Byte-level, so any UTF-8 text round-trips; the special tokens
-are DeepSeek's BOS/EOS and chat-role markers; ``tokenizer_config.json`` carries a
-DeepSeek-style Jinja2 chat template.
+are DeepSeek's BOS/EOS and chat-role markers (the R1 distills share them);
+``tokenizer_config.json`` carries a DeepSeek-style Jinja2 chat template, or for the
+distills one whose generation prompt opens ``<think>``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,25 @@ CHAT_TEMPLATE = (
 )
 
 
+# The R1 distills' template: earlier turns lose their reasoning (everything up to
+# ``</think>``), and the generation prompt opens the reasoning block, so the model's
+# output starts inside ``<think>`` (as DeepSeek-R1's own template does).
+DISTILL_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages if message['role'] == 'system' -%}"
+    "{{ message['content'] }}"
+    "{%- endfor -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}" + USER + "{{ message['content'] }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{%- set content = message['content'] -%}"
+    "{%- if '</think>' in content -%}{%- set content = content.split('</think>')[-1] -%}"
+    "{%- endif -%}" + ASSISTANT + "{{ content }}" + EOS + "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}" + ASSISTANT + "{{ '<think>\\n' }}{%- endif -%}"
+)
+
+
 def corpus_text() -> str:
     """The English prose shipped with the package for tokenizer training."""
     return (resources.files("deepseek_runtime.checkpoint") / "data" / "corpus.txt").read_text(
@@ -64,8 +84,10 @@ def train_tokenizer(vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
-def write_tokenizer(out_dir: Path, vocab_size: int, model_max_length: int) -> Tokenizer:
-    """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``out_dir``."""
+def write_tokenizer(
+    out_dir: Path, vocab_size: int, model_max_length: int, chat_template: str = CHAT_TEMPLATE
+) -> Tokenizer:
+    """Write ``tokenizer.json`` and ``tokenizer_config.json`` (with ``chat_template``)."""
     tokenizer = train_tokenizer(vocab_size)
     tokenizer.save(str(out_dir / "tokenizer.json"))
     config = {
@@ -77,7 +99,7 @@ def write_tokenizer(out_dir: Path, vocab_size: int, model_max_length: int) -> To
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": model_max_length,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": chat_template,
     }
     (out_dir / "tokenizer_config.json").write_text(
         json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

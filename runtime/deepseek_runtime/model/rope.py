@@ -1,8 +1,14 @@
-"""Rotary position embedding for MLA's decoupled ``q_pe`` / ``k_pe``: plain rope and YaRN.
+"""Rotary position embedding: plain rope, YaRN (DeepSeek) and Llama-3.1's ``llama3``.
 
-Called by :class:`~deepseek_runtime.model.attention.MLAAttention`. Frequencies follow
-transformers' ``_compute_yarn_parameters`` (which matches DeepSeek's reference), including
-the cos/sin ``attention_factor``. DeepSeek checkpoints rotate *interleaved* pairs
+Called by :class:`~deepseek_runtime.model.attention.MLAAttention` (MLA's decoupled
+``q_pe`` / ``k_pe``) and :class:`~deepseek_runtime.model.gqa_attention.GQAAttention` (whole
+Qwen2 / Llama heads, non-interleaved). YaRN frequencies follow transformers'
+``_compute_yarn_parameters`` (which matches DeepSeek's reference), including the cos/sin
+``attention_factor``; ``llama3`` follows Meta's Llama 3.1 recipe: wavelengths longer than
+``original_max / low_freq_factor`` are slowed by ``factor``, shorter than
+``original_max / high_freq_factor`` kept, and the band between blended linearly.
+
+DeepSeek checkpoints rotate *interleaved* pairs
 ``(x0, x1), (x2, x3), ...``; non-interleaved rope rotates ``(x_i, x_{i+d/2})``. Both give the
 rotated pairs back as ``[first elements | second elements]``; since q and k use the same
 layout, their dot products are unchanged by that ordering.
@@ -39,6 +45,21 @@ def _yarn_inv_freq(spec: RopeSpec, dim: int) -> torch.Tensor:
     return interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor
 
 
+def _llama3_inv_freq(spec: RopeSpec, dim: int) -> torch.Tensor:
+    inv_freq = 1.0 / (spec.theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    original = float(spec.original_max_position_embeddings)
+    low_wavelen = original / spec.low_freq_factor
+    high_wavelen = original / spec.high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    slowed = torch.where(wavelen > low_wavelen, inv_freq / spec.factor, inv_freq)
+    smooth = (original / wavelen - spec.low_freq_factor) / (
+        spec.high_freq_factor - spec.low_freq_factor
+    )
+    blended = (1 - smooth) * slowed / spec.factor + smooth * slowed
+    in_band = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(in_band, blended, slowed)
+
+
 class RotaryEmbedding:
     """cos/sin tables for ``dim`` rotary dims; :meth:`apply` rotates ``[..., dim]`` tensors."""
 
@@ -54,6 +75,9 @@ class RotaryEmbedding:
                 ) / yarn_get_mscale(spec.factor, spec.mscale_all_dim)
             else:
                 self.attention_scaling = yarn_get_mscale(spec.factor)
+        elif spec.rope_type == "llama3":
+            self.inv_freq = _llama3_inv_freq(spec, dim)
+            self.attention_scaling = 1.0
         else:
             self.inv_freq = 1.0 / (
                 spec.theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)

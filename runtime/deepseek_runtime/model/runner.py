@@ -1,14 +1,17 @@
 """The model runner the engine drives: one forward step over a batch of sequence chunks.
 
 Called by the engine's step loop (``deepseek_runtime.engine``). The runner owns the model
-weights and the paged latent KV cache tensor; the scheduler owns block allocation and
+weights (DeepSeek MLA + MoE, or a Qwen2 / Llama R1 distill: see
+:mod:`deepseek_runtime.model.registry`) and the paged KV cache tensor
+``[layers, num_blocks * block_size, row width]`` (MLA latents or GQA keys and values);
+the scheduler owns block allocation and
 passes each sequence's block table in. A chunk is either part of a prompt (prefill,
 possibly starting after tokens already cached: chunked prefill or a prefix-cache hit) or
 a single decode token::
 
     cache slot of position p = block_table[p // block_size] * block_size + p % block_size
 
-:meth:`ModelRunner.execute` writes each new token's latent into its slot, attends over
+:meth:`ModelRunner.execute` writes each new token's cache row into its slot, attends over
 positions ``0 .. start_pos + i`` of its own sequence, and returns the logits of each
 chunk's last token.
 """
@@ -22,10 +25,10 @@ from typing import Any, Protocol
 
 import torch
 
-from deepseek_runtime.checkpoint.config import DeepseekConfig, load_config
+from deepseek_runtime.checkpoint.model_config import ModelConfig, load_model_config
 from deepseek_runtime.checkpoint.weights import WeightStore
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, PrefillSpan
-from deepseek_runtime.model.deepseek import DeepseekModel
+from deepseek_runtime.model.registry import CausalLM, build_model, kv_token_width
 
 DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
 
@@ -65,12 +68,12 @@ class SeqChunk:
 
 
 class ModelRunner:
-    """DeepSeek model + latent KV cache; :meth:`execute` runs one batched step."""
+    """Model + paged KV cache; :meth:`execute` runs one batched step."""
 
     def __init__(
         self,
-        config: DeepseekConfig,
-        model: DeepseekModel,
+        config: ModelConfig,
+        model: CausalLM,
         *,
         dtype: torch.dtype,
         device: str,
@@ -90,7 +93,7 @@ class ModelRunner:
         self.kv_cache = torch.zeros(
             config.num_hidden_layers,
             num_blocks * block_size,
-            config.latent_dim,
+            kv_token_width(config),
             dtype=dtype,
             device=device,
         )
@@ -120,11 +123,12 @@ class ModelRunner:
         chunk of every step (see :meth:`execute`).
         """
         target = _check_device(device)
-        config = load_config(model_dir, config_overrides)
+        config = load_model_config(model_dir, config_overrides)
+        fp8_block = getattr(config, "fp8_block", (128, 128))
         with WeightStore(
-            model_dir, dtype=dtype, fp8_block=config.fp8_block, keep_fp8=keep_fp8, device=target
+            model_dir, dtype=dtype, fp8_block=fp8_block, keep_fp8=keep_fp8, device=target
         ) as store:
-            model = DeepseekModel(config, store)
+            model = build_model(config, store)
         per_block = cls.bytes_per_block(config, block_size, dtype)
         if num_blocks is None:
             budget = (
@@ -146,10 +150,10 @@ class ModelRunner:
         )
 
     @staticmethod
-    def bytes_per_block(config: DeepseekConfig, block_size: int, dtype: torch.dtype) -> int:
-        """Latent bytes of one block across all layers."""
+    def bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
+        """Cache bytes of one block across all layers (MLA latents or GQA K/V)."""
         itemsize = torch.empty((), dtype=dtype).element_size()
-        return config.num_hidden_layers * block_size * config.latent_dim * itemsize
+        return config.num_hidden_layers * block_size * kv_token_width(config) * itemsize
 
     def kv_bytes_per_block(self) -> int:
         return self.bytes_per_block(self.config, self.block_size, self.dtype)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from ds_model_helpers import BlockAllocator, rewrite_tensor, run_prefill_then_decode
 
-from deepseek_runtime.checkpoint.config import ConfigError, load_config
+from deepseek_runtime.checkpoint.config import ConfigError
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
+from deepseek_runtime.checkpoint.model_config import load_model_config
 from deepseek_runtime.checkpoint.weights import INDEX_FILE, CheckpointError
 from deepseek_runtime.kernels.fp8 import (
     FP8_DTYPE,
@@ -64,7 +65,7 @@ def test_fp8_checkpoint_is_close_to_the_unquantized_one(tmp_path: Path) -> None:
     names = _names(fp8)
     assert "model.layers.1.mlp.experts.0.down_proj.weight_scale_inv" in names
     assert "model.layers.1.mlp.gate.weight_scale_inv" not in names  # router stays high precision
-    config = load_config(fp8)
+    config = load_model_config(fp8)
     assert config.fp8_block == (128, 128)
     diff = (_logits(plain) - _logits(fp8)).abs().max().item()
     assert 0 < diff < 0.5
@@ -133,7 +134,7 @@ def test_bad_config_names_the_field(
     (path / "config.json").write_text((base / "config.json").read_text())
     _edit_config(path, **changes)
     with pytest.raises(ConfigError, match=field):
-        load_config(path)
+        load_model_config(path)
 
 
 def test_missing_required_field_is_named(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deepseek_runtime.checkpoint.config import parse_config
+from deepseek_runtime.checkpoint.model_config import parse_model_config
 
 pytestmark = pytest.mark.unit
 
@@ -112,7 +112,7 @@ DEEPSEEK_V2_LITE: dict[str, Any] = {
 
 
 def test_deepseek_v3_config() -> None:
-    config = parse_config(DEEPSEEK_V3)
+    config = parse_model_config(DEEPSEEK_V3)
     assert config.latent_dim == 576 and config.qk_head_dim == 192
     assert config.routing_method == "noaux_tc" and config.scoring == "sigmoid"
     assert not config.is_moe_layer(2) and config.is_moe_layer(3) and config.is_moe_layer(60)
@@ -125,13 +125,13 @@ def test_deepseek_v3_config() -> None:
     )
     mscale = 0.1 * 1.0 * math.log(40) + 1
     assert config.softmax_scale() == pytest.approx(192**-0.5 * mscale * mscale)
-    switched = parse_config({**DEEPSEEK_V3, "yarn_softmax_mscale": False})
+    switched = parse_model_config({**DEEPSEEK_V3, "yarn_softmax_mscale": False})
     assert switched.softmax_scale() == pytest.approx(192**-0.5)
     assert config.router_group_mask == "-inf"
 
 
 def test_deepseek_v2_lite_config() -> None:
-    config = parse_config(DEEPSEEK_V2_LITE)
+    config = parse_model_config(DEEPSEEK_V2_LITE)
     assert config.q_lora_rank is None and config.routing_method == "greedy"
     assert config.scoring == "softmax" and config.rope_interleaved
     assert not config.is_moe_layer(0) and config.is_moe_layer(1)
@@ -142,5 +142,5 @@ def test_deepseek_v2_lite_config() -> None:
 def test_transformers_style_rope_parameters_are_read() -> None:
     data = {k: v for k, v in DEEPSEEK_V3.items() if k not in ("rope_scaling", "rope_theta")}
     data["rope_parameters"] = {"rope_type": "default", "rope_theta": 5e5}
-    rope = parse_config(data).rope()
+    rope = parse_model_config(data).rope()
     assert rope.rope_type == "default" and rope.theta == 5e5

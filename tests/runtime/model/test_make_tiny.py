@@ -87,3 +87,58 @@ def test_chat_template_renders_deepseek_style(make_ckpt: object) -> None:
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     assert ids[0] == 0 and tokenizer.token_to_id("<｜User｜>") in ids
+
+
+@pytest.mark.parametrize(
+    ("arch", "architecture"), [("qwen2", "Qwen2ForCausalLM"), ("llama", "LlamaForCausalLM")]
+)
+def test_distill_checkpoints_and_their_chat_template(
+    tmp_path: Path, arch: str, architecture: str
+) -> None:
+    out = tmp_path / arch
+    assert main(["make-tiny", "--arch", arch, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == arch and config["architectures"] == [architecture]
+    assert config["num_attention_heads"] % config["num_key_value_heads"] == 0
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    template = jinja2.Environment().from_string(tok_config["chat_template"])
+    text = template.render(
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "<think>\nplan\n</think>\n\nHello"},
+            {"role": "user", "content": "Tea?"},
+        ],
+        bos_token=tok_config["bos_token"],
+        add_generation_prompt=True,
+    )
+    # earlier reasoning is dropped; the generation prompt opens a new reasoning block
+    assert text == (
+        "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>\n\nHello"
+        "<｜end▁of▁sentence｜><｜User｜>Tea?<｜Assistant｜><think>\n"
+    )
+
+
+def test_setting_heads_derives_kv_heads(tmp_path: Path) -> None:
+    """As in transformers' configs, ``num_key_value_heads`` follows the head count unless set."""
+    mla = tmp_path / "v3"
+    assert main(["make-tiny", "--out", str(mla), "--set", "num_attention_heads=6"]) == 0
+    assert json.loads((mla / "config.json").read_text())["num_key_value_heads"] == 6
+    gqa = tmp_path / "qwen2"
+    args = ["make-tiny", "--arch", "qwen2", "--out", str(gqa), "--set", "num_attention_heads=8"]
+    assert main([*args, "--set", "num_key_value_heads=2"]) == 0
+    assert json.loads((gqa / "config.json").read_text())["num_key_value_heads"] == 2
+
+
+def test_distills_refuse_what_the_engine_cannot_honour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["make-tiny", "--arch", "qwen2", "--out", str(tmp_path / "x")]
+    assert main([*base, "--set", "use_sliding_window=true"]) == 2
+    assert "use_sliding_window" in capsys.readouterr().out
+    assert main([*base, "--set", "num_key_value_heads=3"]) == 2
+    assert "num_key_value_heads" in capsys.readouterr().out
+    assert main([*base, "--fp8"]) == 2
+    assert "fp8" in capsys.readouterr().out
+    llama = ["make-tiny", "--arch", "llama", "--out", str(tmp_path / "y")]
+    assert main([*llama, "--set", 'rope_scaling={"rope_type": "dynamic", "factor": 2}']) == 2
+    assert "dynamic" in capsys.readouterr().out

@@ -1,0 +1,98 @@
+"""The Qwen2 / Llama decoder stack (the DeepSeek-R1 distills), composed from building blocks.
+
+Called by :class:`~deepseek_runtime.model.runner.ModelRunner` through
+:func:`~deepseek_runtime.model.registry.build_model`. Same flat-batch contract as
+:class:`~deepseek_runtime.model.deepseek.DeepseekModel` (``forward`` over ``T`` new tokens
+of many sequences, a paged cache, logits of selected rows), so the engine, scheduler and
+KV manager serve both without knowing which one they drive. Each layer is pre-norm:
+GQA attention, then a SwiGLU MLP.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepseek_runtime.checkpoint.dense_config import DenseConfig
+from deepseek_runtime.checkpoint.weights import CheckpointError, WeightStore
+from deepseek_runtime.kernels.linear import linear
+from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata
+from deepseek_runtime.model.gqa_attention import GQAAttention
+from deepseek_runtime.model.mlp import DenseMLP
+from deepseek_runtime.model.norm import RMSNorm
+from deepseek_runtime.model.rope import RotaryEmbedding
+
+
+class DenseDecoderLayer:
+    """Pre-norm residual block: GQA attention, then a SwiGLU MLP."""
+
+    def __init__(self, config: DenseConfig, store: WeightStore, index: int) -> None:
+        prefix = f"model.layers.{index}"
+        hidden, eps = config.hidden_size, config.rms_norm_eps
+        self.input_norm = RMSNorm.load(store, f"{prefix}.input_layernorm", hidden, eps)
+        self.post_attn_norm = RMSNorm.load(store, f"{prefix}.post_attention_layernorm", hidden, eps)
+        self.attn = GQAAttention(config, store, f"{prefix}.self_attn")
+        self.mlp = DenseMLP(store, f"{prefix}.mlp", hidden, config.intermediate_size)
+
+    def __call__(
+        self,
+        h: torch.Tensor,
+        rope: RotaryEmbedding,
+        cos_sin: tuple[torch.Tensor, torch.Tensor],
+        cache: torch.Tensor,
+        meta: PagedAttentionMetadata,
+        *,
+        keep_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One block; with ``keep_rows`` only those rows go through the MLP and come back."""
+        h = h + self.attn(self.input_norm(h), rope, cos_sin, cache, meta)
+        if keep_rows is not None:
+            h = h.index_select(0, keep_rows)
+        return h + self.mlp(self.post_attn_norm(h))
+
+
+class DenseModel:
+    """Embedding -> decoder layers -> norm -> lm_head (tied to the embedding when configured)."""
+
+    def __init__(self, config: DenseConfig, store: WeightStore) -> None:
+        self.config = config
+        vocab, hidden = config.vocab_size, config.hidden_size
+        self.embed = store.get("model.embed_tokens.weight", (vocab, hidden))
+        self.layers = [DenseDecoderLayer(config, store, i) for i in range(config.num_hidden_layers)]
+        self.norm = RMSNorm.load(store, "model.norm", hidden, config.rms_norm_eps)
+        if config.tie_word_embeddings:
+            self.lm_head = self.embed
+        elif store.has("lm_head.weight"):
+            self.lm_head = store.get("lm_head.weight", (vocab, hidden))
+        else:
+            raise CheckpointError(f"missing tensor 'lm_head.weight' in {store.model_dir}")
+        self.rope = RotaryEmbedding(config.rope(), config.attn_head_dim, interleaved=False)
+
+    @property
+    def kv_token_width(self) -> int:
+        """Cached values per token per layer: keys and values of every KV head."""
+        return dense_kv_token_width(self.config)
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        token_ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache: torch.Tensor,
+        meta: PagedAttentionMetadata,
+        logits_rows: torch.Tensor,
+    ) -> torch.Tensor:
+        """fp32 logits ``[len(logits_rows), vocab]``; ``cache`` is ``[layers, slots, width]``."""
+        h = self.embed[token_ids]
+        cos_sin = self.rope.cos_sin(positions)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            keep = logits_rows if index == last else None
+            h = layer(h, self.rope, cos_sin, cache[index], meta, keep_rows=keep)
+        if not self.layers:
+            h = h.index_select(0, logits_rows)
+        return linear(self.norm(h), self.lm_head).to(torch.float32)
+
+
+def dense_kv_token_width(config: DenseConfig) -> int:
+    """``2 * num_key_value_heads * head_dim``: one token's K and V in one layer."""
+    return 2 * config.num_kv_heads * config.attn_head_dim

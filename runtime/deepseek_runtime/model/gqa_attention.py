@@ -1,0 +1,70 @@
+"""Grouped-query attention (Qwen2 / Llama) over a paged K/V cache.
+
+Called by :class:`~deepseek_runtime.model.dense.DenseDecoderLayer`. Per token::
+
+    q = x W_q^T (+ b_q)  -> [H, d]       k = x W_k^T (+ b_k), v = x W_v^T (+ b_v) -> [KVH, d]
+    q, k = rope(q), rope(k)              (whole head, rotate-half layout, as transformers)
+    out  = softmax(q k^T / sqrt(d)) v    (query head h reads KV head h // (H / KVH))
+    y    = out W_o^T (+ b_o)
+
+The rotated keys and the values are cached (see
+:mod:`deepseek_runtime.kernels.paged_gqa_attention` for the slot layout); q/k/v are one
+fused GEMM.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepseek_runtime.checkpoint.dense_config import DenseConfig
+from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.linear import concat_rows, linear
+from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata
+from deepseek_runtime.kernels.paged_gqa_attention import paged_gqa_attention, write_kv
+from deepseek_runtime.model.rope import RotaryEmbedding
+
+
+class GQAAttention:
+    """One layer's q/k/v/o weights and forward pass."""
+
+    def __init__(self, config: DenseConfig, store: WeightStore, prefix: str) -> None:
+        self.n_heads, self.n_kv_heads = config.num_attention_heads, config.num_kv_heads
+        self.head_dim = config.attn_head_dim
+        self.scale = self.head_dim**-0.5
+        hidden = config.hidden_size
+        q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        q = store.get_linear(f"{prefix}.q_proj.weight", (q_out, hidden))
+        k = store.get_linear(f"{prefix}.k_proj.weight", (kv_out, hidden))
+        v = store.get_linear(f"{prefix}.v_proj.weight", (kv_out, hidden))
+        self.qkv = concat_rows(concat_rows(q, k), v)
+        self.qkv_bias: torch.Tensor | None = None
+        if config.qkv_bias:
+            self.qkv_bias = torch.cat(
+                [
+                    store.get(f"{prefix}.{name}_proj.bias", (size,))
+                    for name, size in (("q", q_out), ("k", kv_out), ("v", kv_out))
+                ]
+            )
+        self.o_proj = store.get_linear(f"{prefix}.o_proj.weight", (hidden, q_out))
+        self.o_bias = store.get(f"{prefix}.o_proj.bias", (hidden,)) if config.o_bias else None
+        self.q_out, self.kv_out = q_out, kv_out
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        rope: RotaryEmbedding,
+        cos_sin: tuple[torch.Tensor, torch.Tensor],
+        cache: torch.Tensor,
+        meta: PagedAttentionMetadata,
+    ) -> torch.Tensor:
+        """``x`` ``[T, hidden]`` -> ``[T, hidden]``; writes the T new K/V rows into ``cache``."""
+        n_tokens = x.shape[0]
+        qkv = linear(x, self.qkv, self.qkv_bias)
+        q_end, k_end = self.q_out, self.q_out + self.kv_out
+        q, k, v = qkv[:, :q_end], qkv[:, q_end:k_end], qkv[:, k_end:]
+        cos, sin = cos_sin
+        q = rope.apply(q.view(n_tokens, self.n_heads, self.head_dim), cos, sin)
+        k = rope.apply(k.view(n_tokens, self.n_kv_heads, self.head_dim), cos, sin)
+        write_kv(cache, meta.slot_mapping, k, v.view(n_tokens, self.n_kv_heads, self.head_dim))
+        out = paged_gqa_attention(q, cache, meta, num_kv_heads=self.n_kv_heads, scale=self.scale)
+        return linear(out.reshape(n_tokens, -1), self.o_proj, self.o_bias)
