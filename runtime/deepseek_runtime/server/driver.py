@@ -2,7 +2,9 @@
 
 Every OpenAI path (completion or chat, whole or streamed) goes through here::
 
-    handle   guards (ServerState.begin); an APIError from any later step is audited
+    handle   guards (ServerState.begin), the ``model`` name; an APIError from any
+             later step is audited
+    answer   whole or stream, as the plan says
     start    rate limit (admit), then Generation.start: a refusal is still a 400/429,
              since nothing has been sent yet
     whole    collect every choice, watching the client (gone: 499)
@@ -101,10 +103,13 @@ class GenerationDriver:
     def __init__(self, state: ServerState) -> None:
         self._state = state
 
-    async def handle(self, request: Request, endpoint: str, work: Work) -> Response:
-        """Run ``work`` after the guards; an APIError it raises is audited, then answered."""
+    async def handle(
+        self, request: Request, endpoint: str, model_name: str, work: Work
+    ) -> Response:
+        """Run ``work`` after the guards and the ``model`` check; APIErrors are audited."""
         model, ctx = self._state.begin(request, endpoint)
         try:
+            self._state.check_model_name(model_name)
             return await work(model, ctx)
         except APIError as exc:
             self._state.finish(ctx, exc.status)
@@ -140,7 +145,21 @@ class GenerationDriver:
             ctx.completion_tokens = gen.completion_tokens
             self._state.finish(ctx, outcome.status)
 
-    async def whole(
+    async def answer(  # noqa: PLR0917
+        self,
+        request: Request,
+        ctx: RequestContext,
+        model: LoadedModel,
+        plan: GenerationPlan,
+        whole: WholeRenderer,
+        stream: StreamRenderer,
+    ) -> Response:
+        """Start ``plan`` and answer with ``stream``'s chunks if it streams, else ``whole``."""
+        if plan.stream:
+            return await self._stream(ctx, model, plan, stream)
+        return await self._whole(request, ctx, model, plan, whole)
+
+    async def _whole(
         self,
         request: Request,
         ctx: RequestContext,
@@ -159,7 +178,7 @@ class GenerationDriver:
             outcome.status = 200
         return JSONResponse(render.body(bufs, gen.prompt_tokens, gen.completion_tokens))
 
-    async def stream(
+    async def _stream(
         self, ctx: RequestContext, model: LoadedModel, plan: GenerationPlan, render: StreamRenderer
     ) -> StreamingResponse:
         """SSE: the renderer's chunks, the usage chunk if asked for, then ``[DONE]``."""

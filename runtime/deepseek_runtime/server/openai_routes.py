@@ -2,13 +2,12 @@
 
 Each route only wires the steps together::
 
-    GenerationDriver.handle   guards; an APIError from any later step is audited
-    check_model_name
-    read_*_prompts            tokenise, check, content filter   (server.preparation)
-    ctx.prompt_text           recorded once the prompt has passed
+    GenerationDriver.handle   guards, the ``model`` name; any later APIError is audited
+    read_*_prompt(s)          tokenise, check, content filter   (server.preparation)
+    passed                    the audit line may record the prompt from here on
     plan_*                    max_tokens, n, SamplingParams     (server.preparation)
-    driver.whole / .stream    start → answer → cleanup          (server.driver)
-      with a renderer         CompletionBody / CompletionChunks (server.completion_responses)
+    driver.answer             start → answer → cleanup          (server.driver)
+      with renderers          CompletionBody / CompletionChunks (server.completion_responses)
                               ChatBody / ChatChunks             (server.chat_responses)
 
 Mounted by ``server.app``.
@@ -27,6 +26,7 @@ from .completion_responses import CompletionBody, CompletionChunks
 from .driver import GenerationDriver
 from .preparation import (
     Limits,
+    PromptBatch,
     plan_chat,
     plan_completion,
     read_chat_prompt,
@@ -61,6 +61,11 @@ def build_openai_router(state: ServerState) -> APIRouter:
     def limits(model: LoadedModel) -> Limits:
         return Limits(model.engine.max_model_len, model.tokenizer.vocab_size, state.config.max_n)
 
+    def passed(ctx: RequestContext, batch: PromptBatch) -> PromptBatch:
+        """The prompt passed its checks: from here on the audit line may record it."""
+        ctx.prompt_text = batch.audit_text
+        return batch
+
     def head(ctx: RequestContext) -> ResponseHead:
         return ResponseHead(ctx.request_id, int(time.time()), state.model_name)
 
@@ -74,37 +79,27 @@ def build_openai_router(state: ServerState) -> APIRouter:
     @router.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Response:
         async def work(model: LoadedModel, ctx: RequestContext) -> Response:
-            state.check_model_name(body.model)
             tok, lim = model.tokenizer, limits(model)
-            batch = read_completion_prompts(body, tok, lim, state.content_filter)
-            ctx.prompt_text = batch.audit_text
+            batch = passed(ctx, read_completion_prompts(body, tok, lim, state.content_filter))
             plan = plan_completion(body, batch, tok, lim)
-            gen, logprobs = plan.generation, plan.generation.params.logprobs is not None
-            if gen.stream:
-                chunks = CompletionChunks(head(ctx), tok.token_text, plan.prefixes, logprobs)
-                return await driver.stream(ctx, model, gen, chunks)
-            whole = CompletionBody(head(ctx), tok.token_text, plan.prefixes, logprobs)
-            return await driver.whole(request, ctx, model, gen, whole)
+            logprobs = plan.generation.params.logprobs is not None
+            args = (head(ctx), tok.token_text, plan.prefixes, logprobs)
+            whole, chunks = CompletionBody(*args), CompletionChunks(*args)
+            return await driver.answer(request, ctx, model, plan.generation, whole, chunks)
 
-        return await driver.handle(request, "/v1/completions", work)
+        return await driver.handle(request, "/v1/completions", body.model, work)
 
     @router.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         async def work(model: LoadedModel, ctx: RequestContext) -> Response:
-            state.check_model_name(body.model)
             tok, lim = model.tokenizer, limits(model)
-            batch = read_chat_prompt(body, tok, lim, state.content_filter)
-            ctx.prompt_text = batch.audit_text
+            batch = passed(ctx, read_chat_prompt(body, tok, lim, state.content_filter))
             plan = plan_chat(body, batch, lim)
-            top = plan.params.logprobs
-            if plan.stream:
-                return await driver.stream(
-                    ctx, model, plan, ChatChunks(head(ctx), tok.token_text, top)
-                )
-            return await driver.whole(
-                request, ctx, model, plan, ChatBody(head(ctx), tok.token_text, top)
+            args = (head(ctx), tok.token_text, plan.params.logprobs)
+            return await driver.answer(
+                request, ctx, model, plan, ChatBody(*args), ChatChunks(*args)
             )
 
-        return await driver.handle(request, "/v1/chat/completions", work)
+        return await driver.handle(request, "/v1/chat/completions", body.model, work)
 
     return router
