@@ -1,10 +1,10 @@
 """The chart on the local cluster: server-side dry runs, install, upgrade, uninstall, CRDs.
 
 Helm installs ``crds/`` on first install only and never upgrades or deletes them, so the
-documented upgrade is ``kubectl apply --server-side --force-conflicts -f charts/deepseek-operator/crds/``
-before ``helm upgrade`` (docs/install.md). The CRD test proves both halves with a probe CRD
-of its own added to a copy of the chart, so the shared DeepSeekDeployment CRD that other
-tests use is never changed.
+documented upgrade (docs/install.md) is ``kubectl apply --server-side --force-conflicts
+-f charts/deepseek-operator/crds/`` before ``helm upgrade``. The CRD test proves both
+halves with a probe CRD of its own added to a copy of the chart, so the shared
+DeepSeekDeployment CRD that other tests use is never changed.
 
 Release names, peering names and the probe CRD's group are unique per run: other sessions
 share the cluster and these objects are cluster-scoped.
