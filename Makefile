@@ -15,12 +15,13 @@ VENV_STAMP := $(VENV)/.deepseek-k8s-installed
 EXTRAS := runtime,test,dev
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps toolchain setup cluster-up cluster-down nodes lint test demo
+.PHONY: help venv system-deps toolchain setup cluster-up cluster-down nodes lint test demo images
 
 help:
 	@echo "make demo          set up; local cluster + operator on the samples + a served tiny model"
 	@echo "make test          set up and run every test (tests/ and e2e/)"
 	@echo "make setup         venv + system-deps + toolchain"
+	@echo "make images        build the operator and CPU runtime images here (no Docker) and run them"
 	@echo "make venv | system-deps | toolchain | cluster-up | cluster-down | nodes | lint"
 
 venv: $(VENV_STAMP)
@@ -77,3 +78,10 @@ demo: setup cluster-up
 	@$(PY) -m e2e.demo_operator
 	@echo "== 3/3 the runtime: a tiny DeepSeek-V3 checkpoint served, a streamed chat through the openai client"
 	@$(PY) -m deepseek_runtime.demo
+
+# Not part of `make test`: a cold build downloads torch into the runtime image (minutes).
+# Cached in containers-storage by content hash; images/README.md explains the steps.
+images: venv
+	@bash scripts/install-system-deps.sh images
+	@bash images/build-local.sh
+	$(VENV)/bin/pytest images/test_built_images.py -q

@@ -5,7 +5,19 @@
 # `apt-get update` only when the package lists are missing or older than a day.
 # The package's own service is stopped and disabled: tests start their own Prometheus on
 # 127.0.0.1. Called by `make system-deps`.
+# `install-system-deps.sh images` instead installs what `make images` needs to build and
+# run containers without Docker: buildah, podman, runc and debootstrap.
 set -euo pipefail
+
+if [[ ${1:-} == images ]]; then
+  need=()
+  for tool in buildah podman runc debootstrap; do command -v "$tool" >/dev/null || need+=("$tool"); done
+  if [[ ${#need[@]} -eq 0 ]]; then echo "[system-deps] buildah, podman, runc, debootstrap present"; exit 0; fi
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo -n"
+  echo "[system-deps] apt-get install ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+  exit 0
+fi
 
 if [[ -x /usr/bin/prometheus && -x /usr/bin/promtool && -x /usr/bin/lua5.4 ]]; then
   echo "[system-deps] prometheus, promtool and lua5.4 present: $(/usr/bin/prometheus --version 2>&1 | head -1)"
