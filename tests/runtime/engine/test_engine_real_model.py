@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,6 +26,9 @@ from deepseek_runtime.engine import (
 )
 
 pytestmark = pytest.mark.unit
+
+# fp32 on the CPU wherever the tests run (the options' "auto" would pick a GPU)
+CPU: dict[str, Any] = {"dtype": "float32", "device": "cpu"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,7 +63,8 @@ def workload() -> tuple[list[list[int]], list[SamplingParams]]:
 
 
 def engine(model_dir: Path, **kw: object) -> LLMEngine:
-    eng, _ = build_engine(NativeEngineOptions(model_dir=model_dir, block_size=4, **kw))  # type: ignore[arg-type]
+    options = NativeEngineOptions(model_dir=model_dir, block_size=4, **CPU, **kw)  # type: ignore[arg-type]
+    eng, _ = build_engine(options)
     return eng
 
 
@@ -127,7 +132,7 @@ def test_abort_bad_input_and_text(model_dir: Path) -> None:
 
 async def test_async_engine_from_model_dir_streams_text_and_stops(model_dir: Path) -> None:
     engine = build_async_engine(
-        NativeEngineOptions(model_dir=model_dir, num_blocks=64, block_size=4)
+        NativeEngineOptions(model_dir=model_dir, num_blocks=64, block_size=4, **CPU)
     )
     assert engine.tokenizer is not None
     assert engine.max_model_len == 256
