@@ -139,13 +139,18 @@ def test_kstatus_reads_a_list_from_stdin(kstatus_bin: Path) -> None:
 
 def _observe(
     kube: Kube, namespace: str, name: str, kstatus_bin: Path, seen: list[tuple[str, str]]
-) -> str:
-    """Read the live DSD, run both checks on it, record the pair; return kstatus's verdict."""
+) -> tuple[str, bool]:
+    """Read the live DSD, run both checks, record the pair.
+
+    Returns kstatus's verdict and whether the operator's status describes the latest
+    generation (an object without status reads Current too: see ``01-created``).
+    """
     obj = get_dsd(kube, namespace, name)
     pair = (kstatus(kstatus_bin, obj)[0], argo_health(obj)[0])
     if not seen or seen[-1] != pair:
         seen.append(pair)
-    return pair[0]
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    return pair[0], observed == obj["metadata"]["generation"]
 
 
 @pytest.mark.e2e
@@ -156,10 +161,15 @@ def test_live_object_through_its_lifecycle(
     seen: list[tuple[str, str]] = []
 
     def reaches(status: str) -> bool | None:
-        return True if _observe(kube, namespace, name, kstatus_bin, seen) == status else None
+        verdict, observed = _observe(kube, namespace, name, kstatus_bin, seen)
+        return True if verdict == status and observed else None
 
     kube.apply(dsd(name, "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", products=["L40S"]), namespace)
     wait_for("kstatus Current", lambda: reaches("Current"), 120, interval=0.2)
+
+    # More replicas than the L40S pool has GPUs: the rollout cannot complete.
+    kube("scale", "dsd", name, "-n", namespace, "--replicas=64")
+    wait_for("kstatus InProgress", lambda: reaches("InProgress"), 60, interval=0.2)
 
     # An edit the planner cannot satisfy: a GPU product no node has.
     kube(
@@ -186,6 +196,5 @@ def test_live_object_through_its_lifecycle(
     print("kstatus/Argo over the live lifecycle:", " -> ".join(f"{k}/{a}" for k, a in seen))
     assert all(ARGO_FOR_KSTATUS[k] == a for k, a in seen), seen
     verdicts = [k for k, _ in seen]
-    assert "Current" in verdicts
-    assert verdicts.index("Failed") > verdicts.index("Current")
+    assert verdicts.index("Failed") > verdicts.index("InProgress") > verdicts.index("Current")
     assert set(verdicts) <= {"InProgress", "Current", "Failed", "Terminating"}
