@@ -10,7 +10,10 @@ U+FFFD; otherwise we wait for more tokens::
     ids:  ... [prefix_offset ........ read_offset) [new tokens ...]
                \\_ context (already emitted) _/     \\_ emitted once complete _/
 
-The context tokens matter for tokenizers whose decoders strip a leading space.
+The context tokens matter for tokenizers whose decoders strip a leading space. When the
+request finishes, :meth:`IncrementalDetokenizer.flush` releases what was held back, so the
+whole text is what decoding every generated token gives (U+FFFD for bytes that never
+completed a character), streamed or not.
 """
 
 from __future__ import annotations
@@ -66,3 +69,12 @@ class IncrementalDetokenizer:
             self._prefix_offset -= drop
             self._read_offset -= drop
         return delta
+
+    def flush(self) -> str:
+        """The held-back tail, U+FFFD included: call once, when the request finishes."""
+        prefix = self._decode(self._ids[self._prefix_offset : self._read_offset])
+        full = self._decode(self._ids[self._prefix_offset :])
+        self._prefix_offset = self._read_offset = len(self._ids)
+        if len(full) <= len(prefix):
+            return ""
+        return full[len(prefix) :]

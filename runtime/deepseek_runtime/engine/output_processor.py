@@ -3,7 +3,9 @@
 Called by :class:`deepseek_runtime.engine.llm_engine.LLMEngine` after the scheduler
 has appended the step's tokens. It owns each request's text state (incremental
 detokenizer + stop-string matcher) and reports stop-string hits back to the engine,
-which then finishes the request in the scheduler.
+which then finishes the request in the scheduler. A finishing request (length, stop,
+EOS, error) first flushes the detokenizer's held-back bytes, so its text always equals
+the decoding of its tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ class _TextState:
     detokenizer: IncrementalDetokenizer | None
     matcher: StopStringMatcher
     prompt_tokens: int
+
+
+def _final_text(state: _TextState) -> str:
+    """What a finishing request still owes: held-back bytes, then held-back stop text."""
+    if state.detokenizer is None:
+        return state.matcher.flush()
+    return state.matcher.add(state.detokenizer.flush()) + state.matcher.flush()
 
 
 class OutputProcessor:
@@ -57,7 +66,7 @@ class OutputProcessor:
         finished = request.is_finished or stop_hit
         reason = FinishReason.STOP if stop_hit else request.finish_reason
         if finished:
-            text += state.matcher.flush()
+            text += _final_text(state)
             del self._states[request.request_id]
         out = RequestOutput(
             request_id=request.request_id,
@@ -77,9 +86,7 @@ class OutputProcessor:
     ) -> RequestOutput:
         """Final delta for a request ended outside a step's tokens (abort, error)."""
         state = self._states.pop(request.request_id, None)
-        text = (
-            state.matcher.flush() if state is not None and reason is not FinishReason.ABORT else ""
-        )
+        text = _final_text(state) if state is not None and reason is not FinishReason.ABORT else ""
         return RequestOutput(
             request_id=request.request_id,
             new_token_ids=[],

@@ -65,3 +65,28 @@ def test_earliest_stop_wins_and_no_stops_passes_through() -> None:
     assert m.add("abcd") == "a"
     assert m.stopped
     assert StopStringMatcher([]).add("xyz") == "xyz"
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_flush_releases_a_character_cut_mid_bytes(tokenizer: Tokenizer, cut: int) -> None:
+    """A request that ends inside a multi-byte character still returns every token's text."""
+    ids = tokenizer.encode("ok 🙂").ids
+    smile = "🙂".encode()
+    # byte-level: the emoji is four one-byte tokens here (never merged by this tokenizer)
+    assert tokenizer.decode(ids[-4:]) == "🙂"
+    kept = ids[: len(ids) - 4 + cut]
+    detok = IncrementalDetokenizer(tokenizer, [])
+    streamed = "".join(detok.add_tokens([i]) for i in kept)
+    assert streamed == "ok "
+    tail = detok.flush()
+    assert streamed + tail == tokenizer.decode(kept)
+    assert tail == smile[:cut].decode("utf-8", errors="replace")
+    assert tail.endswith("\ufffd")
+    assert detok.flush() == ""
+
+
+def test_flush_after_complete_text_is_empty(tokenizer: Tokenizer) -> None:
+    detok = IncrementalDetokenizer(tokenizer, tokenizer.encode("x").ids)
+    text = "".join(detok.add_tokens([i]) for i in tokenizer.encode(TEXT).ids)
+    assert text == TEXT
+    assert detok.flush() == ""
