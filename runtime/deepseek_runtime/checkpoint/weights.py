@@ -103,6 +103,29 @@ class WeightStore:
             raise CheckpointError(f"cannot read tensor {name!r} from {path.name}: {exc}") from None
         return tensor
 
+    def raw_slice(
+        self, name: str, shape: tuple[int, ...], dim: int, start: int, stop: int
+    ) -> torch.Tensor:
+        """``name[..., start:stop, ...]`` along ``dim``, as stored, reading only those bytes.
+
+        For tensor-parallel ranks (:mod:`deepseek_runtime.parallel.shard_loading`): the
+        full tensor must have ``shape``; the returned tensor owns just the slice.
+        """
+        path = self._files.get(name)
+        if path is None:
+            raise CheckpointError(f"missing tensor {name!r} in {self.model_dir}")
+        view = self._handle(path).get_slice(name)
+        stored = tuple(int(n) for n in view.get_shape())
+        if stored != tuple(shape):
+            raise CheckpointError(f"tensor {name!r} has shape {stored}, expected {tuple(shape)}")
+        if not (0 <= dim < len(stored) and 0 <= start <= stop <= stored[dim]):
+            raise CheckpointError(
+                f"tensor {name!r}: slice [{start}:{stop}) on dim {dim} is outside {stored}"
+            )
+        index = tuple(slice(start, stop) if d == dim else slice(None) for d in range(len(stored)))
+        tensor: torch.Tensor = view[index]
+        return tensor
+
     def get(
         self, name: str, shape: tuple[int, ...], dtype: torch.dtype | None = None
     ) -> torch.Tensor:
