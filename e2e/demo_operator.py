@@ -3,8 +3,10 @@
 ``python -m e2e.demo_operator`` ensures the kwok cluster, installs the CRD, runs the
 operator in the background, applies the samples (``manifests/samples/``, or the e2e
 fixtures when there are none), waits for them, and prints ``kubectl get dsd``, each
-plan with its reasons, and where every pod landed (node → GPU pool). The operator is
-stopped at the end; the cluster stays up (``python -m e2e.devcluster down`` removes it).
+plan with its reasons, where every pod landed (node → GPU pool), one ``kubectl describe
+dsd`` (conditions and the events that explain each decision) and the alert rules the
+operator rendered for it. The operator is stopped at the end; the cluster stays up
+(``python -m e2e.devcluster down`` removes it).
 """
 
 from __future__ import annotations
@@ -221,6 +223,32 @@ def print_placement(kube: Kube) -> None:
         )
 
 
+def describe_one(kube: Kube, names: list[str]) -> None:
+    """``kubectl describe`` of the first Ready DSD, then its PrometheusRule's alerts."""
+    ready = [n for n in names if current(kube.json("get", "dsd", n, "-n", NAMESPACE))]
+    if not ready:
+        return
+    name = ready[0]
+    print(f"\n$ kubectl describe dsd {name} -n {NAMESPACE}")
+    print(kube("describe", "dsd", name, "-n", NAMESPACE).stdout)
+    selector = f"app.kubernetes.io/instance={name}"
+    proc = kube(
+        "get", "prometheusrules", "-n", NAMESPACE, "-l", selector, "-o", "json", check=False
+    )
+    if proc.returncode != 0:
+        print(f"(no PrometheusRule API in this cluster: {proc.stderr.strip()})")
+        return
+    for rule_obj in yaml.safe_load(proc.stdout)["items"]:
+        print(f"alert rules rendered for {name} (PrometheusRule {rule_obj['metadata']['name']}):")
+        for group in rule_obj["spec"]["groups"]:
+            for rule in group["rules"]:
+                labels, notes = rule.get("labels", {}), rule.get("annotations", {})
+                severity, wait = labels.get("severity", "-"), rule.get("for", "0s")
+                print(f"  {rule['alert']} [{severity}, for {wait}]")
+                print(f"    expr: {' '.join(str(rule['expr']).split())}")
+                print(f"    runbook: {notes.get('runbook_url', '-')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=180)
@@ -261,6 +289,7 @@ def run_demo(kube: Kube, kubeconfig: Path, timeout: float) -> int:
         print(kube("get", "dsd", "-n", NAMESPACE).stdout)
         print_plans(kube, names)
         print_placement(kube)
+        describe_one(kube, names)
         writes = operator.writes()
         print(f"\noperator API writes so far: {len(writes)} (log: {log})")
     finally:
