@@ -72,6 +72,12 @@ class ServerConfig(BaseModel):
     drain_timeout: float = Field(
         30.0, ge=0, description="seconds in-flight requests get on SIGTERM"
     )
+    reasoning_parser: Literal["deepseek_r1"] | None = Field(
+        None, description="split <think>...</think> into reasoning_content (R1, distills)"
+    )
+    tool_call_parser: Literal["deepseek_v3"] | None = Field(
+        None, description="parse DeepSeek tool-call tokens into tool_calls (enables tools)"
+    )
     # security
     api_keys_file: Path | None = Field(None, description="file with one API key per line")
     api_keys: str | None = Field(None, description="comma-separated API keys (prefer the file)")

@@ -10,7 +10,10 @@ Each route only wires the steps together::
       with renderers          CompletionBody / CompletionChunks (server.completion_responses)
                               ChatBody / ChatChunks             (server.chat_responses)
 
-Mounted by ``server.app``.
+Chat answers are parsed for R1 reasoning (``--reasoning-parser``) and DeepSeek tool calls
+(``--tool-call-parser``) as :class:`~.chat_output.ChatOutputOptions` say. The vLLM
+``/tokenize`` and ``/detokenize`` routes (``server.tokenize_routes``) are mounted here
+too. Mounted by ``server.app``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ..backends.tokenizer import ServerTokenizer
+from .chat_output import ChatOutputOptions
 from .chat_responses import ChatBody, ChatChunks
+from .chat_tools import allowed_tool_names
 from .completion_responses import CompletionBody, CompletionChunks
 from .driver import GenerationDriver
 from .preparation import (
@@ -33,8 +39,16 @@ from .preparation import (
     read_completion_prompts,
 )
 from .protocol import ChatCompletionRequest, CompletionRequest
+from .reasoning import THINK_END
 from .responses import ResponseHead
 from .state import LoadedModel, RequestContext, ServerState
+from .tokenize_routes import build_tokenize_router
+
+
+def think_end_id(tok: ServerTokenizer) -> int | None:
+    """``</think>``'s id when it is one token (it may be special, and so never decoded)."""
+    ids = tok.encode(THINK_END, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
 
 
 def model_list(name: str, max_model_len: int | None) -> dict[str, Any]:
@@ -56,7 +70,15 @@ def model_list(name: str, max_model_len: int | None) -> dict[str, Any]:
 
 def build_openai_router(state: ServerState) -> APIRouter:
     router = APIRouter(tags=["openai"])
+    router.include_router(build_tokenize_router(state))
     driver = GenerationDriver(state)
+    config = state.config
+
+    def chat_options(body: ChatCompletionRequest, tok: ServerTokenizer) -> ChatOutputOptions:
+        names = allowed_tool_names(body, config.tool_call_parser)
+        if config.reasoning_parser is None:
+            return ChatOutputOptions(tool_names=names)
+        return ChatOutputOptions(True, think_end_id(tok), names)
 
     def limits(model: LoadedModel) -> Limits:
         return Limits(model.engine.max_model_len, model.tokenizer.vocab_size, state.config.max_n)
@@ -93,9 +115,10 @@ def build_openai_router(state: ServerState) -> APIRouter:
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         async def work(model: LoadedModel, ctx: RequestContext) -> Response:
             tok, lim = model.tokenizer, limits(model)
+            options = chat_options(body, tok)
             batch = passed(ctx, read_chat_prompt(body, tok, lim, state.content_filter))
             plan = plan_chat(body, batch, lim)
-            args = (head(ctx), tok.token_text, plan.params.logprobs)
+            args = (head(ctx), tok.token_text, plan.params.logprobs, options)
             return await driver.answer(
                 request, ctx, model, plan, ChatBody(*args), ChatChunks(*args)
             )

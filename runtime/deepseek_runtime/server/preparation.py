@@ -20,9 +20,10 @@ from typing import Any
 
 from ..backends.tokenizer import ChatTemplateError, ServerTokenizer
 from ..engine.api import EngineError, QueueFullError, SamplingParams
+from .chat_tools import template_messages, template_tools
 from .content_filter import ContentFilter, screen_prompts
 from .errors import APIError
-from .protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from .protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
 
 PromptField = str | list[str] | list[int] | list[list[int]]
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -236,23 +237,33 @@ def plan_completion(
     return CompletionPlan(_plan(body, prompts, max_tokens, body.logprobs, limits.max_n), prefixes)
 
 
+def render_chat(
+    tok: ServerTokenizer,
+    messages: list[ChatMessage],
+    add_generation_prompt: bool,
+    tools: list[dict[str, Any]] | None,
+) -> str:
+    """The conversation through the checkpoint's template; a template refusal is a 400."""
+    extra = {"tools": tools} if tools else None
+    try:
+        return tok.apply_chat_template(
+            template_messages(messages), add_generation_prompt=add_generation_prompt, extra=extra
+        )
+    except ChatTemplateError as exc:
+        raise APIError(400, str(exc), param="messages", code="invalid_value") from None
+
+
 def read_chat_prompt(
     body: ChatCompletionRequest,
     tok: ServerTokenizer,
     limits: Limits,
     content_filter: ContentFilter | None,
 ) -> PromptBatch:
-    """Filter the messages, render them with the chat template, tokenise and check."""
-    messages: list[dict[str, Any]] = [
-        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
-        for m in body.messages
-    ]
-    contents = [str(m["content"]) for m in messages]
+    """Filter the messages, render them (and the tools) with the template, tokenise, check."""
+    contents = [m.text() for m in body.messages]
     screen_prompts(content_filter, contents, subject="messages", param="messages")
-    try:
-        text = tok.apply_chat_template(messages, add_generation_prompt=body.add_generation_prompt)
-    except ChatTemplateError as exc:
-        raise APIError(400, str(exc), param="messages", code="invalid_value") from None
+    tools = template_tools(body.tools, body.tool_choice)
+    text = render_chat(tok, body.messages, body.add_generation_prompt, tools)
     ids = tok.encode(text, add_special_tokens=False)
     check_prompts([ids], "messages", limits.max_model_len)
     return PromptBatch([ids], contents)

@@ -2,7 +2,8 @@
 
 Field names and meanings follow OpenAI's API; ``top_k``, ``min_p``, ``repetition_penalty``,
 ``ignore_eos`` and ``stop_token_ids`` are vLLM's extra sampling parameters. Unknown fields
-are ignored (as OpenAI and vLLM do). Responses are built as plain dicts in
+are ignored (as OpenAI and vLLM do). ``tools`` / ``tool_choice`` follow OpenAI's chat API;
+``/tokenize`` and ``/detokenize`` take vLLM's bodies. Responses are built as plain dicts in
 ``server.responses`` for speed. Used by ``server.openai_routes``.
 """
 
@@ -10,10 +11,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 MAX_STOP = 16
 MAX_STOP_LEN = 512
+
+MAX_TOOLS = 128
 
 TokenId = Annotated[int, Field(ge=0)]
 
@@ -95,11 +106,28 @@ class TextPart(BaseModel):
     text: StrictStr
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: StrictStr
+    arguments: StrictStr  # JSON text, as OpenAI sends it back
+
+
+class ToolCall(BaseModel):
+    """A call an earlier assistant turn made (sent back in ``messages``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[TextPart] | None = None
     name: StrictStr | None = None
+    tool_calls: list[ToolCall] | None = Field(None, max_length=MAX_TOOLS)
+    tool_call_id: StrictStr | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -109,10 +137,41 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema object
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: StrictStr
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
 class ChatCompletionRequest(SamplingFields):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None  # default: "auto" with tools, "none" without
     max_completion_tokens: int | None = None
     logprobs: StrictBool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
@@ -122,6 +181,33 @@ class ChatCompletionRequest(SamplingFields):
         if self.max_completion_tokens is not None:
             return self.max_completion_tokens
         return self.max_tokens
+
+
+class TokenizeRequest(BaseModel):
+    """vLLM's ``POST /tokenize``: a ``prompt``, or chat ``messages`` rendered first."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: StrictStr | None = None
+    prompt: StrictStr | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
+    add_special_tokens: StrictBool | None = None  # default: True for prompt, False for chat
+    add_generation_prompt: StrictBool = True
+    return_token_strs: StrictBool = False
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TokenizeRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of prompt and messages")
+        return self
+
+
+class DetokenizeRequest(BaseModel):
+    """vLLM's ``POST /detokenize``."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: StrictStr | None = None
+    tokens: list[TokenId] = Field(max_length=1 << 20)
 
 
 class V2GenerateRequest(BaseModel):

@@ -116,12 +116,14 @@ def chat_logprobs(
 class ChoiceBuffer:
     """Accumulates one choice for a non-streamed answer."""
 
-    text: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # one piece per update
+    token_ids: list[list[int]] = field(default_factory=list)  # the tokens of each piece
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
 
     def add(self, upd: Update) -> None:
         self.text.append(upd.text)
+        self.token_ids.append(upd.token_ids)
         self.logprobs.extend(upd.logprobs)
         if upd.finished:
             self.finish_reason = upd.finish_reason
