@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import kopf
 import pytest
 from kubernetes import client as k8s
 
 from deepseek_operator.controllers.context import HandlerContext, from_memo
-from deepseek_operator.controllers.handlers import register
-from deepseek_operator.controllers.indices import index_config_ref
+from deepseek_operator.controllers.handlers import names_a_model_config, register
+from deepseek_operator.controllers.indices import ConfigRefIndex, index_config_ref
 from deepseek_operator.controllers.kube import Kube
 from deepseek_operator.controllers.main import parse_options
 
@@ -80,3 +81,10 @@ def test_dsds_are_indexed_by_the_config_map_they_name() -> None:
     assert index_config_ref(name="tiny", body=body) == {("ns", "tiny-config"): "tiny"}
     plain = kopf.Body({"metadata": {"name": "r1", "namespace": "ns"}, "spec": {"model": {}}})
     assert index_config_ref(name="r1", body=plain) is None
+
+
+def test_only_config_maps_some_dsd_names_are_handled() -> None:
+    refs = cast(ConfigRefIndex, {("ns", "tiny-config"): ["tiny"]})
+    assert names_a_model_config(namespace="ns", name="tiny-config", config_refs=refs)
+    assert not names_a_model_config(namespace="ns", name="kube-root-ca.crt", config_refs=refs)
+    assert not names_a_model_config(namespace="other", name="tiny-config", config_refs=refs)

@@ -198,6 +198,13 @@ def workload_changed(
         refresh_status(ctx.kube, namespace, owner, [*others, workload_state(raw)])
 
 
+def names_a_model_config(
+    *, namespace: str, name: str, config_refs: ConfigRefIndex, **_: Any
+) -> bool:
+    """Event filter: some DSD's ``configRef`` names this ConfigMap; kopf skips the others."""
+    return (namespace, name) in config_refs
+
+
 def config_map_changed(
     *,
     namespace: str,
@@ -280,7 +287,12 @@ def register(registry: kopf.OperatorRegistry, ctx: HandlerContext) -> None:
         kopf.on.event(*LWS, labels=owned, registry=registry, id="lws_changed")(
             _callback(workload_changed)
         )
-    kopf.on.event("", "v1", "configmaps", registry=registry, id="model_config_changed")(
-        _callback(config_map_changed)
-    )
+    kopf.on.event(
+        "",
+        "v1",
+        "configmaps",
+        registry=registry,
+        when=_callback(names_a_model_config),
+        id="model_config_changed",
+    )(_callback(config_map_changed))
     kopf.on.delete(*DSD, registry=registry, id="cleanup")(_callback(cleanup))
