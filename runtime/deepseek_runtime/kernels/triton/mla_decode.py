@@ -11,6 +11,8 @@ query, every head scores the latents directly::
     latent_b = softmax_j(q . cache_j) . c_kv_j  over j < seq_lens[b]   (this kernel)
     out = latent W_uv^T                          [B, H, v]       (torch, after)
 
+The torch steps around it live in :func:`deepseek_runtime.kernels.mla_decode.paged_mla_decode`.
+
 Program ``(b, h-tile)`` walks sequence ``b``'s block table one block at a time with an
 online softmax (running max and sum in fp32), so scores are never materialised beyond
 one ``BH x block_size`` tile and each block's latents are read once for all the heads
@@ -129,31 +131,3 @@ def mla_decode_latent(
         BLOCK=block_size, BH=HEADS_BLOCK, DOT=dot_dtype(cache.dtype),
     )  # fmt: skip
     return out
-
-
-def paged_mla_decode(
-    q_nope: torch.Tensor,
-    q_pe: torch.Tensor,
-    cache: torch.Tensor,
-    block_tables: torch.Tensor,
-    seq_lens: torch.Tensor,
-    *,
-    block_size: int,
-    scale: float,
-    w_uk: torch.Tensor,
-    w_uv: torch.Tensor,
-) -> torch.Tensor:
-    """Decode attention output ``[B, H, v_head_dim]`` (before ``o_proj``).
-
-    The same contract as the decode half of
-    :func:`deepseek_runtime.kernels.paged_attention.paged_mla_attention`: ``q_nope``
-    ``[B, H, nope]``, ``q_pe`` ``[B, H, rope]`` (rotated), ``w_uk`` ``[H, nope, R]``,
-    ``w_uv`` ``[H, v, R]``; the cache already holds this step's tokens.
-    """
-    rank = w_uk.shape[2]
-    q_lat = torch.einsum("bhn,hnr->bhr", q_nope, w_uk)
-    q_full = torch.cat((q_lat, q_pe.to(q_lat.dtype)), dim=-1) * scale
-    latent = mla_decode_latent(
-        q_full, cache, block_tables, seq_lens, rank=rank, block_size=block_size
-    )
-    return torch.einsum("bhr,hvr->bhv", latent.to(w_uv.dtype), w_uv)
