@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from deepseek_operator.api import API_VERSION, KIND
+from deepseek_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from e2e.devcluster.kube import kubectl as run_kubectl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,8 +245,8 @@ def dsd(
     if products:
         body.setdefault("placement", {}).setdefault("gpu", {})["products"] = products
     return {
-        "apiVersion": "deepseek.ai/v1alpha1",
-        "kind": "DeepSeekDeployment",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": name},
         "spec": body,
     }
@@ -268,9 +270,9 @@ CHILD_KINDS = (
 
 def children(kube: Kube, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
     """Every object the operator manages in ``namespace`` (of DSD ``name`` if given)."""
-    selector = "app.kubernetes.io/managed-by=deepseek-operator"
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     if name:
-        selector += f",app.kubernetes.io/instance={name}"
+        selector += f",{LABEL_INSTANCE}={name}"
     out = kube.json("get", ",".join(CHILD_KINDS), "-n", namespace, "-l", selector)
     return list(out.get("items", []))
 
