@@ -29,3 +29,21 @@ BENCH_MODEL: dict[str, Any] = {
     "v_head_dim": 32,
     "vocab_size": 512,
 }
+
+# The R1-Distill-Qwen shape scaled down the same way: GQA (8 query heads over 2 KV heads,
+# like the 1.5B distill's 12 over 2), q/k/v biases, SwiGLU; no experts.
+BENCH_QWEN2: dict[str, Any] = {
+    "hidden_size": 512,
+    "num_hidden_layers": 8,
+    "intermediate_size": 1408,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "vocab_size": 512,
+}
+
+# make-tiny arch -> config overrides, for ``--arch`` of the CPU benchmarks
+BENCH_MODELS: dict[str, dict[str, Any]] = {
+    "v3": BENCH_MODEL,
+    "qwen2": BENCH_QWEN2,
+    "llama": {**BENCH_QWEN2, "head_dim": 64},
+}

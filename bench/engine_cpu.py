@@ -1,18 +1,21 @@
 """CPU benchmark: our continuous-batching engine vs transformers' batched ``generate``.
 
-Run: ``.venv/bin/python bench/engine_cpu.py [--requests 128] [--hf-batch-size 32]``.
+Run: ``.venv/bin/python bench/engine_cpu.py [--arch v3|qwen2|llama] [--requests 128]
+[--hf-batch-size 32]``.
 
 Both run in this one process on the same random-weight checkpoint (written with
-``make-tiny`` and ``--set`` overrides: hidden 512, 8 layers, 16 routed + 2 shared
-experts), fp32, greedy, and the same ``max_new_tokens`` per request (EOS ignored, so
-every request produces exactly its budget). transformers gets left-padded batches in
-arrival order; a batch runs until its longest budget, and only each request's own
-budget counts as output (the extra tokens are reported as ``hf_padding_tokens``).
-Prints one JSON object: output tokens/s of each and their ratio, TTFT p50/p99 of our
-engine (all requests arrive at t=0), KV waste (allocated slots not holding a token,
-averaged over steps; block size 8 by default), peak RSS, and how many requests got
-identical greedy tokens from both. Both use one torch thread by default (``--threads``):
-on a shared CPU intra-op threads mostly add synchronization to small matmuls.
+``make-tiny`` and ``--set`` overrides, see ``bench_models.py``: for ``v3`` hidden 512, 8
+layers, 16 routed + 2 shared experts; for ``qwen2`` / ``llama``, an R1-distill shape
+with hidden 512, 8 layers and GQA 8/2), fp32, greedy, and the same ``max_new_tokens``
+per request (EOS ignored, so every request produces exactly its budget). transformers
+gets left-padded batches in arrival order; a batch runs until its longest budget, and
+only each request's own budget counts as output (the extra tokens are reported as
+``hf_padding_tokens``). Prints one JSON object: output tokens/s of each and their ratio,
+TTFT p50/p99 of our engine (all requests arrive at t=0), KV waste (allocated slots not
+holding a token, averaged over steps; block size 8 by default), peak RSS, and how many
+requests got identical greedy tokens from both. Both use one torch thread by default
+(``--threads``): on a shared CPU intra-op threads mostly add synchronization to small
+matmuls.
 """
 
 from __future__ import annotations
@@ -30,13 +33,11 @@ from typing import Any
 
 import torch
 
-from bench_models import BENCH_MODEL
+from bench_models import BENCH_MODELS
 from deepseek_runtime.backends import NativeEngineOptions
 from deepseek_runtime.backends.native import build_engine
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import LLMEngine, SamplingParams
-
-MODEL_OVERRIDES: dict[str, Any] = BENCH_MODEL
 
 
 def make_workload(n: int, vocab: int, seed: int) -> list[tuple[list[int], int]]:
@@ -136,6 +137,7 @@ def run_hf(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--arch", choices=sorted(BENCH_MODELS), default="v3")
     parser.add_argument("--requests", type=int, default=128)
     parser.add_argument("--hf-batch-size", type=int, default=32)
     parser.add_argument("--max-num-seqs", type=int, default=128)
@@ -150,10 +152,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    overrides = BENCH_MODELS[args.arch]
     model_dir = make_tiny_checkpoint(
-        workdir / "model", "v3", seed=args.seed, overrides=MODEL_OVERRIDES
+        workdir / "model", args.arch, seed=args.seed, overrides=overrides
     )
-    workload = make_workload(args.requests, MODEL_OVERRIDES["vocab_size"], args.seed)
+    workload = make_workload(args.requests, overrides["vocab_size"], args.seed)
     longest = max(len(p) + m for p, m in workload)
     blocks_needed = sum(-(-(len(p) + m) // args.block_size) for p, m in workload)
     options = NativeEngineOptions(
@@ -176,9 +179,18 @@ def main() -> None:
     result: dict[str, Any] = {
         "requests": len(workload),
         "prompt_tokens": sum(len(p) for p, _ in workload),
+        "arch": args.arch,
         "model": {
-            k: MODEL_OVERRIDES[k]
-            for k in ("hidden_size", "num_hidden_layers", "n_routed_experts", "n_shared_experts")
+            k: overrides[k]
+            for k in (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "n_routed_experts",
+                "n_shared_experts",
+            )
+            if k in overrides
         },
         "torch_threads": torch.get_num_threads(),
         "ours_tokens_per_s": round(ours["tokens_per_s"], 1),

@@ -60,6 +60,8 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
         num_blocks=options.num_blocks,
         kv_cache_memory_bytes=options.kv_cache_memory_bytes,
         debug_checks=options.debug_checks,
+        quantization=options.quantization,
+        quantization_group_size=options.quantization_group_size,
     )
     limit = min(int(runner.config.max_position_embeddings), runner.num_blocks * runner.block_size)
     max_model_len = options.max_model_len

@@ -68,6 +68,12 @@ class NativeEngineOptions:
     """Let the model runner check every chunk of every step (token ids in the vocabulary,
     block ids in range). Off in serving: the engine validates each request when it
     arrives and the KV manager's block ids are in range by construction."""
+    quantization: str = "auto"
+    """How linear weights are held: ``auto`` (the checkpoint's own format), ``none``,
+    ``int8`` (per output channel), ``int4`` (groups) or ``fp8`` (128x128 blocks); see
+    ``checkpoint.quantization``."""
+    quantization_group_size: int = 128
+    """Input columns per int4 scale (the CPU kernel takes 32, 64, 128 or 256)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

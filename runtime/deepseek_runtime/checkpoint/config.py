@@ -134,8 +134,11 @@ class DeepseekConfig(BaseModel):
             self._check_moe()
         if self.quantization_config is not None:
             method = self.quantization_config.get("quant_method")
-            if method != "fp8":
-                raise ValueError(f"quantization_config.quant_method: unsupported {method!r}")
+            if method not in ("fp8", "compressed-tensors"):
+                raise ValueError(
+                    f"quantization_config.quant_method: unsupported {method!r} "
+                    "(fp8 blocks or compressed-tensors)"
+                )
         return self
 
     def _check_moe(self) -> None:

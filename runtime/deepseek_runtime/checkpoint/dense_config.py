@@ -10,7 +10,8 @@ distills are ordinary dense decoders with grouped-query attention (GQA):
   Llama-3.1 ``rope_scaling`` of type ``llama3``.
 
 Unknown fields are ignored; anything the native engine cannot honour (sliding-window
-attention, an activation other than SiLU, a quantization config) is a
+attention, an activation other than SiLU, a quantization config other than
+compressed-tensors) is a
 :class:`~deepseek_runtime.checkpoint.config.ConfigError` naming the field, never a
 silent fallback.
 """
@@ -84,10 +85,11 @@ class DenseConfig(BaseModel):
             )
         if self.quantization_config is not None:
             method = self.quantization_config.get("quant_method")
-            raise ValueError(
-                f"quantization_config.quant_method: {method!r} is not supported for "
-                f"{self.model_type} checkpoints by the native engine"
-            )
+            if method != "compressed-tensors":
+                raise ValueError(
+                    f"quantization_config.quant_method: {method!r} is not supported for "
+                    f"{self.model_type} checkpoints by the native engine (compressed-tensors)"
+                )
         return self
 
     @property
@@ -111,6 +113,11 @@ class DenseConfig(BaseModel):
     @property
     def has_moe(self) -> bool:
         return False
+
+    @property
+    def fp8_block(self) -> tuple[int, int]:
+        """FP8 block shape for ``--quantization fp8`` at load (no FP8 checkpoints here)."""
+        return 128, 128
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:

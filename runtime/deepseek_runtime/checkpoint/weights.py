@@ -87,7 +87,7 @@ class WeightStore:
         self.dtype = dtype
         self.fp8_block = fp8_block
         self.quantization = quantization or LoadQuantization()
-        self.keep_fp8 = keep_fp8 or self.quantization.method == "fp8"
+        self.keep_fp8 = keep_fp8 or self.quantization.keep_stored_fp8
         self.compressed = compressed if self.quantization.decode_stored else None
         self.device = torch.device(device)
         self.resident = ResidentBytes()

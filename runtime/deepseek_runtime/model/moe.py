@@ -25,9 +25,13 @@ from collections.abc import Sequence
 import torch
 
 from deepseek_runtime.checkpoint.config import DeepseekConfig
+from deepseek_runtime.checkpoint.quantization import quantize_linear
 from deepseek_runtime.checkpoint.weights import WeightStore
 from deepseek_runtime.kernels.linear import Weight, concat_rows, linear
-from deepseek_runtime.kernels.moe import fused_moe
+from deepseek_runtime.kernels.moe import moe_forward
+from deepseek_runtime.kernels.quant.experts import StackedInt8Weights, stack_int4
+from deepseek_runtime.kernels.quant.int4 import Int4Weight
+from deepseek_runtime.kernels.quant.int8 import Int8Weight
 from deepseek_runtime.model.mlp import DenseMLP
 
 
@@ -106,7 +110,7 @@ class MoE:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         ids, weights = self.router(x)
-        out = fused_moe(x, ids, weights, self.w_gate_up, self.w_down)
+        out = moe_forward(x, ids, weights, self.w_gate_up, self.w_down)
         if self.shared is not None:
             out = out + self.shared(x)
         return out
@@ -118,7 +122,15 @@ def _load_experts(
     """Per-expert weights (DeepSeek layout) or transformers' fused 3-D layout."""
     if store.has(f"{prefix}.gate_up_proj"):
         gate_up = store.get(f"{prefix}.gate_up_proj", (experts, 2 * inter, hidden))
-        return gate_up, store.get(f"{prefix}.down_proj", (experts, hidden, inter))
+        down = store.get(f"{prefix}.down_proj", (experts, hidden, inter))
+        return (
+            stack_experts(
+                [quantize_linear(prefix, w, store.quantization, store.dtype) for w in gate_up]
+            ),
+            stack_experts(
+                [quantize_linear(prefix, w, store.quantization, store.dtype) for w in down]
+            ),
+        )
     gate_up_list: list[Weight] = []
     down_list: list[Weight] = []
     for e in range(experts):
@@ -126,4 +138,19 @@ def _load_experts(
         up = store.get_linear(f"{prefix}.{e}.up_proj.weight", (inter, hidden))
         gate_up_list.append(concat_rows(gate, up))
         down_list.append(store.get_linear(f"{prefix}.{e}.down_proj.weight", (hidden, inter)))
-    return gate_up_list, down_list
+    return stack_experts(gate_up_list), stack_experts(down_list)
+
+
+def stack_experts(weights: list[Weight]) -> Sequence[Weight] | torch.Tensor:
+    """One ``[E, out, in]`` stack per projection when every expert has the same format
+    (dense, int8 or int4), so a grouped GEMM reads them as one operand; else the list."""
+    if all(isinstance(w, torch.Tensor) for w in weights):
+        return torch.stack(weights)  # type: ignore[arg-type]
+    if all(isinstance(w, Int8Weight) for w in weights):
+        int8 = [w for w in weights if isinstance(w, Int8Weight)]
+        return StackedInt8Weights(
+            torch.stack([w.qweight for w in int8]), torch.stack([w.scales for w in int8])
+        )
+    if all(isinstance(w, Int4Weight) for w in weights):
+        return stack_int4([w for w in weights if isinstance(w, Int4Weight)])
+    return weights

@@ -25,9 +25,16 @@ from typing import Any, Protocol
 
 import torch
 
+from deepseek_runtime.checkpoint import compressed_tensors
 from deepseek_runtime.checkpoint.model_config import ModelConfig, load_model_config
-from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.checkpoint.quantization import (
+    LoadQuantization,
+    checkpoint_format,
+    resolve_quantization,
+)
+from deepseek_runtime.checkpoint.weights import ResidentBytes, WeightStore
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, PrefillSpan
+from deepseek_runtime.kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from deepseek_runtime.model.registry import CausalLM, build_model, kv_token_width
 
 DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
@@ -84,6 +91,10 @@ class ModelRunner:
         if block_size < 1 or num_blocks < 1:
             raise ValueError("block_size and num_blocks must be >= 1")
         self.debug_checks = debug_checks
+        self.quantization = LoadQuantization()
+        """How linear weights are held (set by :meth:`from_pretrained`)."""
+        self.weight_bytes = ResidentBytes()
+        """Resident weight bytes by kind, as loaded (set by :meth:`from_pretrained`)."""
         self.config = config
         self.model = model
         self.dtype = dtype
@@ -111,6 +122,8 @@ class ModelRunner:
         config_overrides: dict[str, Any] | None = None,
         keep_fp8: bool = False,
         debug_checks: bool = False,
+        quantization: str = "auto",
+        quantization_group_size: int = DEFAULT_GROUP_SIZE,
     ) -> ModelRunner:
         """Load a Hugging Face checkpoint and allocate the KV cache.
 
@@ -119,16 +132,34 @@ class ModelRunner:
         ``config.json`` fields (e.g. the runtime switches ``router_group_mask`` and
         ``yarn_softmax_mscale``). FP8 checkpoints are dequantized to ``dtype`` at load
         unless ``keep_fp8``, which keeps linear weights in FP8 with their block scales
-        (less memory; the CPU reference dequantizes on use). ``debug_checks`` scans every
-        chunk of every step (see :meth:`execute`).
+        (less memory; the CPU reference dequantizes on use). ``quantization`` (``auto``,
+        ``none``, ``int8``, ``int4``, ``fp8``; int4 in groups of
+        ``quantization_group_size`` input columns) says how linear weights are held, as
+        :mod:`deepseek_runtime.checkpoint.quantization` describes; ``ConfigError`` when
+        the checkpoint or device cannot honour it. ``debug_checks`` scans every chunk of
+        every step (see :meth:`execute`).
         """
         target = _check_device(device)
         config = load_model_config(model_dir, config_overrides)
-        fp8_block = getattr(config, "fp8_block", (128, 128))
+        stored = checkpoint_format(config.quantization_config)
+        spec = resolve_quantization(
+            "fp8" if keep_fp8 else quantization, stored, target, quantization_group_size
+        )
+        compressed = (
+            compressed_tensors.parse_quantization_config(config.model_dump())
+            if stored == "compressed-tensors"
+            else None
+        )
         with WeightStore(
-            model_dir, dtype=dtype, fp8_block=fp8_block, keep_fp8=keep_fp8, device=target
+            model_dir,
+            dtype=dtype,
+            fp8_block=config.fp8_block,
+            device=target,
+            quantization=spec,
+            compressed=compressed,
         ) as store:
             model = build_model(config, store)
+            resident = store.resident
         per_block = cls.bytes_per_block(config, block_size, dtype)
         if num_blocks is None:
             budget = (
@@ -139,7 +170,7 @@ class ModelRunner:
                 raise ValueError(
                     f"kv_cache_memory_bytes={budget} is less than one block ({per_block} bytes)"
                 )
-        return cls(
+        runner = cls(
             config,
             model,
             dtype=dtype,
@@ -148,6 +179,8 @@ class ModelRunner:
             num_blocks=num_blocks,
             debug_checks=debug_checks,
         )
+        runner.quantization, runner.weight_bytes = spec, resident
+        return runner
 
     @staticmethod
     def bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:

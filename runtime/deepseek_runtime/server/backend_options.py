@@ -58,4 +58,6 @@ def backend_options(config: ServerConfig) -> BackendOptions:
         enable_prefix_caching=config.enable_prefix_caching,
         max_waiting=config.max_waiting,
         debug_checks=config.debug_checks,
+        quantization=config.quantization or "auto",
+        quantization_group_size=config.quantization_group_size,
     )

@@ -91,7 +91,14 @@ class ServerConfig(BaseModel):
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallel size")
     pipeline_parallel_size: int = Field(1, ge=1, description="vLLM pipeline parallel size")
     enable_expert_parallel: bool = Field(False, description="vLLM expert parallelism")
-    quantization: str | None = Field(None, description="vLLM quantization method (e.g. fp8)")
+    quantization: str | None = Field(
+        None,
+        description="weights in memory; native: auto (the checkpoint's own, the default), "
+        "none, int8, int4 or fp8; vLLM: its quantization method (e.g. fp8)",
+    )
+    quantization_group_size: int = Field(
+        128, ge=1, description="native --quantization int4: input columns per scale"
+    )
     kv_cache_dtype: str = Field("auto", description="vLLM KV cache dtype (auto, fp8, ...)")
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="vLLM fraction of GPU memory to use"
