@@ -1,6 +1,6 @@
 """Session fixtures: the tiny checkpoints, and each multi-process suite run once.
 
-Each world size starts its gloo ranks once per session (``par_launch.launch``, hard timeout)
+All gloo worlds start once per session (``par_launch.launch``, hard timeout)
 and every test reads its own check out of the ranks' reports, so a failing layer fails
 its own test while the processes are paid for once.
 """
@@ -21,9 +21,9 @@ from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 FP8_ALIGNED = {"qk_rope_head_dim": 16, "moe_intermediate_size": 64}
 
 Reports = list[dict[str, Any]]
-# One launch per world size runs every suite of that size: starting a rank (importing
-# torch) costs far more than the checks on a busy 2-core machine.
-LAUNCHES = {2: ["tp", "pp", "fp8"], 4: ["tp", "tp2pp2"]}
+# One launch (one torch import, ranks forked) runs every suite of every world size:
+# starting a rank costs far more than the checks on a busy 2-core machine.
+LAUNCHES = {2: ["tp", "pp", "fp8", "dead_peer"], 4: ["tp", "tp2pp2"]}
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +48,14 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def run_suite(
     ckpts: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str, int], Reports]:
-    cache: dict[int, list[dict[str, Any]]] = {}
+    cache: dict[int, Reports] = {}
     out = tmp_path_factory.mktemp("parallel-reports")
 
     def run(suite: str, world: int) -> Reports:
         if suite not in LAUNCHES[world]:
             raise ValueError(f"suite {suite!r} is not launched on {world} ranks")
-        if world not in cache:
-            cache[world] = launch(LAUNCHES[world], world, ckpts, Path(out) / f"world{world}")
+        if not cache:
+            cache.update(launch(LAUNCHES, ckpts, Path(out)))
         return [rank_report[suite] for rank_report in cache[world]]
 
     return run

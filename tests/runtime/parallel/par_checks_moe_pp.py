@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -14,8 +16,9 @@ from deepseek_runtime.kernels.linear import linear
 from deepseek_runtime.model.mlp import DenseMLP
 from deepseek_runtime.model.moe import MoE, Router
 from deepseek_runtime.model.norm import RMSNorm
+from deepseek_runtime.parallel.config import ParallelConfig
 from deepseek_runtime.parallel.experts import ExpertParallelExperts
-from deepseek_runtime.parallel.groups import ParallelContext
+from deepseek_runtime.parallel.groups import ParallelContext, build_context
 from deepseek_runtime.parallel.mlp import ParallelMLP
 from deepseek_runtime.parallel.pipeline import recv_activations, send_activations, stage_layers
 from deepseek_runtime.parallel.vocab import ParallelLMHead, VocabParallelEmbedding
@@ -146,3 +149,18 @@ def fp8_suite(rank: int, world: int, ckpts: dict[str, str]) -> dict[str, Any]:
     out |= mla(ctx, path, "mla_fp8_dequantized", keep_fp8=False)
     out |= experts(ctx, ctx_tp, path, keep_fp8=True)
     return out
+
+
+def dead_peer_suite(rank: int, world: int, ckpts: dict[str, str]) -> dict[str, Any]:
+    """Rank 1 leaves without joining a collective: rank 0's all-reduce must raise, not hang."""
+    ctx = build_context(
+        ParallelConfig(tensor=world, world_size=world, rank=rank), timeout=timedelta(seconds=5)
+    )
+    if rank != 0:
+        return {"left": True}
+    start = time.monotonic()
+    try:
+        ctx.tp.all_reduce(torch.ones(4))
+    except RuntimeError as exc:
+        return {"raised": type(exc).__name__, "seconds": time.monotonic() - start}
+    return {"raised": None, "seconds": time.monotonic() - start}
