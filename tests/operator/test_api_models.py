@@ -112,7 +112,7 @@ def test_set_condition_moves_transition_time_only_on_status_change() -> None:
 
 def test_planned_and_condition_order() -> None:
     st = DeepSeekDeploymentStatus()
-    assert not st.planned()
+    assert not st.planned() and not st.plan_recorded()
     for ctype in ("Stalled", "Ready", "Custom", "Planned"):
         st.set_condition(ctype, True, "R", now="t1")
     assert st.planned()
@@ -122,7 +122,7 @@ def test_planned_and_condition_order() -> None:
         t for t in CONDITION_TYPES if t in {"Ready", "Stalled", "Planned"}
     ]
     st.set_condition("Planned", False, "PlanFailed", "no pool", now="t2")
-    assert not st.planned()
+    assert not st.planned() and st.plan_recorded()
 
 
 @pytest.mark.parametrize(

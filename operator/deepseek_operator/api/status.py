@@ -218,6 +218,10 @@ class DeepSeekDeploymentStatus(StatusModel):
         """True when the last planning pass found a plan (``Planned=True``)."""
         return self.is_true("Planned")
 
+    def plan_recorded(self) -> bool:
+        """True once a planning pass recorded its outcome (``Planned``, True or False)."""
+        return self.get_condition("Planned") is not None
+
     def keep_conditions(self, types: tuple[str, ...] = CONDITION_TYPES) -> None:
         """Keep only conditions of ``types``, in that order (a stable ``status.conditions``)."""
         rank = {t: i for i, t in enumerate(types)}

@@ -211,7 +211,7 @@ def compute_status(
         ready_cond = (False, "WaitingForReplicas", f"{ready}/{desired} replicas ready")
     add("Ready", *ready_cond)
     # kstatus: Stalled=True makes Flux/kpt report Failed at once instead of timing out
-    attempted = outcome is not None or previous.get_condition("Planned") is not None
+    attempted = outcome is not None or previous.plan_recorded()
     if not planned_ok and attempted:
         add("Stalled", True, p_reason, p_msg)
     else:

@@ -76,7 +76,7 @@ def refresh_status(
     """
 
     def compute(cur: DeepSeekDeploymentStatus | None) -> DeepSeekDeploymentStatus | None:
-        if cur is None or cur.get_condition("Planned") is None:
+        if cur is None or not cur.plan_recorded():
             return None  # the first pass has not recorded a plan yet: leave it be
         return compute_status(cur, 0, None, workloads, now=now_rfc3339(), endpoint=cur.endpoint)
 
