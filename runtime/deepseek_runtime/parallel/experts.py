@@ -55,8 +55,20 @@ def _load_expert(
 
 
 class _Experts:
-    w_gate_up: Sequence[Weight]
-    w_down: Sequence[Weight]
+    """Per-expert ``gate_up`` / ``down`` weights of experts ``experts``, rows ``bounds``."""
+
+    def __init__(
+        self,
+        source: ShardSource,
+        prefix: str,
+        experts: range,
+        shape: tuple[int, int],
+        bounds: tuple[int, int],
+    ) -> None:
+        hidden, inter = shape
+        loaded = [_load_expert(source, f"{prefix}.{e}", hidden, inter, bounds) for e in experts]
+        self.w_gate_up: Sequence[Weight] = [gate_up for gate_up, _ in loaded]
+        self.w_down: Sequence[Weight] = [down for _, down in loaded]
 
     @property
     def nbytes(self) -> int:
@@ -86,12 +98,8 @@ class ExpertParallelExperts(_Experts):
         self.start, self.stop = shard_bounds(
             num_experts, ctx.ep.size, ctx.ep.rank, "n_routed_experts"
         )
-        loaded = [
-            _load_expert(source, f"{prefix}.{e}", hidden, inter, (0, inter))
-            for e in range(self.start, self.stop)
-        ]
-        self.w_gate_up = [gate_up for gate_up, _ in loaded]
-        self.w_down = [down for _, down in loaded]
+        experts = range(self.start, self.stop)
+        super().__init__(source, prefix, experts, (hidden, inter), (0, inter))
 
     def dispatch_local(
         self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
@@ -176,11 +184,7 @@ class TensorParallelExperts(_Experts):
     ) -> None:
         self.tp = ctx.tp
         bounds = shard_bounds(inter, ctx.tp.size, ctx.tp.rank, "moe_intermediate_size")
-        loaded = [
-            _load_expert(source, f"{prefix}.{e}", hidden, inter, bounds) for e in range(num_experts)
-        ]
-        self.w_gate_up = [gate_up for gate_up, _ in loaded]
-        self.w_down = [down for _, down in loaded]
+        super().__init__(source, prefix, range(num_experts), (hidden, inter), bounds)
 
     def __call__(
         self,
