@@ -85,6 +85,9 @@ build_image() {
       --build-arg "CREATED=$(date -u +%FT%TZ)" \
       "${extra[@]}" --ignorefile "$here/build.containerignore" --layers -f "$here/$name.Containerfile" -t "$ref" "$root" >&2
     log "$name: built in $((SECONDS - t0))s"
+    # Older builds of this image only take disk (the runtime is several GB): drop them.
+    podman images --format '{{.Repository}}:{{.Tag}}' "localhost/deepseek-k8s/$name" \
+      | grep -vxF "$ref" | xargs -r podman rmi >/dev/null 2>&1 || true
   fi
   echo "$name $ref"
 }
