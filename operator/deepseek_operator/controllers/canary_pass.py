@@ -18,6 +18,7 @@ from deepseek_operator.planning import Plan
 from deepseek_operator.render import LABEL_REVISION, spec_revision, workload_name
 
 from .canary import CanaryDecision, CanaryInputs, decide
+from .kinds import DEPLOYMENT, LEADER_WORKER_SET
 from .kube import Kube
 
 
@@ -37,11 +38,7 @@ def template_revision(obj: dict[str, Any] | None) -> str | None:
 def stable_revision(kube: Kube, dsd: DeepSeekDeployment, plan: Plan) -> str | None:
     """The revision the live stable workload serves; None when it does not exist."""
     name = workload_name(dsd, "stable", plan.multi_node)
-    api_version, kind = (
-        ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")
-        if plan.multi_node
-        else ("apps/v1", "Deployment")
-    )
+    api_version, kind = LEADER_WORKER_SET if plan.multi_node else DEPLOYMENT
     if kube.resource(api_version, kind) is None:
         return None
     return template_revision(kube.get(api_version, kind, dsd.namespace, name))
