@@ -27,7 +27,7 @@ THINK_END = "</think>"
 PARSERS = ("deepseek_r1",)
 
 
-def _partial_suffix(text: str, marker: str) -> int:
+def partial_suffix(text: str, marker: str) -> int:
     """Length of the longest tail of ``text`` that is a proper prefix of ``marker``."""
     for k in range(min(len(text), len(marker) - 1), 0, -1):
         if marker.startswith(text[-k:]):
@@ -74,7 +74,7 @@ class ReasoningSplitter:
             # the closing token decoded to nothing (a special token): the block ends here
             self.in_reasoning = False
             return Split(buf)
-        keep = _partial_suffix(buf, THINK_END)
+        keep = partial_suffix(buf, THINK_END)
         if keep:
             self._held = buf[-keep:]
             buf = buf[:-keep]

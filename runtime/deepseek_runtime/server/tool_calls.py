@@ -26,6 +26,8 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from .reasoning import partial_suffix
+
 CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
 CALLS_END = "<｜tool▁calls▁end｜>"
 CALL_BEGIN = "<｜tool▁call▁begin｜>"
@@ -77,13 +79,6 @@ def parse_call(body: str, allowed: Collection[str]) -> ParsedCall:
     return ParsedCall(name, _arguments(raw))
 
 
-def _partial_suffix(text: str, marker: str) -> int:
-    for k in range(min(len(text), len(marker) - 1), 0, -1):
-        if marker.startswith(text[-k:]):
-            return k
-    return 0
-
-
 @dataclass(slots=True)
 class ToolEvents:
     """What one piece of output produced: content to emit and completed calls."""
@@ -110,7 +105,7 @@ class ToolCallStream:
         buf = self._pending + text
         start = buf.find(CALLS_BEGIN)
         if start < 0:
-            keep = _partial_suffix(buf, CALLS_BEGIN)
+            keep = partial_suffix(buf, CALLS_BEGIN)
             self._pending = buf[len(buf) - keep :]
             return ToolEvents(content=buf[: len(buf) - keep])
         self._pending, self._block = "", ""
