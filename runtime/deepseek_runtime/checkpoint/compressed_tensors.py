@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deepseek_runtime.kernels.fp8 import FP8_DTYPE, Fp8Weight
 from deepseek_runtime.kernels.linear import Weight
-from deepseek_runtime.kernels.quant.int4 import Int4Layout, int4_from_values
+from deepseek_runtime.kernels.quant.int4 import CPU_GROUP_SIZES, Int4Layout, int4_from_values
 from deepseek_runtime.kernels.quant.int4_layout import unpack_nibbles
 from deepseek_runtime.kernels.quant.int8 import Int8Weight
 
@@ -47,7 +47,6 @@ Format = Literal[
 ]
 SUFFIXES = ("weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight")
 StoredFormat = Literal["pack-quantized", "naive-quantized", "float-quantized"]
-CPU_INT4_GROUPS = (128, 64, 32)  # group sizes torch's CPU int4 kernel takes
 
 
 class WeightArgs(BaseModel):
@@ -232,9 +231,9 @@ def _decode_symmetric_int(
     group = _group_size(args, columns)
     scales = scale.reshape(rows, columns // group)
     kernel_group = group
-    if (layout or "cpu") == "cpu" and group not in CPU_INT4_GROUPS:
-        # a row's one scale repeated per 32..128 columns: same values, kernel-sized groups
-        kernel_group = next((g for g in CPU_INT4_GROUPS if group % g == 0), 0)
+    if (layout or "cpu") == "cpu" and group not in CPU_GROUP_SIZES:
+        # a row's one scale repeated per 32..256 columns: same values, kernel-sized groups
+        kernel_group = next((g for g in sorted(CPU_GROUP_SIZES, reverse=True) if group % g == 0), 0)
         if not kernel_group:
             return None
         scales = scales.repeat_interleave(group // kernel_group, dim=1)

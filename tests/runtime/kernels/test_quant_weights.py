@@ -156,3 +156,36 @@ def test_stacked_experts_run_through_fused_moe(bits: int) -> None:
     ref = fused_moe(x.float(), ids, weights, ref_gu, ref_down)
     assert _rel_err(got, ref) < 2e-2
     assert q_gate_up.nbytes == sum(w.nbytes for w in q_gate_up)
+
+
+@pytest.mark.parametrize("inp", [13, 100])
+def test_int8_in_features_the_packed_kernel_does_not_take(inp: int) -> None:
+    # torch._weight_int8pack_mm crashes (13) or miscomputes (100) unless in % 8 == 0
+    w = quantize_int8(_weight(24, inp))
+    x = torch.randn(3, inp).bfloat16()
+    assert _rel_err(w.apply(x), x.float() @ w.dequantize().float().T) < 1e-2
+
+
+def test_int4_shapes_outside_the_cpu_kernel_use_the_nibble_layout() -> None:
+    odd_rows = quantize_int4(_weight(100, 128), group_size=64)  # rows not a multiple of 16
+    small_group = quantize_int4(_weight(32, 64), group_size=16)  # group the kernel lacks
+    for w in (odd_rows, small_group):
+        assert w.layout == "nibble"
+        x = torch.randn(2, w.in_features).bfloat16()
+        assert _rel_err(w.apply(x), x.float() @ w.dequantize().float().T) < 1e-2
+    with pytest.raises(ValueError, match="out_features % 16"):
+        quantize_int4(_weight(100, 128), group_size=64, layout="cpu")
+
+
+def test_apply_never_rebuilds_the_dense_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    w8, w4 = quantize_int8(_weight(64, 128)), quantize_int4(_weight(64, 128), 64)
+    x = torch.randn(4, 128).bfloat16()
+    want8, want4 = w8.apply(x), w4.apply(x)
+
+    def forbidden(self: object) -> torch.Tensor:
+        raise AssertionError("dequantize() called on the hot path")
+
+    monkeypatch.setattr(Int8Weight, "dequantize", forbidden)
+    monkeypatch.setattr(Int4Weight, "dequantize", forbidden)
+    monkeypatch.setattr(Int4Weight, "int_values", forbidden)
+    assert torch.equal(w8.apply(x), want8) and torch.equal(w4.apply(x), want4)

@@ -26,6 +26,8 @@ from deepseek_runtime.kernels.quant.base import flatten_tokens, tensor_bytes
 Int4Layout = Literal["cpu", "nibble"]
 INT4_QMAX = 7
 DEFAULT_GROUP_SIZE = 128
+CPU_GROUP_SIZES = (32, 64, 128, 256)  # what torch's packed CPU int4 matmul takes
+CPU_ROW_MULTIPLE = 16  # ... and its packing needs out_features to be a multiple of this
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,8 @@ class Int4Weight:
 
             y = w4a16_gemm(compute, self.packed, self.scales, self.group_size)
         else:
-            # the nibble layout off CUDA: only reached by reference checks
+            # the nibble layout off CUDA: reference checks, and shapes torch's CPU kernel
+            # does not take (see cpu_layout_fits); this path dequantizes per call
             y = F.linear(compute, self.dequantize())
         return y.to(x.dtype).reshape(*lead, self.out_features)
 
@@ -94,9 +97,20 @@ class Int4Weight:
         return (self.int_values().to(scales.device).float() * scales).to(self.dtype)
 
 
-def default_layout(device: torch.device) -> Int4Layout:
-    """The layout whose kernel runs on ``device``: torch's tiles on CPU, nibbles on CUDA."""
-    return "cpu" if device.type == "cpu" else "nibble"
+def cpu_layout_fits(out_features: int, in_features: int, group_size: int) -> bool:
+    """Whether torch's CPU int4 kernel takes this shape (rows by 16, its group sizes)."""
+    return (
+        out_features % CPU_ROW_MULTIPLE == 0
+        and group_size in CPU_GROUP_SIZES
+        and in_features % group_size == 0
+    )
+
+
+def default_layout(device: torch.device, shape: tuple[int, int], group_size: int) -> Int4Layout:
+    """The layout whose kernel runs on ``device``: torch's tiles on CPU when the shape fits
+    them (else nibbles, whose CPU path dequantizes per call), nibbles on CUDA."""
+    fits = cpu_layout_fits(shape[0], shape[1], group_size)
+    return "cpu" if device.type == "cpu" and fits else "nibble"
 
 
 def int4_from_values(
@@ -112,11 +126,17 @@ def int4_from_values(
     """
     if q.dim() != 2:
         raise ValueError(f"int4 values must be 2-D, got shape {tuple(q.shape)}")
-    in_features = int(q.shape[1])
+    out_features, in_features = int(q.shape[0]), int(q.shape[1])
     if group_size <= 0 or in_features % group_size:
         raise ValueError(f"group_size {group_size} must divide in_features {in_features}")
-    chosen = layout or default_layout(q.device)
+    chosen = layout or default_layout(q.device, (out_features, in_features), group_size)
     if chosen == "cpu":
+        if not cpu_layout_fits(out_features, in_features, group_size):
+            raise ValueError(
+                f"torch's CPU int4 layout needs out_features % {CPU_ROW_MULTIPLE} == 0 and a "
+                f"group size in {CPU_GROUP_SIZES}; got [{out_features}, {in_features}], "
+                f"group {group_size}"
+            )
         packed = int4_layout.pack_cpu(q.cpu())
         pairs = torch.stack((scales.t(), torch.zeros_like(scales.t())), dim=-1)
         return Int4Weight(packed, pairs.contiguous(), group_size, in_features, "cpu")
@@ -144,7 +164,8 @@ def quantize_int4(
         weight: the dense weight, ``[out, in]``.
         group_size: input columns per scale (must divide ``in``; 128 by default).
         dtype: compute dtype (scales are stored in it; bf16 is the fast CPU path).
-        layout: ``cpu`` or ``nibble``; by default the one for ``weight``'s device.
+        layout: ``cpu`` or ``nibble``; by default the one for ``weight``'s device and
+            shape (:func:`default_layout`).
 
     Raises:
         ValueError: when ``weight`` is not 2-D or ``group_size`` does not divide ``in``.
