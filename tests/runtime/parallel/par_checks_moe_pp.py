@@ -27,7 +27,9 @@ from deepseek_runtime.parallel.vocab import ParallelLMHead, VocabParallelEmbeddi
 class ParallelBlock:
     """``h + mlp(norm(h))`` of layer ``index`` from the parallel parts (attention left out)."""
 
-    def __init__(self, cfg: DeepseekConfig, store: WeightStore, index: int, ctx: ParallelContext):
+    def __init__(
+        self, cfg: DeepseekConfig, store: WeightStore, index: int, ctx: ParallelContext
+    ) -> None:
         p, hidden = f"model.layers.{index}", cfg.hidden_size
         self.norm = RMSNorm.load(store, f"{p}.post_attention_layernorm", hidden, cfg.rms_norm_eps)
         self.ctx, self.moe = ctx, cfg.is_moe_layer(index)
@@ -50,13 +52,14 @@ class ParallelBlock:
         )
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        x = self.norm(h)
+        x: torch.Tensor = self.norm(h)
         if not self.moe:
-            return h + self.mlp(x)
+            dense: torch.Tensor = h + self.mlp(x)
+            return dense
         ids, weights = self.router(x)
-        return h + self.ctx.tp.all_reduce(
-            self.routed(x, ids, weights, reduce_output=False) + self.mlp(x)
-        )
+        partial = self.routed(x, ids, weights, reduce_output=False) + self.mlp(x)
+        out: torch.Tensor = h + self.ctx.tp.all_reduce(partial)
+        return out
 
 
 def reference(cfg: DeepseekConfig, store: WeightStore, ids: torch.Tensor) -> list[torch.Tensor]:

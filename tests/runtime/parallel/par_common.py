@@ -34,8 +34,7 @@ def context(rank: int, world: int, tensor: int, expert: bool = True) -> Parallel
 def deepseek(path: str, keep_fp8: bool = False) -> tuple[DeepseekConfig, WeightStore]:
     cfg = load_model_config(path)
     assert isinstance(cfg, DeepseekConfig)
-    block = (32, 32) if "fp8" in path else (128, 128)
-    return cfg, WeightStore(path, fp8_block=block, keep_fp8=keep_fp8)
+    return cfg, WeightStore(path, fp8_block=cfg.fp8_block, keep_fp8=keep_fp8)
 
 
 def full_bytes(store: WeightStore, names: list[str]) -> int:

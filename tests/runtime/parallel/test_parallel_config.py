@@ -28,7 +28,7 @@ pytestmark = pytest.mark.unit
 )
 def test_config_rejects_bad_layouts(kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ParallelConfig(**kwargs)  # type: ignore[arg-type]
+        ParallelConfig(**kwargs)
 
 
 def test_ranks_are_tensor_parallel_first() -> None:
