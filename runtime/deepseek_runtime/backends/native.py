@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..engine import EngineConfig, LLMEngine, NativeAsyncEngine
+from ..kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from ..model.runner import ModelRunner
 from .loaded import LoadedModel
 from .model_files import load_tokenizer, read_eos_token_ids
@@ -61,7 +62,11 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
         kv_cache_memory_bytes=options.kv_cache_memory_bytes,
         debug_checks=options.debug_checks,
         quantization=options.quantization,
-        quantization_group_size=options.quantization_group_size,
+        quantization_group_size=(
+            DEFAULT_GROUP_SIZE
+            if options.quantization_group_size is None
+            else options.quantization_group_size
+        ),
     )
     limit = min(int(runner.config.max_position_embeddings), runner.num_blocks * runner.block_size)
     max_model_len = options.max_model_len

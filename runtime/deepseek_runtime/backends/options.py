@@ -72,8 +72,9 @@ class NativeEngineOptions:
     """How linear weights are held: ``auto`` (the checkpoint's own format), ``none``,
     ``int8`` (per output channel), ``int4`` (groups) or ``fp8`` (128x128 blocks); see
     ``checkpoint.quantization``."""
-    quantization_group_size: int = 128
-    """Input columns per int4 scale (the CPU kernel takes 32, 64, 128 or 256)."""
+    quantization_group_size: int | None = None
+    """Input columns per int4 scale (the CPU kernel takes 32, 64, 128 or 256); None: the
+    int4 kernel's default (``kernels.quant.int4.DEFAULT_GROUP_SIZE``, 128)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

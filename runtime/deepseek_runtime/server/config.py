@@ -96,8 +96,8 @@ class ServerConfig(BaseModel):
         description="weights in memory; native: auto (the checkpoint's own, the default), "
         "none, int8, int4 or fp8; vLLM: its quantization method (e.g. fp8)",
     )
-    quantization_group_size: int = Field(
-        128, ge=1, description="native --quantization int4: input columns per scale"
+    quantization_group_size: int | None = Field(
+        None, ge=1, description="native --quantization int4: input columns per scale (128)"
     )
     kv_cache_dtype: str = Field("auto", description="vLLM KV cache dtype (auto, fp8, ...)")
     gpu_memory_utilization: float = Field(

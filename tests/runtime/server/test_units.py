@@ -265,6 +265,8 @@ def test_engine_defaults_have_one_home() -> None:
     for name in ("block_size", "dtype", "device"):
         assert getattr(server, name) == getattr(native, name), name
     assert (server.max_num_seqs, server.max_waiting) == (64, 256)
+    # unset: the int4 kernel's own default applies (backends.native passes it)
+    assert server.quantization_group_size is None and native.quantization_group_size is None
 
 
 def test_missing_engine_package_says_what_to_install() -> None:
