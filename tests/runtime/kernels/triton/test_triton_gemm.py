@@ -9,6 +9,7 @@ from deepseek_runtime.kernels.fp8 import Fp8Weight, quantize_fp8_blocks
 from deepseek_runtime.kernels.quant.int4 import quantize_int4
 from deepseek_runtime.kernels.quant.int8 import quantize_int8
 from deepseek_runtime.kernels.triton.gemm import (
+    choose_split_k,
     dense_gemm,
     fp8_block_gemm,
     k_block,
@@ -35,6 +36,25 @@ def test_w8a16_matches_dequantized_reference(m: int, n: int, k: int) -> None:
     x, w = _inputs(m, n, k)
     q = quantize_int8(w, torch.float32)
     _close(w8a16_gemm(x, q.qweight, q.scales), x @ q.dequantize().T)
+
+
+# K split across programs (GEMV on a GPU); 3 splits of 320 columns leave a short last one
+@pytest.mark.parametrize("split", [2, 3])
+def test_split_k_sums_the_partial_products(split: int) -> None:
+    x, w = _inputs(2, 64, 320)
+    q8 = quantize_int8(w, torch.float32)
+    _close(w8a16_gemm(x, q8.qweight, q8.scales, split_k=split), x @ q8.dequantize().T)
+    q4 = quantize_int4(w, 64, torch.float32, layout="nibble")
+    _close(w4a16_gemm(x, q4.packed, q4.scales, 64, split_k=split), x @ q4.dequantize().T)
+    got = w8a16_gemm(x.bfloat16(), q8.qweight, q8.scales.bfloat16(), split_k=split)
+    assert got.dtype == torch.bfloat16
+
+
+def test_choose_split_k() -> None:
+    assert choose_split_k(programs=64, k_tiles=64, multiprocessors=132) == 5  # GEMV 4096
+    assert choose_split_k(programs=64, k_tiles=8, multiprocessors=132) == 2  # >= 4 tiles each
+    assert choose_split_k(programs=400, k_tiles=64, multiprocessors=132) == 1  # full grid
+    assert choose_split_k(programs=4, k_tiles=64, multiprocessors=0) == 1  # not a GPU
 
 
 @pytest.mark.parametrize(("m", "n", "k", "group"), [(1, 64, 128, 32), (7, 72, 256, 128)])
