@@ -46,9 +46,13 @@ from .tokenize_routes import build_tokenize_router
 
 
 def think_end_id(tok: ServerTokenizer) -> int | None:
-    """``</think>``'s id when it is one token (it may be special, and so never decoded)."""
+    """``</think>``'s id when it is one special token, which decoding drops from the text.
+
+    Where ``</think>`` decodes as text (DeepSeek-R1's own tokenizers) the text marks the
+    end of the block, and the id is not needed.
+    """
     ids = tok.encode(THINK_END, add_special_tokens=False)
-    return ids[0] if len(ids) == 1 else None
+    return ids[0] if len(ids) == 1 and not tok.decode(ids) else None
 
 
 def model_list(name: str, max_model_len: int | None) -> dict[str, Any]:

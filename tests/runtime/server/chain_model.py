@@ -81,10 +81,23 @@ V3_TOOL_TEMPLATE = (
 
 
 def copy_with_tokens(
-    base: Path, out: Path, added: Sequence[str], chat_template: str | None = None
+    base: Path,
+    out: Path,
+    added: Sequence[str],
+    chat_template: str | None = None,
+    unspecial: Sequence[str] = (),
 ) -> Tokenizer:
-    """Copy ``base`` to ``out`` with ``added`` as ordinary tokens (and a new template)."""
+    """Copy ``base`` to ``out`` with ``added`` as ordinary tokens (and a new template).
+
+    ``unspecial`` names special tokens to make ordinary, so decoding keeps their text
+    (DeepSeek-R1's tokenizers have ``<think>`` and ``</think>`` so).
+    """
     shutil.copytree(base, out)
+    doc = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    for entry in doc["added_tokens"]:
+        if entry["content"] in unspecial:
+            entry["special"] = False
+    (out / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     tok.save(str(out / "tokenizer.json"))

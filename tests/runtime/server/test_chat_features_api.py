@@ -8,8 +8,9 @@ answer's ``</think>`` and tool-call tokens come out of the engine like any model
   with ``--tool-call-parser deepseek_v3``. After ``<｜Assistant｜>`` it writes a
   ``get_weather`` call; after the markers ``⟦eos⟧`` / ``⟦len⟧`` / ``⟦stop⟧`` it ends
   inside a multi-byte character by EOS, by length and by a stop token.
-* ``r1``: an R1-Distill-Qwen checkpoint (its template opens ``<think>`` in the prompt, and
-  its tokenizer makes ``</think>`` a special token), with ``DSR_REASONING_PARSER``.
+* ``r1``: an R1-Distill-Qwen checkpoint (its template opens ``<think>`` in the prompt),
+  with ``DSR_REASONING_PARSER``; once with ``</think>`` a special token that decoding
+  drops, once an ordinary one that decodes as text (DeepSeek-R1's tokenizers).
 """
 
 from __future__ import annotations
@@ -98,11 +99,16 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def r1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=["think-special", "think-text"])
+def r1(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """``think-special``: ``</think>`` decodes to nothing (make-tiny's tokenizer);
+    ``think-text``: it decodes as text, as in DeepSeek-R1's own tokenizers."""
     base = make_tiny_checkpoint(tmp_path_factory.mktemp("base-qwen2") / "q", "qwen2", seed=1)
     out = tmp_path_factory.mktemp("chain") / "tiny-r1-distill"
-    tok = copy_with_tokens(base, out, ["Two", " plus", " two", "Four"])
+    unspecial = ["<think>", "</think>"] if request.param == "think-text" else []
+    tok = copy_with_tokens(base, out, ["Two", " plus", " two", "Four"], None, unspecial)
     newline = _encode(tok, "\n")[-1]  # the generation prompt ends "<｜Assistant｜><think>\n"
     thought, answer = _encode(tok, "Two plus two"), _encode(tok, "Four!")
     chains = {"r1": [newline, *thought, THINK_END, *answer, EOS]}

@@ -1,4 +1,4 @@
-"""Pure parsers of chat answers: R1 reasoning, DeepSeek tool calls, and both together.
+"""Pure parsers of chat answers: R1 reasoning, DeepSeek tool calls, both, and tool_choice.
 
 Every case is checked whole and streamed in every two-piece split and character by
 character, because a stream may cut a marker anywhere and must still give the same
@@ -11,9 +11,17 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
 
 from deepseek_runtime.server.chat_output import ChatDelta, ChatOutputOptions, ChoiceParser
+from deepseek_runtime.server.chat_responses import ChatBody, ChatChunks
+from deepseek_runtime.server.chat_tools import allowed_tool_names, template_tools
+from deepseek_runtime.server.errors import APIError
+from deepseek_runtime.server.generation import Update
+from deepseek_runtime.server.protocol import ChatCompletionRequest
 from deepseek_runtime.server.reasoning import ReasoningSplitter, split_reasoning
+from deepseek_runtime.server.responses import ChoiceBuffer, ResponseHead
 from deepseek_runtime.server.tool_calls import (
     CALL_BEGIN,
     CALL_END,
@@ -172,3 +180,67 @@ def test_reasoning_then_tool_calls() -> None:
         assert total.reasoning == "I might write " + CALLS_BEGIN + " here"
         assert total.content == "Checking."
         assert [c.name for c in total.calls] == ["get_weather"]
+
+
+def _update(index: int, text: str, finished: bool = False) -> Update:
+    return Update(index, text, [7], [], finished, "stop" if finished else None, 1)
+
+
+def test_chunks_cut_anywhere_accumulate_to_the_whole_body() -> None:
+    """Rendered chunks of a stream split at every character merge (in the openai SDK) into
+    the same message the whole answer has."""
+    head = ResponseHead("chatcmpl-abc", 0, "m")
+    options = ChatOutputOptions(reasoning=True, tool_names=NAMES)
+    text = "why</think>Checking." + CALLS_BEGIN + WEATHER + TIME_V31 + CALLS_END
+    buf = ChoiceBuffer()
+    for i, ch in enumerate(text):
+        buf.add(_update(0, ch, finished=i == len(text) - 1))
+    whole = ChatBody(head, str, None, options).body([buf], 3, len(text))["choices"][0]
+    state = ChatCompletionStreamState()
+    renderer = ChatChunks(head, str, None, options)
+    for i, ch in enumerate(text):
+        for chunk in renderer.chunks(_update(0, ch, finished=i == len(text) - 1)):
+            state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
+    merged = state.current_completion_snapshot.choices[0]
+    assert whole["finish_reason"] == merged.finish_reason == "tool_calls"
+    assert whole["message"]["reasoning_content"] == "why"
+    assert (merged.message.model_extra or {}).get("reasoning_content") == "why"
+    assert whole["message"]["content"] == merged.message.content == "Checking."
+    calls = [(c.id, c.function.name, c.function.arguments) for c in merged.message.tool_calls]
+    assert calls == [
+        (c["id"], c["function"]["name"], c["function"]["arguments"])
+        for c in whole["message"]["tool_calls"]
+    ]
+    assert [name for _, name, _ in calls] == ["get_weather", "get_time"]
+    assert len({call_id for call_id, _, _ in calls}) == 2
+
+
+def _chat_request(**kw: object) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **kw}
+    )
+
+
+def test_tool_choice_decides_which_calls_are_parsed() -> None:
+    tools = [
+        {"type": "function", "function": {"name": "a"}},
+        {"type": "function", "function": {"name": "b", "parameters": {"type": "object"}}},
+    ]
+    assert allowed_tool_names(_chat_request(tools=tools), "deepseek_v3") == {"a", "b"}
+    assert allowed_tool_names(_chat_request(tools=tools, tool_choice="none"), None) is None
+    assert allowed_tool_names(_chat_request(), None) is None
+    named = _chat_request(tools=tools, tool_choice={"type": "function", "function": {"name": "b"}})
+    assert allowed_tool_names(named, "deepseek_v3") == {"b"}
+    shown = template_tools(named.tools, named.tool_choice)
+    assert shown == [tools[1]]
+    for bad, parser in [
+        (_chat_request(tools=tools), None),
+        (_chat_request(tool_choice="required"), "deepseek_v3"),
+        (
+            _chat_request(tools=tools, tool_choice={"type": "function", "function": {"name": "z"}}),
+            "deepseek_v3",
+        ),
+    ]:
+        with pytest.raises(APIError) as err:
+            allowed_tool_names(bad, parser)
+        assert err.value.status == 400
