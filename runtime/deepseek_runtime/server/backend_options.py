@@ -15,7 +15,42 @@ from ..backends.options import (
     TritonEngineOptions,
     VLLMEngineOptions,
 )
+from ..capabilities import NATIVE
+from ..checkpoint.quantization import QUANTIZATION_CHOICES
 from .config import ServerConfig
+
+
+def check_native_supported(config: ServerConfig) -> None:
+    """Refuse what the native engine cannot honour (ValueError, exit 2), never ignore it.
+
+    The limits are :data:`deepseek_runtime.capabilities.NATIVE`, the table the operator's
+    planner reads too.
+    """
+    use_vllm = "; --engine vllm serves it"
+    if config.tensor_parallel_size > NATIVE.max_tensor_parallel:
+        raise ValueError(
+            f"--tensor-parallel-size {config.tensor_parallel_size}: the native engine runs "
+            f"at most {NATIVE.max_tensor_parallel} tensor-parallel rank(s) today{use_vllm}"
+        )
+    if config.pipeline_parallel_size > NATIVE.max_pipeline_parallel:
+        raise ValueError(
+            f"--pipeline-parallel-size {config.pipeline_parallel_size}: the native engine runs "
+            f"at most {NATIVE.max_pipeline_parallel} pipeline stage(s) today{use_vllm}"
+        )
+    if config.enable_expert_parallel and not NATIVE.expert_parallel:
+        raise ValueError(
+            f"--enable-expert-parallel: the native engine has no expert parallelism yet{use_vllm}"
+        )
+    if config.kv_cache_dtype not in NATIVE.kv_cache_dtypes:
+        raise ValueError(
+            f"--kv-cache-dtype {config.kv_cache_dtype}: the native engine caches in the model "
+            f"dtype (auto){use_vllm}"
+        )
+    if config.quantization is not None and config.quantization not in QUANTIZATION_CHOICES:
+        raise ValueError(
+            f"--quantization {config.quantization}: the native engine takes "
+            f"{', '.join(QUANTIZATION_CHOICES)}"
+        )
 
 
 def backend_options(config: ServerConfig) -> BackendOptions:
@@ -45,6 +80,7 @@ def backend_options(config: ServerConfig) -> BackendOptions:
             remote_model=config.triton_model or config.model_name,
             max_model_len=config.max_model_len,
         )
+    check_native_supported(config)
     return NativeEngineOptions(
         model_dir=Path(config.model),
         dtype=config.dtype,

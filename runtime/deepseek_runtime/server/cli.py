@@ -158,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
     from ..backends import EngineUnavailable, check_available, require_package  # noqa: PLC0415
     from .backend_options import backend_options  # noqa: PLC0415
 
-    options = backend_options(config)
     try:
+        options = backend_options(config)
         check_available(options)
         if config.grpc_port is not None:
             require_package(

@@ -87,10 +87,12 @@ class ServerConfig(BaseModel):
     audit_log: str | None = Field(None, description="audit log path ('-' for stdout)")
     log_prompts: bool = Field(False, description="put (PII-redacted) prompts in the audit log")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
-    # vLLM engine
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallel size")
-    pipeline_parallel_size: int = Field(1, ge=1, description="vLLM pipeline parallel size")
-    enable_expert_parallel: bool = Field(False, description="vLLM expert parallelism")
+    # parallelism (native: one rank today, anything more exits 2; vLLM: passed through)
+    tensor_parallel_size: int = Field(1, ge=1, description="tensor-parallel ranks per layer")
+    pipeline_parallel_size: int = Field(1, ge=1, description="pipeline stages")
+    enable_expert_parallel: bool = Field(
+        False, description="spread routed experts over the tensor-parallel ranks"
+    )
     quantization: str | None = Field(
         None,
         description="weights in memory; native: auto (the checkpoint's own, the default), "
@@ -99,9 +101,15 @@ class ServerConfig(BaseModel):
     quantization_group_size: int | None = Field(
         None, ge=1, description="native --quantization int4: input columns per scale (128)"
     )
-    kv_cache_dtype: str = Field("auto", description="vLLM KV cache dtype (auto, fp8, ...)")
+    kv_cache_dtype: str = Field(
+        "auto", description="KV cache dtype: auto (the model's; native), or vLLM's fp8, ..."
+    )
     gpu_memory_utilization: float = Field(
-        0.9, gt=0, le=1, description="vLLM fraction of GPU memory to use"
+        0.9,
+        gt=0,
+        le=1,
+        description="fraction of GPU memory for vLLM (the native engine sizes its KV cache "
+        "from --kv-cache-memory-bytes or --num-blocks today)",
     )
     # Triton engine
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address (host:port)")
