@@ -8,6 +8,7 @@ import torch
 from deepseek_runtime.kernels.mla_decode import paged_mla_decode
 from deepseek_runtime.kernels.moe import fused_moe, moe_forward
 from deepseek_runtime.kernels.quant.experts import quantize_int4_experts, quantize_int8_experts
+from deepseek_runtime.kernels.triton.mla_decode import choose_splits, mla_decode_latent
 from deepseek_runtime.kernels.triton.moe import align_by_expert, triton_fused_moe
 
 pytestmark = pytest.mark.unit
@@ -75,7 +76,7 @@ def test_grouped_moe_rejects_the_cpu_int4_layout() -> None:
 HEADS, NOPE, ROPE, RANK, V_DIM, BLOCK = 3, 16, 16, 32, 16, 4
 
 
-def test_paged_mla_decode_matches_reference() -> None:
+def _mla_case() -> tuple[tuple[torch.Tensor, ...], dict[str, object]]:
     gen = torch.Generator().manual_seed(7)
     lens = [1, 9, 4, 12]
     max_blocks, num_blocks = 3, 14
@@ -92,8 +93,28 @@ def test_paged_mla_decode_matches_reference() -> None:
     w_uv = torch.randn(HEADS, V_DIM, RANK, generator=gen) * 0.2
     scale = (NOPE + ROPE) ** -0.5
     args = (q_nope, q_pe, cache, tables, torch.tensor(lens))
-    kwargs = {"block_size": BLOCK, "scale": scale, "w_uk": w_uk, "w_uv": w_uv}
+    return args, {"block_size": BLOCK, "scale": scale, "w_uk": w_uk, "w_uv": w_uv}
+
+
+def test_paged_mla_decode_matches_reference() -> None:
+    args, kwargs = _mla_case()
     # on CPU the dispatcher runs the torch reference (paged_mla_attention) by default
     want = paged_mla_decode(*args, **kwargs)
     got = paged_mla_decode(*args, **kwargs, backend="triton")
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("splits", [2, 3])
+def test_mla_context_splits_merge_to_the_unsplit_result(splits: int) -> None:
+    # 3 splits of one block each: the 1-token sequence leaves two splits empty
+    (q_nope, q_pe, cache, tables, lens), kwargs = _mla_case()
+    q = torch.cat((torch.einsum("bhn,hnr->bhr", q_nope, kwargs["w_uk"]), q_pe), dim=-1)
+    one = mla_decode_latent(q, cache, tables, lens, rank=RANK, block_size=BLOCK, splits=1)
+    many = mla_decode_latent(q, cache, tables, lens, rank=RANK, block_size=BLOCK, splits=splits)
+    torch.testing.assert_close(many, one, rtol=1e-5, atol=1e-6)
+
+
+def test_choose_splits() -> None:
+    assert choose_splits(programs=32, max_len=4096, block_size=64, multiprocessors=132) == 9
+    assert choose_splits(programs=32, max_len=256, block_size=64, multiprocessors=132) == 1
+    assert choose_splits(programs=512, max_len=4096, block_size=64, multiprocessors=132) == 1
