@@ -59,7 +59,7 @@ def test_camel_case_round_trip() -> None:
         ({"rollout": {"canary": {"steps": [{"weight": 120}]}}}, "less than or equal to 100"),
         ({"parallelism": {"tensor": 8, "expert": 3}}, "parallelism.expert must be 1"),
         ({"replicas": -1}, "greater than or equal to 0"),
-        ({"engine": {"kind": "tgi"}}, "'native', 'vllm' or 'triton'"),
+        ({"engine": {"kind": "tgi"}}, "'auto', 'native', 'vllm' or 'triton'"),
         ({"model": {"maxModelLen": 10}}, "greater than or equal to 256"),
         ({"model": {"source": {"uri": "ftp://x"}}}, "should match pattern"),
         ({"modle": {}}, "Extra inputs are not permitted"),

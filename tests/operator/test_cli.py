@@ -49,6 +49,7 @@ def test_plan_text_json_and_yaml() -> None:
     code, text = _run(["plan", "-f", str(SAMPLES / "r1-h100-multinode.yaml"), "-o", "json"])
     plan = json.loads(text)["plan"]
     assert (plan["tensor"], plan["pipeline"], plan["nodesPerReplica"]) == (8, 2, 2)
+    assert plan["engine"] == "vllm"  # engine.kind auto: native serves one GPU per replica
     code, text = _run(["plan", "-f", str(SAMPLES / "v2-lite-a100.yaml"), "-o", "yaml"])
     assert yaml.safe_load(text)["plan"]["gpuProduct"] == "NVIDIA-A100-SXM4-80GB"
 
@@ -130,7 +131,7 @@ BAD = [
     (
         "enum.yaml",
         HEAD + "spec:\n  model: {name: m, source: {uri: 'hf://a/b'}}\n  engine: {kind: tgi}\n",
-        r"enum.yaml: spec.engine.kind: Input should be 'native', 'vllm' or 'triton'",
+        r"enum.yaml: spec.engine.kind: Input should be 'auto', 'native', 'vllm' or 'triton'",
     ),
     (
         "list.yaml",

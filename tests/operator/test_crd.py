@@ -93,7 +93,7 @@ def test_defaults_enums_and_int_or_string() -> None:
     health = spec["resilience"]["properties"]["health"]["properties"]
     assert health["periodSeconds"]["default"] == 30
     assert health["failureThreshold"]["default"] == 3
-    assert spec["engine"]["properties"]["kind"]["enum"] == ["native", "vllm", "triton"]
+    assert spec["engine"]["properties"]["kind"]["enum"] == ["auto", "native", "vllm", "triton"]
     assert spec["model"]["properties"]["quantization"]["enum"] == [
         "auto",
         "none",

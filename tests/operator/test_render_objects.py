@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from dsd_factory import H100, H200, L40S, dsd, inventory, pool
 
-from deepseek_operator.api import DeepSeekDeployment
+from deepseek_operator.api import DeepSeekDeployment, defaults
 from deepseek_operator.planning import plan_deployment
 from deepseek_operator.render import canary_active, endpoint, render_children, selector_string
 
@@ -121,8 +121,9 @@ def test_multi_node_replicas_are_leader_worker_sets() -> None:
     assert "readinessProbe" not in worker["containers"][0]
     for pod in (leader, worker):
         assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
-        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
-        assert env["DSR_PIPELINE_PARALLEL_SIZE"] == "2" and env["DSR_NNODES"] == "2"
+        assert pod["containers"][0]["image"] == defaults.VLLM_IMAGE
+    # engine.kind auto: the native engine serves one GPU per replica, so vLLM serves this
+    assert "exec vllm serve" in leader["containers"][0]["args"][0]
     (hpa,) = _by_kind(objs, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",

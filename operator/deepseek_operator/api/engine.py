@@ -1,7 +1,9 @@
 """``spec.engine``: the inference engine that runs in each pod and how it is tuned.
 
-``kind: native`` runs ``deepseek-runtime serve``; ``kind: vllm`` runs ``vllm serve`` with
-the upstream image; ``kind: triton`` runs ``deepseek-runtime serve --engine triton``.
+``kind: auto`` (the default) lets the planner pick ``native`` or ``vllm`` from what each
+engine serves (``planning/engines.py``); ``kind: native`` runs ``deepseek-runtime serve``;
+``kind: vllm`` runs ``vllm serve`` with the upstream image; ``kind: triton`` runs
+``deepseek-runtime serve --engine triton``.
 Tuning fields use vLLM's names (``gpuMemoryUtilization``, ``maxNumSeqs``) because those
 are the names operators already search for.
 """
@@ -16,7 +18,7 @@ from deepseek_operator.api import defaults
 from deepseek_operator.api.base import ApiModel
 from deepseek_operator.api.validation import unique_items
 
-EngineKind = Literal["native", "vllm", "triton"]
+EngineKind = Literal["auto", "native", "vllm", "triton"]
 
 
 class EnvVar(ApiModel):
@@ -55,11 +57,14 @@ class ResourceSpec(ApiModel):
 class EngineSpec(ApiModel):
     """The serving engine."""
 
-    kind: EngineKind = "native"
-    """Engine: ``native`` (deepseek-runtime), ``vllm`` (upstream vLLM image) or ``triton``
-    (deepseek-runtime fronting a Triton Inference Server)."""
+    kind: EngineKind = "auto"
+    """Engine: ``auto`` (native when the native engine can serve the plan, else vLLM; the
+    choice and its reason are in ``status.plan``), ``native`` (deepseek-runtime), ``vllm``
+    (upstream vLLM image) or ``triton`` (deepseek-runtime fronting a Triton Inference
+    Server). An explicit ``native`` that native cannot serve ends ``Planned=False``."""
     image: Annotated[str, Field(max_length=512)] | None = None
-    """Container image; a pinned default per kind when omitted."""
+    """Container image; when omitted, the pinned default of the engine that serves the
+    plan (for ``auto``, the one the planner chose)."""
     args: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=64)] = Field(
         default_factory=list
     )

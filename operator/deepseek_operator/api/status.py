@@ -46,6 +46,8 @@ class PlanStatus(StatusModel):
 
     model_name: str | None = None
     """Catalog entry or config the plan was computed for."""
+    engine: str | None = None
+    """Engine that serves the plan: ``spec.engine.kind``, or what ``auto`` chose."""
     quantization: str | None = None
     """Weight format the plan assumes (bf16, fp8, int8, int4)."""
     gpu_product: str | None = None

@@ -32,6 +32,8 @@ class ModelArchitecture:
     vocab_size: int
     max_position_embeddings: int
     native_dtype: Literal["bf16", "fp8"]
+    model_type: str = ""
+    """``config.json`` ``model_type``: which engines can load it (see :mod:`.engines`)."""
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
     n_routed_experts: int = 0
@@ -157,6 +159,7 @@ def architecture_from_config(
         vocab_size=vocab,
         max_position_embeddings=_opt(config, "max_position_embeddings", 4096),
         native_dtype=_native_dtype(config),
+        model_type=model_type,
         kv_lora_rank=kv_lora,
         qk_rope_head_dim=rope,
         n_routed_experts=experts,

@@ -177,3 +177,21 @@ def lookup(*names: str | None) -> ModelArchitecture | None:
             config, params, _ = _ENTRIES[canonical]
             return architecture_from_config(config, name=canonical, stated_params=params)
     return None
+
+
+def chat_parsers(*names: str | None) -> tuple[str | None, str | None]:
+    """``(reasoning parser, tool-call parser)`` for the first catalogued name (or URI).
+
+    DeepSeek-R1 and every R1 distill think in ``<think>…</think>``: the ``deepseek_r1``
+    reasoning parser moves that into ``reasoning_content``. DeepSeek-V3 and R1 (both
+    ``deepseek_v3``) emit DeepSeek-V3's tool-call tokens: the ``deepseek_v3`` parser. Models
+    outside the catalog get neither (set them with ``spec.engine.args`` / ``env``).
+    """
+    for candidate in names:
+        canonical = _INDEX.get(_key(candidate)) if candidate else None
+        if canonical is not None:
+            config = _ENTRIES[canonical][0]
+            reasoning = "deepseek_r1" if "DeepSeek-R1" in canonical else None
+            tools = "deepseek_v3" if config["model_type"] == "deepseek_v3" else None
+            return reasoning, tools
+    return None, None

@@ -33,6 +33,13 @@ class Plan(BaseModel):
 
     model_name: str
     """Architecture the plan was computed for (catalog name or config)."""
+    engine: str = "native"
+    """Engine that serves the plan (``native``, ``vllm`` or ``triton``): ``spec.engine.kind``,
+    or what ``auto`` chose."""
+    reasoning_parser: str | None = None
+    """Reasoning parser the engine runs (``deepseek_r1`` for R1 and its distills)."""
+    tool_call_parser: str | None = None
+    """Tool-call parser the engine runs (``deepseek_v3`` for V3 and R1)."""
     quantization: str
     """Weight format in GPU memory: bf16, fp8, int8 or int4."""
     kv_cache_dtype: str
@@ -104,6 +111,7 @@ class Plan(BaseModel):
         """The ``status.plan`` object (camelCase, matching ``api.status.PlanStatus``)."""
         keys = (
             "model_name",
+            "engine",
             "quantization",
             "gpu_product",
             "gpu_memory_mib",

@@ -17,8 +17,16 @@ from typing import Any, Literal
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.planning import catalog
 from deepseek_operator.planning.architecture import ModelArchitecture, architecture_from_config
+from deepseek_operator.planning.engines import (
+    ENGINES,
+    NATIVE,
+    VLLM,
+    EngineCapabilities,
+    limits_text,
+    unsupported,
+    unsupported_parallelism,
+)
 from deepseek_operator.planning.explain import (
-    Fit,
     describe_architecture,
     make_plan,
     no_pool_error,
@@ -40,7 +48,8 @@ from deepseek_operator.planning.memory import (
 )
 from deepseek_operator.planning.placement import eligible_nodes
 from deepseek_operator.planning.plan import Plan, PlanningError
-from deepseek_operator.planning.sharding import candidates, check_explicit
+from deepseek_operator.planning.search import SearchResult, search_pools
+from deepseek_operator.planning.sharding import check_explicit
 
 
 def resolve_architecture(
@@ -126,39 +135,66 @@ def plan_deployment(
         )
 
     need_tokens = max_len * min_seqs
-    max_gpus = spec.placement.gpu.max_gpus_per_replica
-    fits: list[Fit] = []
-    failures: list[str] = []
-    for pool in pools:
-        fit, why = _first_fit(
-            arch, spec, pool, measure=measure, need_tokens=need_tokens, max_gpus=max_gpus
-        )
-        if fit is not None:
-            fits.append(fit)
-            if why:
-                reasons.append(f"{pool.product}: {why}")
-            reasons.append(
-                f"{pool.product}: fits as TP{fit.sharding.tensor}×PP"
-                f"{fit.sharding.pipeline} on {nodes_text(fit.sharding.pipeline)} "
-                f"({fit.sharding.gpus} GPU{'s' if fit.sharding.gpus > 1 else ''})"
-            )
-        else:
-            failures.append(f"{pool.describe()}: {why}")
-            reasons.append(f"{pool.product}: {why}")
-    if not fits:
-        raise PlanningError(
+
+    def search(caps: EngineCapabilities) -> SearchResult:
+        return search_pools(arch, spec, pools, caps, measure=measure, need_tokens=need_tokens)
+
+    def no_fit(result: SearchResult) -> PlanningError:
+        return PlanningError(
             f"{arch.name} does not fit: weights need {human_bytes(total)} ({fmt}) plus "
             f"{human_bytes(need_tokens * _kv_full(arch, kv_width))} of KV cache for {min_seqs} × "
             f"{max_len} tokens per replica. "
-            + "; ".join(failures)
+            + "; ".join(result.failures)
             + ". To fit: add such nodes, lower model.maxModelLen or "
             "engine.kvCache.minSequences, or quantize (model.quantization int4, "
             "engine.kvCache.dtype fp8).",
-            reasons,
+            reasons + result.notes,
             field="spec.placement",
         )
+
+    static = _static_check(arch, spec)
+    kind = spec.engine.kind
+    if kind == "auto":
+        native = search(NATIVE) if static is None else None
+        if native is not None and native.fits:
+            caps, result = NATIVE, native
+            reasons.append(
+                f"engine native (engine.kind auto): it serves {arch.model_type} in {fmt} "
+                "on one GPU per replica"
+            )
+        else:
+            problem = _static_check(arch, spec, VLLM)
+            if problem is not None:
+                raise PlanningError(f"no engine serves this: {problem[1]}", reasons, problem[0])
+            caps, result = VLLM, search(VLLM)
+            why = static[1] if static else _native_miss(arch, result)
+            reasons.append(f"engine vllm (engine.kind auto): {why}")
+    else:
+        caps = ENGINES[kind]
+        problem = _static_check(arch, spec, caps)
+        if problem is not None:
+            raise PlanningError(
+                f"engine.kind {kind}: {problem[1]}; use engine.kind auto or vllm, or change "
+                f"{problem[0]}",
+                reasons,
+                field=problem[0],
+            )
+        result = search(caps)
+        if not result.fits and caps.one_gpu_only:
+            wider = search(VLLM)
+            if wider.fits:
+                raise PlanningError(
+                    f"engine.kind {kind}: {_native_miss(arch, wider)}; use engine.kind "
+                    "auto or vllm, or a smaller model (or model.quantization int4)",
+                    reasons + result.notes,
+                    field="spec.engine.kind",
+                )
+        reasons.append(f"engine {kind}: set in spec.engine.kind")
+    if not result.fits:
+        raise no_fit(result)
+    reasons += result.notes
     best = min(
-        fits,
+        result.fits,
         key=lambda f: (
             f.sharding.gpus,
             f.sharding.pipeline,
@@ -167,67 +203,52 @@ def plan_deployment(
             f.pool.product,
         ),
     )
-    if len(fits) > 1:
+    if len(result.fits) > 1:
         reasons.append(
             f"chose {best.pool.product}: fewest GPUs per replica, then fewest nodes, "
             "then the least capable product (bigger GPUs stay free for bigger models)"
         )
+    reasoning, tools = catalog.chat_parsers(
+        spec.model.architecture, spec.model.name, spec.model.source.uri
+    )
+    if reasoning:
+        reasons.append(
+            f"reasoning parser {reasoning}: {arch.name} is an R1 model "
+            "(<think>…</think> goes to reasoning_content)"
+        )
+    if tools:
+        reasons.append(f"tool-call parser {tools}: {arch.name} emits DeepSeek-V3 tool-call tokens")
     return make_plan(
         arch, best, fmt=fmt, kv_dtype=kv_dtype, total=total, max_len=max_len, reasons=reasons
+    ).model_copy(
+        update={"engine": caps.engine, "reasoning_parser": reasoning, "tool_call_parser": tools}
+    )
+
+
+def _static_check(
+    arch: ModelArchitecture, spec: DeepSeekDeploymentSpec, caps: EngineCapabilities = NATIVE
+) -> tuple[str, str] | None:
+    """What in the spec ``caps`` cannot serve whatever the GPUs: ``(field, why)``."""
+    par = spec.parallelism
+    return unsupported(
+        caps,
+        model_type=arch.model_type,
+        quantization=spec.model.quantization,
+        kv_cache_dtype=spec.engine.kv_cache.dtype,
+    ) or unsupported_parallelism(caps, tensor=par.tensor, pipeline=par.pipeline, expert=par.expert)
+
+
+def _native_miss(arch: ModelArchitecture, wider: SearchResult) -> str:
+    """Why native cannot serve a plan that a wider engine can (or that nothing can)."""
+    head = limits_text(NATIVE)
+    if not wider.fits:
+        return f"{head}, and {arch.name} fits no layout of the eligible pools"
+    s = min(wider.fits, key=lambda f: f.sharding.gpus).sharding
+    return (
+        f"{head}, and {arch.name} needs TP{s.tensor}×PP{s.pipeline} "
+        f"({s.gpus} GPUs on {nodes_text(s.pipeline)})"
     )
 
 
 def _kv_full(arch: ModelArchitecture, width: int) -> int:
     return arch.kv_elements_per_token_layer(1) * arch.num_layers * width
-
-
-def _first_fit(
-    arch: ModelArchitecture,
-    spec: DeepSeekDeploymentSpec,
-    pool: GpuPool,
-    *,
-    measure: Any,
-    need_tokens: int,
-    max_gpus: int | None,
-) -> tuple[Fit | None, str]:
-    """The smallest sharding of ``pool`` that holds the model, else why none does."""
-    nodes = len(pool.nodes)
-    par = spec.parallelism
-    if par.tensor is not None and par.tensor * par.data > pool.gpus_per_node:
-        return None, (
-            f"parallelism.tensor {par.tensor} × data {par.data} exceeds the "
-            f"{pool.gpus_per_node} GPUs of a node (tensor parallelism stays within a node); "
-            f"use tensor ≤ {pool.gpus_per_node // par.data} and let pipeline span nodes"
-        )
-    last = ""
-    for s in candidates(arch, spec.parallelism, pool.gpus_per_node, nodes):
-        mem: GpuMemory = measure(pool, s)
-        label = f"TP{s.tensor}×PP{s.pipeline}"
-        if max_gpus is not None and s.gpus > max_gpus:
-            return None, (
-                f"needs more than placement.gpu.maxGpusPerReplica {max_gpus} GPUs "
-                f"({label} = {s.gpus} GPUs)"
-            )
-        if s.pipeline > nodes:
-            return None, f"{label} needs {s.pipeline} nodes; the pool has {nodes}"
-        if mem.kv_budget <= 0:
-            last = (
-                f"{label}: weights {human_bytes(mem.weights)}/GPU + overhead "
-                f"{human_bytes(mem.overhead)} exceed {human_bytes(mem.usable)} usable"
-            )
-            continue
-        if mem.max_tokens < need_tokens:
-            last = f"{label}: KV cache holds {mem.max_tokens} tokens, {need_tokens} needed"
-            continue
-        return Fit(pool, s, mem), (f"smaller shardings fail ({last})" if last else "")
-    last = last or "no tensor degree divides the heads and fits its nodes"
-    wider = next(
-        (
-            s
-            for s in candidates(arch, spec.parallelism, pool.gpus_per_node, 10**6)
-            if s.pipeline > nodes and measure(pool, s).max_tokens >= need_tokens
-        ),
-        None,
-    )
-    hint = f"; it would fit on {wider.pipeline} such nodes" if wider else ""
-    return None, f"largest try {last}{hint}"

@@ -10,6 +10,12 @@ Multi-node native replicas start through ``/bin/sh -c`` so ``DSR_MASTER_ADDR`` a
 ``DSR_NODE_RANK`` come from the ``LWS_LEADER_ADDRESS`` / ``LWS_WORKER_INDEX`` variables the
 LeaderWorkerSet controller injects.
 
+The engine is ``plan.engine``: ``spec.engine.kind``, or what the planner chose for
+``auto``. R1 and its distills get the ``deepseek_r1`` reasoning parser, V3 and R1 the
+``deepseek_v3`` tool-call parser (``plan.reasoning_parser`` / ``plan.tool_call_parser``):
+``DSR_REASONING_PARSER`` / ``DSR_TOOL_CALL_PARSER`` for the runtime, ``--reasoning-parser``
+and ``--enable-auto-tool-choice --tool-call-parser`` for vLLM.
+
 ``vllm``: ``vllm serve DIR`` with vLLM's own flags (``--tensor-parallel-size``,
 ``--pipeline-parallel-size``, ``--enable-expert-parallel``, ``--max-model-len``,
 ``--quantization``, ``--kv-cache-dtype``, ``--gpu-memory-utilization`` …). Multi-node
@@ -34,10 +40,11 @@ API_KEYS_DIR: Final = "/etc/deepseek/auth"
 FILTER_DIR: Final = "/etc/deepseek/filter"
 
 
-def engine_image(dsd: DeepSeekDeployment) -> str:
-    """The engine image: the spec's, else the pinned default of the engine kind."""
-    e = dsd.spec.engine
-    return e.image or (defaults.VLLM_IMAGE if e.kind == "vllm" else defaults.NATIVE_IMAGE)
+def engine_image(dsd: DeepSeekDeployment, plan: Plan) -> str:
+    """The engine image: the spec's, else the pinned default of the engine that serves
+    the plan (``plan.engine``: ``spec.engine.kind``, or what ``auto`` chose)."""
+    default = defaults.VLLM_IMAGE if plan.engine == "vllm" else defaults.NATIVE_IMAGE
+    return dsd.spec.engine.image or default
 
 
 def _vllm_args(dsd: DeepSeekDeployment, plan: Plan, model_dir: str) -> list[str]:
@@ -75,6 +82,10 @@ def _vllm_args(dsd: DeepSeekDeployment, plan: Plan, model_dir: str) -> list[str]
         str(e.kv_cache.block_size),
         "--enable-prefix-caching" if e.kv_cache.prefix_caching else "--no-enable-prefix-caching",
     ]
+    if plan.reasoning_parser:
+        args += ["--reasoning-parser", plan.reasoning_parser]
+    if plan.tool_call_parser:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", plan.tool_call_parser]
     if plan.nodes_per_replica > 1:
         args += ["--distributed-executor-backend", "ray"]
     return args + list(e.args)
@@ -97,7 +108,11 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
     ]
     if s.model.quantization in ("fp8", "int8", "int4"):  # auto/none: the checkpoint's own
         pairs.append(("DSR_QUANTIZATION", s.model.quantization))
-    if e.kind == "triton" and e.triton_url:
+    if plan.reasoning_parser:
+        pairs.append(("DSR_REASONING_PARSER", plan.reasoning_parser))
+    if plan.tool_call_parser:
+        pairs.append(("DSR_TOOL_CALL_PARSER", plan.tool_call_parser))
+    if plan.engine == "triton" and e.triton_url:
         pairs.append(("DSR_TRITON_URL", e.triton_url))
     rl = s.serving.rate_limit
     if rl.requests_per_second is not None:
@@ -130,7 +145,7 @@ def container_command(
     """(command, args, env) of the engine container for ``role`` server or worker."""
     e = dsd.spec.engine
     env = common_env()
-    if e.kind == "vllm":
+    if plan.engine == "vllm":
         if dsd.spec.serving.auth.api_keys_secret_ref is not None:
             ref = dsd.spec.serving.auth.api_keys_secret_ref
             env.append(
@@ -158,7 +173,7 @@ def container_command(
         "--dtype",
         "auto",
         "--engine",
-        e.kind,
+        plan.engine,
         *e.args,
     ]
     env += _native_env(dsd, plan)

@@ -73,7 +73,7 @@ def _resources(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any]:
 
 def _probes(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any]:
     h, port = dsd.spec.resilience.health, "http"
-    ready_path = "/health" if dsd.spec.engine.kind == "vllm" else "/ready"
+    ready_path = "/health" if plan.engine == "vllm" else "/ready"
     budget = startup_budget_seconds(dsd, plan)
     return {
         "startupProbe": {
@@ -133,7 +133,7 @@ def pod_template(
     small = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
     mount = model_mount(dsd, plan, security, small)
     for init in mount.init_containers:
-        init["image"] = init["image"] or engine_image(dsd)
+        init["image"] = init["image"] or engine_image(dsd, plan)
     command, args, env = container_command(dsd, plan, mount.path, role)
     env += [{"name": v.name, "value": v.value} for v in dsd.spec.engine.env]
     mounts = [
@@ -148,7 +148,7 @@ def pod_template(
         {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}},
     ]
     serving = dsd.spec.serving
-    if serving.auth.api_keys_secret_ref is not None and dsd.spec.engine.kind != "vllm":
+    if serving.auth.api_keys_secret_ref is not None and plan.engine != "vllm":
         ref = serving.auth.api_keys_secret_ref
         volumes.append(
             {
@@ -178,7 +178,7 @@ def pod_template(
         mounts.append({"name": "content-filter", "mountPath": FILTER_DIR, "readOnly": True})
     container: dict[str, Any] = {
         "name": "engine",
-        "image": engine_image(dsd),
+        "image": engine_image(dsd, plan),
         "imagePullPolicy": "IfNotPresent",
         "command": command,
         "args": args,
