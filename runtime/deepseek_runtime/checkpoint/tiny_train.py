@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from deepseek_runtime.checkpoint.tokenizer_build import EOS, corpus_text
+from deepseek_runtime.checkpoint.tokenizer_build import ASSISTANT, BOS, EOS, USER, corpus_text
 
 WEIGHTS = "model.safetensors"
 PEAK_LR = 1e-2
@@ -98,23 +98,40 @@ def prose(markdown: str) -> str:
     return text.replace("`", "").replace("**", "")
 
 
-def _token_stream(model_dir: Path, texts: list[str]) -> torch.Tensor:
+def chat_samples(markdown: str, topic: str) -> list[str]:
+    """Each paragraph as one chat turn: "Tell me about <its section>." answered by it.
+
+    Training in the chat template's own shape teaches the toy what follows
+    ``<｜Assistant｜>``, so a chat completion (what the demo asks for) answers in prose.
+    """
+    samples: list[str] = []
+    for block in re.split(r"\n\s*\n", markdown):
+        heading = (
+            re.match(r"^\s*#+\s*(.+)$", block.strip().splitlines()[0]) if block.strip() else None
+        )
+        if heading:
+            topic = prose(heading.group(1)).strip().rstrip(".:") or topic
+        text = " ".join(prose(block).split())
+        if heading:
+            text = " ".join(prose("\n".join(block.strip().splitlines()[1:])).split())
+        if len(text.split()) >= 8:
+            samples.append(f"{BOS}{USER}Tell me about {topic}.{ASSISTANT}{text}{EOS}")
+    return samples
+
+
+def _token_stream(model_dir: Path, samples: list[str]) -> torch.Tensor:
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    eos = tokenizer.token_to_id(EOS)
     ids: list[int] = []
-    for text in texts:
-        for paragraph in re.split(r"\n\s*\n", text):
-            if paragraph.strip():
-                ids += tokenizer.encode(paragraph.strip(), add_special_tokens=False).ids
-                if eos is not None:
-                    ids.append(eos)
+    for sample in samples:
+        ids += tokenizer.encode(sample, add_special_tokens=False).ids
     return torch.tensor(ids, dtype=torch.long)
 
 
 def train_in_place(
-    model_dir: Path, texts: list[str], sources: list[str], seconds: float, seed: int = 0
+    model_dir: Path, samples: list[str], sources: list[str], seconds: float, seed: int = 0
 ) -> TrainReport:
-    """Train the checkpoint in ``model_dir`` for at most ``seconds``; rewrite its weights."""
+    """Train the checkpoint in ``model_dir`` on ``samples`` (chat-formatted text) for at
+    most ``seconds`` of CPU time; rewrite its weights."""
     from transformers import AutoModelForCausalLM  # noqa: PLC0415 (the test extra)
 
     if seconds <= 0:
@@ -129,7 +146,7 @@ def train_in_place(
         unfused = _unfuse(model.state_dict(), names)
         if any(not torch.equal(unfused[n], original[n]) for n in names):
             raise RuntimeError("tiny_train: transformers' weight layout changed; fix _unfuse")
-        stream = _token_stream(model_dir, texts)
+        stream = _token_stream(model_dir, samples)
         window, batch = 128, 8
         if stream.numel() <= window + 1:
             raise ValueError("train text: too short to train on")
@@ -218,8 +235,15 @@ def train_checkpoint(
         seed: sampling seed of the training windows.
         cache: cache root; :func:`cache_root` when None.
     """
+    if not (model_dir / WEIGHTS).is_file():
+        raise ValueError("train: needs a single-file checkpoint (no --shards)")
+    if "quantization_config" in json.loads((model_dir / "config.json").read_text()):
+        raise ValueError("train: needs full-precision weights (no --fp8)")
     files = list(text_files or [])
-    texts = [corpus_text(), *(prose(f.read_text(encoding="utf-8")) for f in files)]
+    texts = [
+        *chat_samples(corpus_text(), "this project"),
+        *(s for f in files for s in chat_samples(f.read_text(encoding="utf-8"), f.stem)),
+    ]
     sources = ["deepseek_runtime/checkpoint/data/corpus.txt", *(f.name for f in files)]
     root = cache or cache_root()
     hit = root / _key(model_dir, texts, seconds, seed)

@@ -10,7 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
-from deepseek_runtime.checkpoint.tiny_train import CARD, WEIGHTS, prose, train_checkpoint
+from deepseek_runtime.checkpoint.tiny_train import (
+    CARD,
+    WEIGHTS,
+    chat_samples,
+    prose,
+    train_checkpoint,
+)
 
 
 @pytest.mark.unit
@@ -53,3 +59,16 @@ def test_training_lowers_the_loss_and_is_cached(tmp_path: Path) -> None:
     assert cached == report
     reloaded = load_file(str(again / WEIGHTS))
     assert all(torch.equal(reloaded[n], after[n]) for n in after)
+
+
+@pytest.mark.unit
+def test_chat_samples_ask_about_each_section() -> None:
+    page = "# Engine\n\nIt batches requests and pages the KV cache.\n\n## Server\n\ntoo short\n"
+    page += "\nIt streams tokens to every client that asks for them.\n"
+    samples = chat_samples(page, "page")
+    assert len(samples) == 2
+    assert samples[0].endswith(
+        "Tell me about Engine.<｜Assistant｜>"
+        "It batches requests and pages the KV cache.<｜end▁of▁sentence｜>"
+    )
+    assert "Tell me about Server." in samples[1]
