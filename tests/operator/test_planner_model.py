@@ -87,7 +87,8 @@ def test_weight_bytes_by_format() -> None:
     r1 = lookup("deepseek-ai/DeepSeek-R1")
     assert r1 is not None
     fp8, bf16, int4 = (checkpoint_bytes(r1, f) for f in ("fp8", "bf16", "int4"))
-    assert fp8 / GIB == pytest.approx(626.8, abs=0.1)
+    # FP8 blocks, with embeddings, routers and MLA kv_b_proj (1.1B) in bf16 as the runtime
+    assert fp8 / GIB == pytest.approx(627.8, abs=0.1)
     assert bf16 / 1024**4 == pytest.approx(1.22, abs=0.01)
     assert int4 < fp8 * 0.6
     per_gpu = weight_bytes_per_gpu(r1, "fp8", Sharding(8, 1, 8))

@@ -253,7 +253,7 @@ def test_plan_status_shape_matches_the_api() -> None:
 def test_reasons_explain_each_choice() -> None:
     plan = plan_deployment(spec(R1), inventory(pool(H100, 4, "h"), pool(H200, 1, "x")))
     text = "\n".join(plan.reasons)
-    assert "weights: fp8 (checkpoint format) = 626.8 GiB" in text
+    assert "weights: fp8 (checkpoint format) = 627.8 GiB" in text
     assert "NVIDIA-H100-80GB-HBM3: fits as TP8×PP2 on 2 nodes (16 GPUs)" in text
     assert "chose NVIDIA-H200: fewest GPUs per replica" in text
     assert "expert 8: 256 routed experts" in text

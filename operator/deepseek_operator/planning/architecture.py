@@ -42,6 +42,9 @@ class ModelArchitecture:
     active_params: int = 0
     expert_params: int = 0
     embedding_params: int = 0
+    unquantized_params: int = 0
+    """Weights outside embeddings that every format keeps in the model dtype: MoE
+    routers and MLA's ``kv_b_proj`` (the runtime splits it into absorbed ``W_uk``/``W_uv``)."""
 
     @property
     def is_moe(self) -> bool:
@@ -113,7 +116,7 @@ def architecture_from_config(
     tied = bool(config.get("tie_word_embeddings", False))
     embedding = vocab * hidden * (1 if tied else 2)
     mla = model_type in MLA_MODEL_TYPES
-    kv_lora = rope = experts = topk = 0
+    kv_lora = rope = experts = topk = kv_b = 0
     if mla:
         kv_lora = _req(config, "kv_lora_rank")
         rope = _req(config, "qk_rope_head_dim")
@@ -125,7 +128,8 @@ def architecture_from_config(
             if q_lora
             else hidden * heads * (nope + rope)
         )
-        kv = hidden * (kv_lora + rope) + kv_lora * heads * (nope + v_dim)
+        kv_b = kv_lora * heads * (nope + v_dim)
+        kv = hidden * (kv_lora + rope) + kv_b
         attn = q + kv + heads * v_dim * hidden
         head_dim = nope + rope
     else:
@@ -168,4 +172,5 @@ def architecture_from_config(
         active_params=active,
         expert_params=expert_params,
         embedding_params=embedding,
+        unquantized_params=layers * kv_b + moe_layers * hidden * experts,
     )

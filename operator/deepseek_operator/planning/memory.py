@@ -7,8 +7,9 @@
                                                            └─ must hold maxModelLen ×
                                                               minSequences tokens
 
-Weights: quantized parameters at their width (fp8/int8 1 byte, int4 ½ byte plus group
-scales, bf16 2 bytes); embeddings and the LM head stay bf16. Attention and dense MLP are
+Weights: linear weights at the width deepseek-runtime holds them in (see
+:func:`linear_bytes_per_param`); embeddings, the LM head, MoE routers and MLA's
+``kv_b_proj`` stay bf16 in every format, as in the runtime. Attention and dense MLP are
 sliced over the tensor degree; routed experts over the expert degree when expert
 parallelism is on (else sliced like the rest); layers over the pipeline stages, the largest
 stage (``ceil(layers / pipeline)``) bounding every GPU.
@@ -27,12 +28,35 @@ WeightFormat = Literal["bf16", "fp8", "int8", "int4"]
 GIB: Final = 1024**3
 MIB: Final = 1024**2
 
-BYTES_PER_PARAM: Final[dict[str, float]] = {
-    "bf16": 2.0,
-    "fp8": 1.0 + 4 / (128 * 128),  # e4m3 with one fp32 scale per 128x128 block
-    "int8": 1.0 + 2 / 4096,  # per-output-channel bf16 scales (hidden >= 4096)
-    "int4": 0.5 + 4 / 128,  # groups of 128 with bf16 scale and zero point
-}
+Device = Literal["cuda", "cpu"]
+INT4_GROUP_SIZE: Final = 128
+"""Input columns per int4 scale (the runtime's ``--quantization-group-size`` default)."""
+FP8_BLOCK: Final = 128
+COMPUTE_DTYPE_BYTES: Final = 2  # bf16: activations, and the int8/int4 scales
+
+
+def linear_bytes_per_param(fmt: WeightFormat, in_features: int, device: Device = "cuda") -> float:
+    """Resident bytes per linear weight parameter, as ``deepseek-runtime`` holds it.
+
+    * bf16: 2 bytes.
+    * fp8: 1 byte plus one fp32 scale per 128×128 block (DeepSeek's block format).
+    * int8 (W8A16): 1 byte plus one bf16 scale per output row, i.e. ``2 / in_features``.
+    * int4 (W4A16): ½ byte plus, per group of 128 input columns, a bf16 scale; on CPU the
+      packed matmul stores (scale, zero) pairs, so twice that. GPUs store scales only.
+
+    ``tests/contract/test_planner_weight_bytes.py`` checks these against the bytes the
+    runtime really holds after loading a scaled-down catalog model.
+    """
+    if fmt == "bf16":
+        return 2.0
+    if fmt == "fp8":
+        return 1.0 + 4 / (FP8_BLOCK * FP8_BLOCK)
+    if fmt == "int8":
+        return 1.0 + COMPUTE_DTYPE_BYTES / in_features
+    per_group = COMPUTE_DTYPE_BYTES * (2 if device == "cpu" else 1)
+    return 0.5 + per_group / INT4_GROUP_SIZE
+
+
 RUNTIME_OVERHEAD_BYTES: Final = 2 * GIB  # CUDA context, NCCL buffers, CUDA graphs
 ACTIVATION_FACTOR: Final = 16  # live hidden-sized bf16 buffers per batched token
 
@@ -72,17 +96,24 @@ class GpuMemory:
         return max(0, self.kv_budget) // self.kv_bytes_per_token if self.kv_bytes_per_token else 0
 
 
-def checkpoint_bytes(arch: ModelArchitecture, fmt: WeightFormat) -> int:
-    """Total weight bytes of the model in ``fmt`` (embeddings and LM head in bf16)."""
-    body = arch.total_params - arch.embedding_params
-    return int(body * BYTES_PER_PARAM[fmt] + arch.embedding_params * 2)
+def checkpoint_bytes(arch: ModelArchitecture, fmt: WeightFormat, device: Device = "cuda") -> int:
+    """Resident bytes of all weights in ``fmt`` (``device``: whose int4 layout to count).
+
+    Linear weights take :func:`linear_bytes_per_param` with ``in_features`` = the hidden
+    size (most linears read the hidden state; the per-row int8 scale is 0.03 % of a
+    DeepSeek-V3 weight either way); embeddings and :attr:`unquantized_params` stay bf16.
+    """
+    width = linear_bytes_per_param(fmt, arch.hidden_size, device)
+    kept = arch.embedding_params + arch.unquantized_params
+    return int((arch.total_params - kept) * width + kept * COMPUTE_DTYPE_BYTES)
 
 
 def weight_bytes_per_gpu(arch: ModelArchitecture, fmt: WeightFormat, s: Sharding) -> int:
     """Weight bytes on the busiest GPU of a replica sharded as ``s``."""
-    width = BYTES_PER_PARAM[fmt]
+    width = linear_bytes_per_param(fmt, arch.hidden_size)
     stage_share = -(-arch.num_layers // s.pipeline) / arch.num_layers
-    dense = arch.dense_params * width * stage_share / s.tensor
+    quantized_dense = arch.dense_params - arch.unquantized_params
+    dense = (quantized_dense * width + arch.unquantized_params * 2) * stage_share / s.tensor
     expert_ranks = s.expert if s.expert > 1 else s.tensor
     experts = arch.expert_params * width * stage_share / expert_ranks
     # Vocabulary-parallel embedding and LM head: both on one stage when pipeline == 1.
