@@ -52,13 +52,14 @@ def paged_mla_decode(
         )
         return torch.einsum("bhr,hvr->bhv", latent.to(w_uv.dtype), w_uv)
     batch, max_blocks = block_tables.shape
-    positions = torch.arange(max_blocks * block_size, device=cache.device)
     meta = PagedAttentionMetadata(
         slot_mapping=torch.zeros(batch, dtype=torch.long, device=cache.device),
-        decode_query_idx=torch.arange(batch, device=cache.device),
-        decode_blocks=block_tables.long(),
-        decode_valid=positions[None, :] < seq_lens.to(cache.device)[:, None],
-        prefills=(),
+        query_start_loc=torch.arange(batch + 1, device=cache.device),
+        seq_lens=seq_lens.to(device=cache.device, dtype=torch.long),
+        block_tables=block_tables.long(),
         block_size=block_size,
+        decode_idx=torch.arange(batch, device=cache.device),
+        decode_blocks=max_blocks,
+        prefill_spans=(),
     )
     return paged_mla_attention(q_nope, q_pe, cache, meta, scale=scale, w_uk=w_uk, w_uv=w_uv)

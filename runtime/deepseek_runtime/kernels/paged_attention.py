@@ -14,8 +14,11 @@ Two equivalent ways to evaluate it, chosen by cost:
 * expanded (long prefill chunks): build per-head ``k_nope`` and ``v`` for the chunk's
   context once, then ordinary attention; cheaper when many queries share a context.
 
-Single-token (decode) queries are batched into one padded ``bmm``; each multi-token
-chunk runs as one masked attention against its own context.
+Single-token (decode) queries are batched into one padded ``bmm`` (on CUDA, the Triton
+latent kernel of :mod:`deepseek_runtime.kernels.mla_decode`); each multi-token chunk runs
+as one masked attention against its own context. The metadata is the GPU-shaped
+``query_start_loc`` / ``seq_lens`` / ``block_tables`` of :class:`PagedAttentionMetadata`;
+the per-chunk context slots and causal masks are derived from it here, not by the runner.
 """
 
 from __future__ import annotations
@@ -25,27 +28,101 @@ from typing import Literal
 
 import torch
 
-
-@dataclass(frozen=True, slots=True)
-class PrefillSpan:
-    """One multi-token chunk: queries ``[q_start, q_end)`` attend over ``ctx_slots``."""
-
-    q_start: int
-    q_end: int
-    ctx_slots: torch.Tensor  # [L] long
-    mask: torch.Tensor  # [q_len, L] bool, True where attention is allowed (causal)
+from deepseek_runtime.kernels.dispatch import backend_for
 
 
 @dataclass(frozen=True, slots=True)
 class PagedAttentionMetadata:
-    """Where each query token reads its context from; built once per step, shared by layers."""
+    """Where each new token writes and reads the paged cache, shaped as GPU kernels take it
+    (FlashAttention's ``cu_seqlens`` plus vLLM's block tables); built once per step by the
+    model runner and shared by every layer.
+
+    Chunk ``b`` (one sequence's new tokens) owns query rows
+    ``query_start_loc[b] .. query_start_loc[b + 1]`` and, after this step, ``seq_lens[b]``
+    cached tokens whose slots are ``block_tables[b, p // block_size] * block_size +
+    p % block_size``. Its new tokens are the last ``q_len`` of them, so query ``i`` may
+    attend to positions ``<= seq_lens[b] - q_len + i`` (causal).
+
+    ``decode_idx`` (chunks with one new token, batched into one padded gather) and
+    ``prefill_spans`` (host ints ``(chunk, q_start, q_end, seq_len)`` of the other chunks,
+    for the CPU reference's loop) partition the chunks; a GPU kernel reads the tensors
+    alone.
+    """
 
     slot_mapping: torch.Tensor  # [T] long: the cache slot each new token is written to
-    decode_query_idx: torch.Tensor  # [B] long: query rows of single-token chunks
-    decode_blocks: torch.Tensor  # [B, max_blocks] long: block tables, padded with block 0
-    decode_valid: torch.Tensor  # [B, max_blocks * block_size] bool: slot holds context
-    prefills: tuple[PrefillSpan, ...]
+    query_start_loc: torch.Tensor  # [B + 1] long: cumulative new-token counts
+    seq_lens: torch.Tensor  # [B] long: tokens in the cache after this step
+    block_tables: torch.Tensor  # [B, max_blocks] long, padded with block 0 (never read)
     block_size: int
+    decode_idx: torch.Tensor  # [Bd] long: chunks with one new token
+    decode_blocks: int  # block-table width the decode chunks need
+    prefill_spans: tuple[tuple[int, int, int, int], ...]  # (chunk, q_start, q_end, seq_len)
+
+    def decode_view(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode chunks' query rows ``[Bd]``, block tables ``[Bd, decode_blocks]`` and
+        slot validity ``[Bd, decode_blocks * block_size]``."""
+        idx = self.decode_idx
+        rows = self.query_start_loc.index_select(0, idx)
+        tables = self.block_tables.index_select(0, idx)[:, : self.decode_blocks]
+        positions = torch.arange(self.decode_blocks * self.block_size, device=idx.device)
+        valid = positions[None, :] < self.seq_lens.index_select(0, idx)[:, None]
+        return rows, tables, valid
+
+    def span_context(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prefill span ``index``'s context slots ``[L]`` and causal mask ``[q_len, L]``."""
+        chunk, q_start, q_end, ctx_len = self.prefill_spans[index]
+        pos = torch.arange(ctx_len, device=self.block_tables.device)
+        table = self.block_tables[chunk]
+        slots = table[pos // self.block_size] * self.block_size + pos % self.block_size
+        queries = torch.arange(ctx_len - (q_end - q_start), ctx_len, device=pos.device)
+        return slots, pos[None, :] <= queries[:, None]
+
+
+def build_metadata(
+    chunks: list[tuple[int, int, list[int]]], block_size: int, device: torch.device | None = None
+) -> PagedAttentionMetadata:
+    """Metadata for ``(start_pos, n_new, block_table)`` chunks in batch order.
+
+    Called by the model runner every step (and by kernel tests). Pure host-side list work
+    plus a handful of small tensor constructions; nothing per token beyond the slot list.
+    """
+    slots: list[int] = []
+    starts = [0]
+    seq_lens: list[int] = []
+    tables: list[list[int]] = []
+    decode: list[int] = []
+    spans: list[tuple[int, int, int, int]] = []
+    decode_blocks = 0
+    for b, (start, n, table) in enumerate(chunks):
+        end = start + n
+        width = (end + block_size - 1) // block_size
+        used = table[:width]
+        slots.extend(used[p // block_size] * block_size + p % block_size for p in range(start, end))
+        q_start = starts[-1]
+        starts.append(q_start + n)
+        seq_lens.append(end)
+        tables.append(used)
+        if n == 1:
+            decode.append(b)
+            decode_blocks = max(decode_blocks, width)
+        else:
+            spans.append((b, q_start, q_start + n, end))
+    max_blocks = max((len(t) for t in tables), default=0)
+    padded = [t + [0] * (max_blocks - len(t)) for t in tables]
+
+    def tensor(values: list[int] | list[list[int]]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return PagedAttentionMetadata(
+        slot_mapping=tensor(slots),
+        query_start_loc=tensor(starts),
+        seq_lens=tensor(seq_lens),
+        block_tables=tensor(padded).view(len(chunks), max_blocks),
+        block_size=block_size,
+        decode_idx=tensor(decode),
+        decode_blocks=decode_blocks,
+        prefill_spans=tuple(spans),
+    )
 
 
 def _softmax(scores: torch.Tensor, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -89,32 +166,63 @@ def paged_mla_attention(
     """
     n_tokens, n_heads, _ = q_nope.shape
     out = q_nope.new_zeros(n_tokens, n_heads, w_uv.shape[1])
-    rows = meta.decode_query_idx
-    if rows.numel():
-        # batch tiles keep the gathered keys and the scores bounded in memory
-        width = meta.decode_blocks.shape[1] * meta.block_size
-        for b0, b1 in _tiles(rows.numel(), width * (cache.shape[-1] + n_heads)):
-            out[rows[b0:b1]] = _decode(
-                (q_nope.index_select(0, rows[b0:b1]), q_pe.index_select(0, rows[b0:b1])),
-                cache,
-                meta.decode_blocks[b0:b1],
-                meta.decode_valid[b0:b1],
-                block_size=meta.block_size,
-                weights=(scale, w_uk, w_uv),
-            )
-    for span in meta.prefills:
-        ctx = cache[span.ctx_slots]  # [L, R + P]
-        q_len, ctx_len = span.q_end - span.q_start, ctx.shape[0]
+    if meta.decode_idx.numel():
+        rows, tables, valid = meta.decode_view()
+        q = (q_nope.index_select(0, rows), q_pe.index_select(0, rows))
+        if backend_for(cache.device.type) == "triton":
+            out[rows] = _triton_decode(q, cache, tables, meta, (scale, w_uk, w_uv))
+        else:
+            # batch tiles keep the gathered keys and the scores bounded in memory
+            per_row = valid.shape[1] * (cache.shape[-1] + n_heads)
+            for b0, b1 in _tiles(rows.numel(), per_row):
+                out[rows[b0:b1]] = _decode(
+                    (q[0][b0:b1], q[1][b0:b1]),
+                    cache,
+                    tables[b0:b1],
+                    valid[b0:b1],
+                    block_size=meta.block_size,
+                    weights=(scale, w_uk, w_uv),
+                )
+    for index, (_, q_start, q_end, _) in enumerate(meta.prefill_spans):
+        ctx_slots, mask = meta.span_context(index)
+        ctx = cache[ctx_slots]  # [L, R + P]
+        q_len, ctx_len = q_end - q_start, ctx.shape[0]
         expand = prefill_form == "expanded" or (
             prefill_form == "auto" and expanded_is_cheaper(q_len, ctx_len, w_uk, w_uv)
         )
         kv = _expand(ctx, w_uk, w_uv) if expand else None
         for t0, t1 in _tiles(q_len, n_heads * ctx_len):
-            a, b = span.q_start + t0, span.q_start + t1
+            a, b = q_start + t0, q_start + t1
             out[a:b] = _prefill(
-                (q_nope[a:b], q_pe[a:b]), ctx, kv, span.mask[t0:t1], weights=(scale, w_uk, w_uv)
+                (q_nope[a:b], q_pe[a:b]), ctx, kv, mask[t0:t1], weights=(scale, w_uk, w_uv)
             )
     return out
+
+
+def _triton_decode(
+    q: tuple[torch.Tensor, torch.Tensor],
+    cache: torch.Tensor,
+    tables: torch.Tensor,
+    meta: PagedAttentionMetadata,
+    weights: tuple[float, torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """The decode rows through the Triton latent kernel (CUDA)."""
+    from deepseek_runtime.kernels.mla_decode import paged_mla_decode  # noqa: PLC0415
+
+    scale, w_uk, w_uv = weights
+    seq_lens = meta.seq_lens.index_select(0, meta.decode_idx)
+    return paged_mla_decode(
+        q[0],
+        q[1],
+        cache,
+        tables,
+        seq_lens,
+        block_size=meta.block_size,
+        scale=scale,
+        w_uk=w_uk,
+        w_uv=w_uv,
+        backend="triton",
+    )
 
 
 SCORE_BUDGET = 1 << 24  # elements of scores / gathered keys materialised at once

@@ -51,27 +51,26 @@ def paged_gqa_attention(
     out = q.new_zeros(n_tokens, n_heads, head_dim)
     # [T, kv_heads, group, d]: query head h reads KV head h // group (transformers' repeat_kv)
     grouped = q.view(n_tokens, num_kv_heads, group, head_dim)
-    rows = meta.decode_query_idx
-    if rows.numel():
-        width = meta.decode_blocks.shape[1] * meta.block_size
+    if meta.decode_idx.numel():
+        rows, tables, valid = meta.decode_view()
         paged = cache.view(-1, meta.block_size, cache.shape[-1])
-        for b0, b1 in _tiles(rows.numel(), width * (cache.shape[-1] + n_heads)):
-            ctx = paged[meta.decode_blocks[b0:b1]].flatten(1, 2)  # [B, L, 2 * kvh * d]
+        for b0, b1 in _tiles(rows.numel(), valid.shape[1] * (cache.shape[-1] + n_heads)):
+            ctx = paged[tables[b0:b1]].flatten(1, 2)  # [B, L, 2 * kvh * d]
             keys, values = _split(ctx, num_kv_heads, head_dim)  # [B, L, kvh, d]
             qb = grouped.index_select(0, rows[b0:b1]).to(cache.dtype)
             scores = torch.einsum("bkgd,blkd->bkgl", qb, keys) * scale
-            allowed = meta.decode_valid[b0:b1][:, None, None, :]
-            probs = _softmax(scores, allowed, cache.dtype)
+            probs = _softmax(scores, valid[b0:b1][:, None, None, :], cache.dtype)
             attn = torch.einsum("bkgl,blkd->bkgd", probs, values)
             out[rows[b0:b1]] = attn.reshape(-1, n_heads, head_dim).to(out.dtype)
-    for span in meta.prefills:
-        keys, values = _split(cache[span.ctx_slots], num_kv_heads, head_dim)  # [L, kvh, d]
-        q_len, ctx_len = span.q_end - span.q_start, keys.shape[0]
+    for index, (_, q_start, q_end, _) in enumerate(meta.prefill_spans):
+        ctx_slots, mask = meta.span_context(index)
+        keys, values = _split(cache[ctx_slots], num_kv_heads, head_dim)  # [L, kvh, d]
+        q_len, ctx_len = q_end - q_start, keys.shape[0]
         for t0, t1 in _tiles(q_len, n_heads * ctx_len):
-            a, b = span.q_start + t0, span.q_start + t1
+            a, b = q_start + t0, q_start + t1
             qs = grouped[a:b].to(cache.dtype)
             scores = torch.einsum("tkgd,lkd->kgtl", qs, keys) * scale
-            probs = _softmax(scores, span.mask[t0:t1][None, None], cache.dtype)
+            probs = _softmax(scores, mask[t0:t1][None, None], cache.dtype)
             attn = torch.einsum("kgtl,lkd->tkgd", probs, values)
             out[a:b] = attn.reshape(b - a, n_heads, head_dim).to(out.dtype)
     return out

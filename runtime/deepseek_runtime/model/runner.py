@@ -33,7 +33,7 @@ from deepseek_runtime.checkpoint.quantization import (
     resolve_quantization,
 )
 from deepseek_runtime.checkpoint.weights import ResidentBytes, WeightStore
-from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, PrefillSpan
+from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, build_metadata
 from deepseek_runtime.kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from deepseek_runtime.model.registry import CausalLM, build_model, kv_token_width
 
@@ -208,64 +208,33 @@ class ModelRunner:
         if not chunks:
             return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
         token_ids, positions, meta, last_rows = self._prepare(chunks)
-        if self.device.type != "cpu":
-            token_ids, positions, meta, last_rows = _to_device(
-                self.device, token_ids, positions, meta, last_rows
-            )
         return self.model.forward(token_ids, positions, self.kv_cache, meta, last_rows)
 
     def _prepare(
         self, chunks: Sequence[ChunkLike]
     ) -> tuple[torch.Tensor, torch.Tensor, PagedAttentionMetadata, torch.Tensor]:
+        """Token ids, positions, attention metadata and the rows whose logits are wanted."""
         bs = self.block_size
         tokens: list[int] = []
         positions: list[int] = []
-        slots: list[int] = []
         last_rows: list[int] = []
-        decode_rows: list[int] = []
-        decode_tables: list[list[int]] = []
-        decode_lens: list[int] = []
-        prefills: list[PrefillSpan] = []
+        described: list[tuple[int, int, list[int]]] = []
         for i, chunk in enumerate(chunks):
             n = len(chunk.token_ids)
             end = chunk.start_pos + n
             if self.debug_checks:
                 self._validate(i, chunk, end)
-            table = list(chunk.block_table[: (end + bs - 1) // bs])
-            q_start = len(tokens)
             tokens.extend(chunk.token_ids)
             positions.extend(range(chunk.start_pos, end))
-            slots.extend(table[p // bs] * bs + p % bs for p in range(chunk.start_pos, end))
-            last_rows.append(q_start + n - 1)
-            if n == 1:
-                decode_rows.append(q_start)
-                decode_tables.append(table)
-                decode_lens.append(end)
-            else:
-                pos = torch.arange(end)
-                ctx_slots = torch.tensor(table, dtype=torch.long)[pos // bs] * bs + pos % bs
-                mask = pos.unsqueeze(0) <= torch.arange(chunk.start_pos, end).unsqueeze(1)
-                prefills.append(PrefillSpan(q_start, q_start + n, ctx_slots, mask))
-        width = max((len(t) for t in decode_tables), default=0)
-        decode_blocks = torch.tensor(
-            [t + [0] * (width - len(t)) for t in decode_tables], dtype=torch.long
-        ).view(len(decode_tables), width)
-        lens = torch.tensor(decode_lens, dtype=torch.long)
-        decode_valid = torch.arange(width * bs).unsqueeze(0) < lens.unsqueeze(1)
-        meta = PagedAttentionMetadata(
-            slot_mapping=torch.tensor(slots, dtype=torch.long),
-            decode_query_idx=torch.tensor(decode_rows, dtype=torch.long),
-            decode_blocks=decode_blocks,
-            decode_valid=decode_valid,
-            prefills=tuple(prefills),
-            block_size=bs,
-        )
-        return (
-            torch.tensor(tokens, dtype=torch.long),
-            torch.tensor(positions, dtype=torch.long),
-            meta,
-            torch.tensor(last_rows, dtype=torch.long),
-        )
+            last_rows.append(len(tokens) - 1)
+            described.append((chunk.start_pos, n, list(chunk.block_table[: (end + bs - 1) // bs])))
+        device = self.device
+        meta = build_metadata(described, bs, device)
+
+        def tensor(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long, device=device)
+
+        return tensor(tokens), tensor(positions), meta, tensor(last_rows)
 
     def _validate(self, index: int, chunk: ChunkLike, end: int) -> None:
         if not chunk.token_ids:
@@ -301,25 +270,3 @@ def _check_device(device: str) -> torch.device:
     if target.type not in ("cpu", "cuda"):
         raise ValueError(f"device {device!r}: only cpu and cuda are supported")
     return target
-
-
-def _to_device(
-    device: torch.device,
-    token_ids: torch.Tensor,
-    positions: torch.Tensor,
-    meta: PagedAttentionMetadata,
-    last_rows: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, PagedAttentionMetadata, torch.Tensor]:
-    spans = tuple(
-        PrefillSpan(s.q_start, s.q_end, s.ctx_slots.to(device), s.mask.to(device))
-        for s in meta.prefills
-    )
-    moved = PagedAttentionMetadata(
-        slot_mapping=meta.slot_mapping.to(device),
-        decode_query_idx=meta.decode_query_idx.to(device),
-        decode_blocks=meta.decode_blocks.to(device),
-        decode_valid=meta.decode_valid.to(device),
-        prefills=spans,
-        block_size=meta.block_size,
-    )
-    return token_ids.to(device), positions.to(device), moved, last_rows.to(device)

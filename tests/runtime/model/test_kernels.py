@@ -7,11 +7,7 @@ import torch
 
 from deepseek_runtime.kernels import paged_attention
 from deepseek_runtime.kernels.moe import fused_moe
-from deepseek_runtime.kernels.paged_attention import (
-    PagedAttentionMetadata,
-    PrefillSpan,
-    paged_mla_attention,
-)
+from deepseek_runtime.kernels.paged_attention import build_metadata, paged_mla_attention
 
 pytestmark = pytest.mark.unit
 
@@ -59,14 +55,12 @@ def test_prefill_forms_and_decode_match_naive_attention(
     # query rows: a chunk of positions 10..16 (7 tokens), then a decode at position 5
     q_nope = torch.randn(8, heads, nope, generator=g)
     q_pe = torch.randn(8, heads, rope, generator=g)
-    meta = PagedAttentionMetadata(
-        slot_mapping=torch.cat((slots[10:17], slots[5:6])),
-        decode_query_idx=torch.tensor([7]),
-        decode_blocks=table[:2].view(1, 2),
-        decode_valid=torch.tensor([[True] * 6 + [False] * 2]),
-        prefills=(PrefillSpan(0, 7, slots, pos.unsqueeze(0) <= torch.arange(10, 17)[:, None]),),
-        block_size=4,
-    )
+    # chunk 0: positions 10..16 (7 tokens after 10 cached); chunk 1: a decode at position 5
+    meta = build_metadata([(10, 7, table.tolist()), (5, 1, table[:2].tolist())], block_size=4)
+    assert meta.slot_mapping.tolist() == torch.cat((slots[10:17], slots[5:6])).tolist()
+    assert meta.query_start_loc.tolist() == [0, 7, 8] and meta.seq_lens.tolist() == [17, 6]
+    assert meta.block_tables.tolist() == [[7, 2, 9, 0, 5], [7, 2, 0, 0, 0]]
+    assert meta.decode_idx.tolist() == [1] and meta.prefill_spans == ((0, 0, 7, 17),)
     out = paged_mla_attention(
         q_nope, q_pe, cache, meta, scale=0.3, w_uk=w_uk, w_uv=w_uv, prefill_form=form
     )
