@@ -3,7 +3,7 @@
 Each case is either rejected by the apiserver (OpenAPI schema, enums, CEL rules from the
 CRD) or accepted and then ends ``Planned=False`` from the operator (rules that need the
 model or the cluster: tensor degree vs. heads, unknown GPU product, no pool large
-enough, unknown model). A valid DSD in the same namespace stays Ready and untouched.
+enough, unknown model, an explicit engine kind that cannot serve the plan). A valid DSD in the same namespace stays Ready and untouched.
 """
 
 from __future__ import annotations
@@ -83,6 +83,15 @@ UNPLANNABLE: dict[str, tuple[dict[str, Any], list[str]]] = {
     "tensor-beyond-node": (
         _with(dsd("x", R1, products=["H200"]), "parallelism", {"tensor": 16}),
         ["tensor", "To fit"],
+    ),
+    # the native engine serves one GPU per replica today: an explicit native R1 is refused
+    "native-multi-gpu": (
+        _with(dsd("x", R1, products=["H100"]), "engine", {"kind": "native"}),
+        ["engine.kind native", "one GPU per replica", "use engine.kind auto or vllm"],
+    ),
+    "native-fp8-kv-cache": (
+        _with(BASE, "engine", {"kind": "native", "kvCache": {"dtype": "fp8"}}),
+        ["engine.kind native", "KV only as auto", "spec.engine.kvCache.dtype"],
     ),
 }
 

@@ -105,6 +105,9 @@ def test_r1_on_h100_is_multi_node_leaderworkerset(
     obj = wait_for("r1-h100 planned", planned, 60)
     plan = obj["status"]["plan"]
     assert plan["nodesPerReplica"] == 2 and "H100" in plan["gpuProduct"]
+    # engine.kind auto (the default): native serves one GPU per replica, so vLLM serves it
+    assert plan["engine"] == "vllm"
+    assert any("engine vllm (engine.kind auto)" in r for r in plan["reasons"])
     lws_items = wait_for(
         "LeaderWorkerSet",
         lambda: kube.json(
