@@ -192,6 +192,7 @@ def _printer_columns() -> list[Schema]:
         },
         {"name": "GPU", "type": "string", "jsonPath": ".status.plan.gpuSummary"},
         {"name": "TPxPPxEP", "type": "string", "jsonPath": ".status.plan.layout"},
+        {"name": "Engine", "type": "string", "jsonPath": ".status.plan.engine"},
         {"name": "Canary", "type": "integer", "jsonPath": ".status.canary.weight"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -146,7 +146,7 @@ def test_subresources_columns_and_names() -> None:
     }
     assert version["subresources"]["status"] == {}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    for wanted in ("Ready", "Replicas", "GPU", "TPxPPxEP", "Canary", "Age"):
+    for wanted in ("Ready", "Replicas", "GPU", "TPxPPxEP", "Engine", "Canary", "Age"):
         assert wanted in columns
     conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
         "conditions"

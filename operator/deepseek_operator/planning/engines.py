@@ -15,7 +15,7 @@ Pure data plus :func:`unsupported`, which names the first thing an engine cannot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from deepseek_operator.planning.memory import Sharding
@@ -77,16 +77,8 @@ VLLM: Final = EngineCapabilities(
     expert_parallel=True,
     multi_node=True,
 )
-TRITON: Final = EngineCapabilities(
-    engine="triton",
-    architectures=CATALOG_ARCHITECTURES,
-    quantizations=("auto", "none", "fp8", "int8", "int4"),
-    kv_cache_dtypes=("auto", "fp8"),
-    max_tensor_parallel=None,
-    max_pipeline_parallel=None,
-    expert_parallel=True,
-    multi_node=True,
-)
+# Triton's own limits live on the remote server: only the architecture is checked here.
+TRITON: Final = replace(VLLM, engine="triton")
 ENGINES: Final = {c.engine: c for c in (NATIVE, VLLM, TRITON)}
 
 
