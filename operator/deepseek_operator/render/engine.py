@@ -3,12 +3,12 @@
 ``native`` / ``triton``: ``deepseek-runtime serve --model DIR --host 0.0.0.0 --port P
 --dtype auto --engine KIND``, everything else as the ``DSR_*`` environment variables the
 runtime's ``ServerConfig`` reads (``DSR_MAX_NUM_SEQS`` for ``--max-num-seqs`` …).
-``DSR_NNODES`` / ``DSR_MASTER_*`` / ``DSR_NODE_RANK`` describe multi-node groups for a
-runtime that spans nodes; today's runtime ignores them.
-
-Multi-node native replicas start through ``/bin/sh -c`` so ``DSR_MASTER_ADDR`` and
-``DSR_NODE_RANK`` come from the ``LWS_LEADER_ADDRESS`` / ``LWS_WORKER_INDEX`` variables the
-LeaderWorkerSet controller injects.
+``DSR_NNODES`` / ``DSR_MASTER_*`` / ``DSR_NODE_RANK`` describe multi-node groups. The
+planner never gives ``native`` more than one GPU per replica today (``planning/engines.py``),
+so only a multi-node ``triton`` replica renders them; such replicas start through
+``/bin/sh -c`` so ``DSR_MASTER_ADDR`` and ``DSR_NODE_RANK`` come from the
+``LWS_LEADER_ADDRESS`` / ``LWS_WORKER_INDEX`` variables the LeaderWorkerSet controller
+injects.
 
 The engine is ``plan.engine``: ``spec.engine.kind``, or what the planner chose for
 ``auto``. R1 and its distills get the ``deepseek_r1`` reasoning parser, V3 and R1 the
