@@ -22,12 +22,6 @@ import torch
 from deepseek_runtime.kernels.paged_attention import SCORE_BUDGET, PagedAttentionMetadata
 
 
-def write_kv(cache: torch.Tensor, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    """Store ``k``/``v`` ``[T, kv_heads, head_dim]`` into cache rows ``slots`` ``[T]``."""
-    rows = torch.cat((k.flatten(1), v.flatten(1)), dim=-1)
-    cache[slots] = rows.to(cache.dtype)
-
-
 def paged_gqa_attention(
     q: torch.Tensor,
     cache: torch.Tensor,

@@ -19,6 +19,7 @@ import torch
 
 from deepseek_runtime.checkpoint.config import DeepseekConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.kv_cache import write_latent
 from deepseek_runtime.kernels.linear import Weight, linear
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, paged_mla_attention
 from deepseek_runtime.model.norm import RMSNorm
@@ -94,7 +95,7 @@ class MLAAttention:
         cos, sin = cos_sin
         q_pe = rope.apply(q_pe, cos, sin)
         k_pe = rope.apply(kv[:, self.rank :], cos, sin)
-        cache[meta.slot_mapping] = torch.cat((c_kv, k_pe), dim=-1).to(cache.dtype)
+        write_latent(cache, meta.slot_mapping, c_kv, k_pe)
         out = paged_mla_attention(
             q_nope, q_pe, cache, meta, scale=self.scale, w_uk=self.w_uk, w_uv=self.w_uv
         )

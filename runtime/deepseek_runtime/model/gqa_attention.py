@@ -18,9 +18,10 @@ import torch
 
 from deepseek_runtime.checkpoint.dense_config import DenseConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.kv_cache import write_kv
 from deepseek_runtime.kernels.linear import concat_rows, linear
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata
-from deepseek_runtime.kernels.paged_gqa_attention import paged_gqa_attention, write_kv
+from deepseek_runtime.kernels.paged_gqa_attention import paged_gqa_attention
 from deepseek_runtime.model.rope import RotaryEmbedding
 
 

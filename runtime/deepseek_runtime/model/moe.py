@@ -32,22 +32,27 @@ from deepseek_runtime.kernels.moe import moe_forward
 from deepseek_runtime.kernels.quant.experts import StackedInt8Weights, stack_int4
 from deepseek_runtime.kernels.quant.int4 import Int4Weight
 from deepseek_runtime.kernels.quant.int8 import Int8Weight
+from deepseek_runtime.kernels.routing import RoutingSpec, select_experts
 from deepseek_runtime.model.mlp import DenseMLP
 
 
 class Router:
-    """Top-k expert choice and weights for each token."""
+    """The router's weights and settings; the top-k math is
+    :func:`~deepseek_runtime.kernels.routing.select_experts`."""
 
     def __init__(self, config: DeepseekConfig, store: WeightStore, prefix: str) -> None:
         self.num_experts = int(config.n_routed_experts or 0)
-        self.top_k = int(config.num_experts_per_tok or 0)
         self.method = config.routing_method
         self.scoring = config.scoring
-        self.n_group = int(config.n_group or 1)
-        self.topk_group = int(config.topk_group or 1)
-        self.norm_topk_prob = config.norm_topk_prob
-        self.scaling = config.routed_scaling_factor
-        self.mask_value = float("-inf") if config.router_group_mask == "-inf" else 0.0
+        self.spec = RoutingSpec(
+            method=self.method,
+            top_k=int(config.num_experts_per_tok or 0),
+            n_group=int(config.n_group or 1),
+            topk_group=int(config.topk_group or 1),
+            norm_topk_prob=config.norm_topk_prob,
+            scaling=config.routed_scaling_factor,
+            mask_value=float("-inf") if config.router_group_mask == "-inf" else 0.0,
+        )
         self.weight = store.get(
             f"{prefix}.weight", (self.num_experts, config.hidden_size), torch.float32
         )
@@ -57,39 +62,11 @@ class Router:
                 f"{prefix}.e_score_correction_bias", (self.num_experts,), torch.float32
             )
 
-    def _group_mask(self, group_scores: torch.Tensor) -> torch.Tensor:
-        chosen = torch.topk(group_scores, k=self.topk_group, dim=-1, sorted=False)[1]
-        mask = torch.zeros_like(group_scores, dtype=torch.bool)
-        mask.scatter_(1, chosen, True)
-        per_group = self.num_experts // self.n_group
-        return mask.unsqueeze(-1).expand(-1, self.n_group, per_group).reshape(-1, self.num_experts)
-
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(topk_ids [N, K], topk_weights [N, K] fp32)`` for ``x`` ``[N, hidden]``."""
         logits = linear(x.to(torch.float32), self.weight)
-        per_group = self.num_experts // self.n_group
         scores = logits.sigmoid() if self.scoring == "sigmoid" else logits.softmax(dim=-1)
-        if self.method == "noaux_tc":
-            assert self.bias is not None
-            choice = scores + self.bias
-            grouped = choice.view(-1, self.n_group, per_group)
-            group_scores = grouped.topk(2, dim=-1)[0].sum(dim=-1)
-            choice = choice.masked_fill(~self._group_mask(group_scores), self.mask_value)
-            ids = torch.topk(choice, k=self.top_k, dim=-1, sorted=False)[1]
-            weights = scores.gather(1, ids)
-        elif self.method == "group_limited_greedy":
-            group_scores = scores.view(-1, self.n_group, per_group).max(dim=-1).values
-            masked = scores.masked_fill(~self._group_mask(group_scores), 0.0)
-            weights, ids = torch.topk(masked, k=self.top_k, dim=-1, sorted=False)
-        else:
-            weights, ids = torch.topk(scores, k=self.top_k, dim=-1, sorted=False)
-        if self.method == "noaux_tc":
-            if self.norm_topk_prob:
-                weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-            return ids, weights * self.scaling
-        if self.norm_topk_prob and self.top_k > 1:  # V2: normalised weights are not rescaled
-            return ids, weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-        return ids, weights * self.scaling
+        return select_experts(scores, self.spec, self.bias)
 
 
 class MoE:

@@ -1,4 +1,4 @@
-"""RMSNorm as DeepSeek (and transformers) compute it: normalise in fp32, scale in model dtype.
+"""RMSNorm layers (the math is :func:`deepseek_runtime.kernels.norm.rms_norm`).
 
 Used by the decoder layer, MLA (``q_a_layernorm``, ``kv_a_layernorm``) and the final norm.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.norm import rms_norm
 
 
 class RMSNorm:
@@ -22,7 +23,4 @@ class RMSNorm:
         return cls(store.get(f"{name}.weight", (dim,)), eps)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        h = x.to(torch.float32)
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(dtype)
+        return rms_norm(x, self.weight, self.eps)

@@ -21,6 +21,7 @@ import math
 import torch
 
 from deepseek_runtime.checkpoint.config import RopeSpec, yarn_get_mscale
+from deepseek_runtime.kernels.rotary import apply_rotary
 
 
 def _yarn_inv_freq(spec: RopeSpec, dim: int) -> torch.Tensor:
@@ -92,12 +93,4 @@ class RotaryEmbedding:
 
     def apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Rotate ``x`` ``[T, ..., dim]`` with per-token ``cos``/``sin`` ``[T, dim/2]``."""
-        half = x.shape[-1] // 2
-        if self.interleaved:
-            x1, x2 = x[..., 0::2], x[..., 1::2]
-        else:
-            x1, x2 = x[..., :half], x[..., half:]
-        shape = (cos.shape[0],) + (1,) * (x.dim() - 2) + (half,)
-        c = cos.view(shape).to(x.dtype)
-        s = sin.view(shape).to(x.dtype)
-        return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+        return apply_rotary(x, cos, sin, interleaved=self.interleaved)
