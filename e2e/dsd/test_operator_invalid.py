@@ -3,7 +3,8 @@
 Each case is either rejected by the apiserver (OpenAPI schema, enums, CEL rules from the
 CRD) or accepted and then ends ``Planned=False`` from the operator (rules that need the
 model or the cluster: tensor degree vs. heads, unknown GPU product, no pool large
-enough, unknown model, an explicit engine kind that cannot serve the plan). A valid DSD in the same namespace stays Ready and untouched.
+enough, unknown model, an explicit engine kind that cannot serve the plan). A valid DSD
+in the same namespace stays Ready and untouched.
 """
 
 from __future__ import annotations
