@@ -24,6 +24,26 @@ class FinishReason(str, Enum):  # noqa: UP042 (kept: StrEnum would change str())
     ERROR = "error"  # the engine failed this request (others keep running)
 
 
+GUIDED_KINDS = ("json_object", "json_schema", "regex", "choice")
+
+
+@dataclass(frozen=True, slots=True)
+class GuidedDecoding:
+    """A structured-output constraint (enforced by the engine's grammar mask).
+
+    ``kind`` is one of :data:`GUIDED_KINDS`; ``spec`` is the JSON Schema text
+    (``json_schema``), the regular expression (``regex``), a JSON list of the allowed
+    strings (``choice``), or empty (``json_object``: any JSON object).
+    """
+
+    kind: str
+    spec: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in GUIDED_KINDS:
+            raise ValueError(f"guided decoding kind must be one of {', '.join(GUIDED_KINDS)}")
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
     """Per-request sampling settings; validated on construction (ValueError on bad input)."""
@@ -42,6 +62,10 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: int | None = None  # number of top logprobs per generated token; None = off
     n: int = 1
+    guided: GuidedDecoding | None = None  # structured output constraint
+    # vLLM's prompt_logprobs: per prompt token (the first gets None), with this many top
+    # alternatives; None = off
+    prompt_logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -62,6 +86,8 @@ class SamplingParams:
             raise ValueError("frequency_penalty must be in [-2, 2]")
         if self.logprobs is not None and not 0 <= self.logprobs <= 20:
             raise ValueError("logprobs must be in [0, 20]")
+        if self.prompt_logprobs is not None and not 0 <= self.prompt_logprobs <= 20:
+            raise ValueError("prompt_logprobs must be in [0, 20]")
         if self.n < 1:
             raise ValueError("n must be >= 1")
         if any(not s for s in self.stop):

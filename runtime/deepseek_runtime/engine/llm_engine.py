@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,7 +27,10 @@ from deepseek_runtime.engine.output_processor import OutputProcessor
 from deepseek_runtime.engine.request import Request
 from deepseek_runtime.engine.sampler import Sampler, SampleRow
 from deepseek_runtime.engine.scheduler import Scheduler
-from deepseek_runtime.engine.stages import ModelExecutor
+from deepseek_runtime.engine.step_io import ModelExecutor
+
+if TYPE_CHECKING:
+    from deepseek_runtime.engine.structured import StructuredOutputs
 from deepseek_runtime.kv import KVCacheManager
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,8 @@ class LLMEngine:
             watermark_blocks=int(config.watermark * runner.num_blocks),
         )
         self.sampler = Sampler(config.seed)
+        self._tokenizer = tokenizer
+        self._eos_token_ids = tuple(eos_token_ids)
         self.outputs = OutputProcessor(tokenizer)
         self.num_steps = 0
         self._gen_ids = itertools.count()
@@ -100,6 +106,20 @@ class LLMEngine:
             raise EngineError(f"stop token id {bad_stop[0]} is outside the vocabulary")
         if request_id in self.scheduler.requests:
             raise EngineError(f"request id {request_id!r} is already in use")
+        if params.guided is not None:
+            self.structured_outputs().compile(params.guided)
+
+    def structured_outputs(self) -> StructuredOutputs:
+        """The grammar compiler and matchers, made on the first structured request
+        (xgrammar is imported only then); EngineError without a tokenizer."""
+        if self.sampler.structured is None:
+            if self._tokenizer is None:
+                raise EngineError("structured outputs need the checkpoint's tokenizer")
+            from deepseek_runtime.engine import structured  # noqa: PLC0415
+
+            info = structured.tokenizer_info(self._tokenizer, self.vocab_size, self._eos_token_ids)
+            self.sampler.structured = structured.StructuredOutputs(info)
+        return self.sampler.structured
 
     def add_request(
         self, request_id: str, prompt_token_ids: Sequence[int], params: SamplingParams
@@ -115,7 +135,7 @@ class LLMEngine:
         (``NativeAsyncEngine`` validates on arrival and queues between steps)."""
         request = Request(request_id, list(prompt_token_ids), params, self.config.max_model_len)
         self.scheduler.add(request)
-        self.sampler.add_request(request_id, params.seed)
+        self.sampler.add_request(request_id, params.seed, params.guided)
         self.outputs.add_request(request)
 
     def abort_request(
@@ -169,6 +189,8 @@ class LLMEngine:
         outputs: list[RequestOutput] = []
         for req in updated:
             res = by_id[req.request_id]
+            if res.grammar_done and not req.is_finished:  # the structured output is complete
+                self.scheduler.finish(req.request_id, FinishReason.STOP)
             out, stop_hit = self.outputs.on_token(req, res.token_id, res.logprob)
             if stop_hit:
                 self.scheduler.finish(req.request_id, FinishReason.STOP)

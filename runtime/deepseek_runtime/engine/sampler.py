@@ -11,16 +11,24 @@ Requests without a seed share the sampler's generator.
 
 Log-probabilities are those of the model's raw distribution (before penalties and
 temperature), as OpenAI's ``logprobs`` report them.
+
+Structured outputs (:mod:`deepseek_runtime.engine.structured`): rows whose request has a
+grammar are masked first (only those rows; a batch mixes constrained and free rows),
+and each sampled token then advances that request's grammar.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from deepseek_runtime.engine.api import SamplingParams, TokenLogprob
+from deepseek_runtime.engine.api import GuidedDecoding, SamplingParams, TokenLogprob
+
+if TYPE_CHECKING:
+    from deepseek_runtime.engine.structured import StructuredOutputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class SampleRow:
 class SampleResult:
     token_id: int
     logprob: TokenLogprob | None = None
+    grammar_done: bool = False  # the request's grammar terminated with this token
 
 
 def _is_plain_greedy(params: SamplingParams) -> bool:
@@ -87,7 +96,10 @@ def filter_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 class Sampler:
     """Samples one token per row; owns the per-request seeded generators."""
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(
+        self, seed: int | None = None, structured: StructuredOutputs | None = None
+    ) -> None:
+        self.structured = structured
         self._shared = torch.Generator()
         if seed is None:
             self._shared.seed()
@@ -95,7 +107,13 @@ class Sampler:
             self._shared.manual_seed(seed)
         self._generators: dict[str, torch.Generator] = {}
 
-    def add_request(self, request_id: str, seed: int | None) -> None:
+    def add_request(
+        self, request_id: str, seed: int | None, guided: GuidedDecoding | None = None
+    ) -> None:
+        if guided is not None:
+            if self.structured is None:
+                raise ValueError("structured outputs need a StructuredOutputs")
+            self.structured.add_request(request_id, guided)
         if seed is not None:
             gen = torch.Generator()
             gen.manual_seed(seed)
@@ -103,6 +121,8 @@ class Sampler:
 
     def remove_request(self, request_id: str) -> None:
         self._generators.pop(request_id, None)
+        if self.structured is not None:
+            self.structured.remove_request(request_id)
 
     def sample(self, logits: torch.Tensor, rows: Sequence[SampleRow]) -> list[SampleResult]:
         """``logits`` is ``[len(rows), vocab]``; returns one result per row, in order."""
@@ -110,14 +130,30 @@ class Sampler:
             raise ValueError(f"{len(rows)} rows for {logits.shape[0]} logits rows")
         if not rows:
             return []
-        if all(_is_plain_greedy(r.params) for r in rows):
-            return [SampleResult(t) for t in logits.argmax(dim=-1).tolist()]
-        logits = logits.detach().float().cpu()
-        return [self._sample_row(logits[i], row) for i, row in enumerate(rows)]
-
-    def _sample_row(self, logits: torch.Tensor, row: SampleRow) -> SampleResult:
-        p = row.params
         raw = logits
+        so = self.structured
+        ids = [r.request_id for r in rows]
+        constrained = so is not None and any(so.is_constrained(rid) for rid in ids)
+        if so is not None and constrained:
+            logits = logits.clone()
+            so.mask(logits, ids)
+        if all(_is_plain_greedy(r.params) for r in rows):
+            results = [SampleResult(t) for t in logits.argmax(dim=-1).tolist()]
+        else:
+            logits = logits.detach().float().cpu()
+            raw = raw.detach().float().cpu() if constrained else logits
+            results = [self._sample_row(logits[i], raw[i], row) for i, row in enumerate(rows)]
+        if so is None or not constrained:
+            return results
+        return [
+            SampleResult(r.token_id, r.logprob, so.accept(rid, r.token_id))
+            if so.is_constrained(rid)
+            else r
+            for rid, r in zip(ids, results, strict=True)
+        ]
+
+    def _sample_row(self, logits: torch.Tensor, raw: torch.Tensor, row: SampleRow) -> SampleResult:
+        p = row.params
         x = apply_penalties(logits.clone(), row)
         if p.temperature == 0:
             token = int(x.argmax())
