@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 from deepseek_runtime.engine.api import FinishReason
 from deepseek_runtime.engine.request import Request, RequestStatus
-from deepseek_runtime.engine.stages import ScheduledChunk, SchedulerOutput
+from deepseek_runtime.engine.step_io import ScheduledChunk, SchedulerOutput
 from deepseek_runtime.kv import KVCacheManager
 
 

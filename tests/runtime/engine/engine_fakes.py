@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from deepseek_runtime.engine.stages import ScheduledChunk
+from deepseek_runtime.engine.step_io import ScheduledChunk
 
 
 class FakeRunner:

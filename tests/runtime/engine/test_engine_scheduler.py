@@ -17,7 +17,7 @@ from deepseek_runtime.engine import (
     LLMEngine,
     SamplingParams,
 )
-from deepseek_runtime.engine.stages import ScheduledChunk
+from deepseek_runtime.engine.step_io import ScheduledChunk
 
 pytestmark = pytest.mark.unit
 

@@ -24,7 +24,7 @@ from deepseek_runtime.engine import (
     NativeAsyncEngine,
     SamplingParams,
 )
-from deepseek_runtime.engine.stages import ScheduledChunk
+from deepseek_runtime.engine.step_io import ScheduledChunk
 from deepseek_runtime.model.runner import ModelRunner
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""The data that crosses the engine's stage boundaries, and the runner seam.
+"""What goes in and out of each stage of an engine step, and the runner seam.
 
 ``LLMEngine.step()`` is three calls with plain dataclasses between them::
 
