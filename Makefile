@@ -14,6 +14,10 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.deepseek-k8s-installed
 EXTRAS := runtime,test,dev
 PYTEST_ARGS ?=
+# The demo's model: trained on these pages for this many CPU seconds, cached by content hash.
+DEMO_CACHE := $(or $(DSK_CACHE),$(HOME)/.cache/deepseek-k8s)/demo
+DEMO_TEXT := README.md docs/runtime.md docs/operator.md docs/install.md docs/runtime-engine.md
+DEMO_TRAIN_SECONDS ?= 60
 
 .PHONY: help venv system-deps toolchain setup cluster-up cluster-down nodes lint test demo images
 
@@ -76,8 +80,12 @@ demo: setup cluster-up
 	@$(PY) -m e2e.devcluster nodes
 	@echo "== 2/3 the operator on the samples in manifests/samples/"
 	@$(PY) -m e2e.demo_operator
-	@echo "== 3/3 the runtime: a tiny DeepSeek-V3 checkpoint served, a streamed chat through the openai client"
-	@$(PY) -m deepseek_runtime.demo
+	@echo "== 3/3 the runtime: a tiny DeepSeek-V3-architecture model trained $(DEMO_TRAIN_SECONDS) CPU-seconds on this repo's docs, served; a streamed chat through the openai client"
+	@$(PY) -m deepseek_runtime.cli make-tiny --arch v3 --set hidden_size=96 \
+	  --train-seconds $(DEMO_TRAIN_SECONDS) $(addprefix --train-text ,$(DEMO_TEXT)) \
+	  --out $(DEMO_CACHE)/tiny-deepseek-v3 > /dev/null
+	@cat $(DEMO_CACHE)/tiny-deepseek-v3/MODEL_CARD.md
+	@$(PY) -m deepseek_runtime.demo --cache $(DEMO_CACHE)
 
 # Not part of `make test`: a cold build downloads torch into the runtime image (minutes).
 # Cached in containers-storage by content hash; images/README.md explains the steps.

@@ -18,6 +18,7 @@ import argparse
 import copy
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mtp", action="store_true", help="also write a multi-token-prediction layer"
     )
+    parser.add_argument(
+        "--train-seconds",
+        type=float,
+        default=0.0,
+        help="then train it this many CPU seconds on the package's corpus and --train-text "
+        "(checkpoint/tiny_train.py; cached by content hash; 0: keep random weights)",
+    )
+    parser.add_argument(
+        "--train-text", type=Path, action="append", default=[], help="Markdown to train on"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,6 +214,15 @@ def run(args: argparse.Namespace) -> int:
             args.fp8_block,
             args.mtp,
         )
+        if args.train_seconds > 0:
+            from deepseek_runtime.checkpoint.tiny_train import train_checkpoint  # noqa: PLC0415
+
+            report = train_checkpoint(out, args.arch, args.train_seconds, args.train_text)
+            print(
+                f"make-tiny: trained {report.steps} steps, loss {report.loss_first} -> "
+                f"{report.loss_last} (see {out / 'MODEL_CARD.md'})",
+                file=sys.stderr,
+            )
     except ValueError as exc:
         print(f"make-tiny: error: {exc}")
         return 2
