@@ -24,6 +24,7 @@ from .chat_tools import template_messages, template_tools
 from .content_filter import ContentFilter, screen_prompts
 from .errors import APIError
 from .protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
+from .structured_outputs import guided_decoding
 
 PromptField = str | list[str] | list[int] | list[list[int]]
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -173,6 +174,7 @@ def sampling_params(body: SamplingFields, max_tokens: int, logprobs: int | None)
             ignore_eos=body.ignore_eos,
             logprobs=logprobs,
             n=1,
+            guided=guided_decoding(body),
         )
     except ValueError as exc:
         raise APIError(400, str(exc), code="invalid_value") from None

@@ -34,6 +34,31 @@ class StreamOptions(BaseModel):
     include_usage: StrictBool = False
 
 
+class JSONSchemaFormat(BaseModel):
+    """``response_format.json_schema``: OpenAI's named schema (``strict`` is always honoured:
+    the grammar mask enforces the schema whatever ``strict`` says)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: StrictStr = "response"
+    description: StrictStr | None = None
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: ``text`` (no constraint), ``json_object`` or ``json_schema``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format json_schema needs a json_schema object")
+        return self
+
+
 class SamplingFields(BaseModel):
     """Fields shared by completions and chat completions."""
 
@@ -57,6 +82,13 @@ class SamplingFields(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0, le=10, description="vLLM extra")
     ignore_eos: StrictBool = False
     stop_token_ids: list[TokenId] | None = Field(None, max_length=64)
+    # structured outputs: OpenAI's response_format, or one of vLLM's guided_* extras
+    response_format: ResponseFormat | None = None
+    guided_json: dict[str, Any] | StrictStr | None = Field(None, description="vLLM extra")
+    guided_regex: StrictStr | None = Field(None, max_length=4096, description="vLLM extra")
+    guided_choice: list[StrictStr] | None = Field(
+        None, min_length=1, max_length=256, description="vLLM extra"
+    )
 
     @field_validator("stop")
     @classmethod

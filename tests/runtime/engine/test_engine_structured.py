@@ -88,7 +88,7 @@ def test_json_object_regex_and_choice(model: tuple[LLMEngine, Any]) -> None:
 
 
 def test_greedy_constrained_and_finish_reason(model: tuple[LLMEngine, Any]) -> None:
-    eng, tok = model
+    eng, _ = model
     params = SamplingParams(
         max_tokens=60, temperature=0, guided=GuidedDecoding("json_schema", json.dumps(SCHEMA))
     )
