@@ -121,6 +121,9 @@ class RequestOutput:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     error: str | None = None
     queue_time: float | None = None  # seconds from arrival to first scheduling, once known
+    # with ``params.prompt_logprobs``: one per prompt token (the first None), on the
+    # request's first update only
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,11 @@ from deepseek_runtime.engine.api import (
 from deepseek_runtime.engine.config import EngineConfig
 from deepseek_runtime.engine.detokenizer import TokenDecoder
 from deepseek_runtime.engine.output_processor import OutputProcessor
+from deepseek_runtime.engine.prompt_logprobs import PromptLogprobs
 from deepseek_runtime.engine.request import Request
 from deepseek_runtime.engine.sampler import Sampler, SampleRow
 from deepseek_runtime.engine.scheduler import Scheduler
-from deepseek_runtime.engine.step_io import ModelExecutor
+from deepseek_runtime.engine.step_io import ModelExecutor, SchedulerOutput
 
 if TYPE_CHECKING:
     from deepseek_runtime.engine.structured import StructuredOutputs
@@ -72,6 +73,7 @@ class LLMEngine:
         self._tokenizer = tokenizer
         self._eos_token_ids = tuple(eos_token_ids)
         self.outputs = OutputProcessor(tokenizer)
+        self.prompt_logprobs = PromptLogprobs()
         self.num_steps = 0
         self._gen_ids = itertools.count()
 
@@ -108,6 +110,8 @@ class LLMEngine:
             raise EngineError(f"request id {request_id!r} is already in use")
         if params.guided is not None:
             self.structured_outputs().compile(params.guided)
+        if params.prompt_logprobs is not None and not hasattr(self.runner, "execute_all_rows"):
+            raise EngineError("this model runner cannot return prompt logprobs")
 
     def structured_outputs(self) -> StructuredOutputs:
         """The grammar compiler and matchers, made on the first structured request
@@ -137,6 +141,7 @@ class LLMEngine:
         self.scheduler.add(request)
         self.sampler.add_request(request_id, params.seed, params.guided)
         self.outputs.add_request(request)
+        self.prompt_logprobs.add_request(request)
 
     def abort_request(
         self, request_id: str, reason: FinishReason = FinishReason.ABORT, error: str | None = None
@@ -146,6 +151,7 @@ class LLMEngine:
         if request is None:
             return None
         self.sampler.remove_request(request_id)
+        self.prompt_logprobs.pop(request_id)
         return self.outputs.on_finish(request, reason, error)
 
     def has_unfinished_requests(self) -> bool:
@@ -160,7 +166,7 @@ class LLMEngine:
             return []
         self.num_steps += 1
         try:
-            logits = self.runner.execute(sched.chunks)
+            logits = self._execute(sched)
         except Exception as exc:  # the model failed: fail this batch, keep serving
             log.exception("model step failed; failing %d requests", len(sched.chunks))
             outs = [
@@ -196,8 +202,22 @@ class LLMEngine:
                 self.scheduler.finish(req.request_id, FinishReason.STOP)
             if out.finished:
                 self.sampler.remove_request(req.request_id)
+            if req.num_output_tokens == 1:
+                out.prompt_logprobs = self.prompt_logprobs.pop(req.request_id)
             outputs.append(out)
         return outputs
+
+    def _execute(self, sched: SchedulerOutput) -> torch.Tensor:
+        """The model step; every row of the chunks whose prompt logprobs are wanted."""
+        full = self.prompt_logprobs.wanted(sched.chunks, self.scheduler.requests)
+        if not full:
+            return self.runner.execute(sched.chunks)
+        logits, rows = self.runner.execute_all_rows(sched.chunks, full)  # type: ignore[attr-defined]
+        requests = self.scheduler.requests
+        for k, chunk_rows in zip(full, rows, strict=True):
+            chunk = sched.chunks[k]
+            self.prompt_logprobs.record(chunk, requests[chunk.request_id], chunk_rows)
+        return logits  # type: ignore[no-any-return]
 
     # -- figures ---------------------------------------------------------------------
     def stats(self) -> EngineStats:

@@ -30,6 +30,7 @@ from deepseek_runtime.engine.api import FinishReason
 from deepseek_runtime.engine.request import Request, RequestStatus
 from deepseek_runtime.engine.step_io import ScheduledChunk, SchedulerOutput
 from deepseek_runtime.kv import KVCacheManager
+from deepseek_runtime.kv.manager import CachedPrefix
 
 
 class Scheduler:
@@ -112,7 +113,11 @@ class Scheduler:
             not preempted and self.waiting and budget > 0 and len(self.running) < self.max_num_seqs
         ):
             request = self.waiting[0]
-            prefix = self.kv.find_cached_prefix(request.request_id, request.all_token_ids)
+            prefix = (
+                self.kv.find_cached_prefix(request.request_id, request.all_token_ids)
+                if request.params.prompt_logprobs is None  # scoring needs every prompt row
+                else CachedPrefix((), 0, request.num_tokens)
+            )
             n = min(request.num_tokens - prefix.num_tokens, budget)
             needed = -(-(prefix.num_tokens + n) // self.kv.block_size) - len(prefix.blocks)
             if self.running and self.kv.num_free_blocks - needed < self.watermark_blocks:

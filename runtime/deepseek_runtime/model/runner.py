@@ -210,6 +210,30 @@ class ModelRunner:
         token_ids, positions, meta, last_rows = self._prepare(chunks)
         return self.model.forward(token_ids, positions, self.kv_cache, meta, last_rows)
 
+    def execute_all_rows(
+        self, chunks: Sequence[ChunkLike], full: Sequence[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`execute`, plus the logits of *every* token of the chunks indexed by
+        ``full`` (scoring: prompt logprobs need the prediction at each prompt position).
+
+        Returns ``(last [len(chunks), vocab], [rows [len(chunks[k].token_ids), vocab]
+        for k in full])``. One forward pass: the extra rows only widen the LM head's
+        input, so :meth:`execute` stays the path of steps that need none.
+        """
+        if not chunks:
+            return torch.empty(0, self.config.vocab_size, dtype=torch.float32), []
+        token_ids, positions, meta, last_rows = self._prepare(chunks)
+        ends = last_rows.tolist()
+        spans = [(ends[k] - len(chunks[k].token_ids) + 1, ends[k] + 1) for k in full]
+        extra = [r for lo, hi in spans for r in range(lo, hi)]
+        rows = torch.cat([last_rows, torch.tensor(extra, dtype=torch.long, device=self.device)])
+        logits = self.model.forward(token_ids, positions, self.kv_cache, meta, rows)
+        out, offset = [], len(chunks)
+        for lo, hi in spans:
+            out.append(logits[offset : offset + hi - lo])
+            offset += hi - lo
+        return logits[: len(chunks)], out
+
     def _prepare(
         self, chunks: Sequence[ChunkLike]
     ) -> tuple[torch.Tensor, torch.Tensor, PagedAttentionMetadata, torch.Tensor]:
