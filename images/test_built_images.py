@@ -13,12 +13,17 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+
+PROJECT_VERSION = tomllib.loads(
+    (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+)["project"]["version"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # Podman's default ulimits exceed this sandbox's hard limits, and its crun cannot start
@@ -68,6 +73,15 @@ def test_operator_entrypoint(images: dict[str, str]) -> None:
     assert proc.returncode == 0, proc.stderr
     crd = yaml.safe_load(proc.stdout)
     assert crd["spec"]["names"]["kind"] == "DeepSeekDeployment"
+    version = subprocess.run(
+        [*PODMAN_RUN, "--network", "none", ref, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"deepseek-operator {PROJECT_VERSION}"
     uid = subprocess.run(
         [*PODMAN_RUN, "--network", "none", "--entrypoint", "id", ref, "-u"],
         capture_output=True,

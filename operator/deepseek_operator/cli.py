@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import sys
 from collections.abc import Sequence
@@ -45,10 +46,19 @@ from deepseek_operator.planning.memory import human_bytes
 from deepseek_operator.render import render_children
 
 
+def _package_version() -> str:
+    """The installed distribution's version (what the images are tagged with)."""
+    try:
+        return importlib.metadata.version("deepseek-k8s")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deepseek-operator", description="DeepSeekDeployment operator and tools."
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition")
     crd.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")

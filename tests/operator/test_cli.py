@@ -217,3 +217,15 @@ def test_real_kubectl_nodes_plan_like_the_example_inventory(sample: Path) -> Non
     keys = ("gpuProduct", "tensor", "pipeline", "expert", "gpusPerReplica", "maxTokensInCache")
     got, want = json.loads(real)["plan"], json.loads(example)["plan"]
     assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
+
+
+def test_version_is_the_project_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib  # noqa: PLC0415
+
+    from deepseek_operator.cli import main  # noqa: PLC0415
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"deepseek-operator {project}"

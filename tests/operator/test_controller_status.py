@@ -74,6 +74,7 @@ def test_ready_when_every_replica_is_ready() -> None:
     assert [c["type"] for c in st["conditions"]] == [
         "Planned",
         "Progressing",
+        "Reconciling",
         "Available",
         "Degraded",
         "Ready",
@@ -158,3 +159,38 @@ def test_workload_state_from_deployment_and_lws() -> None:
         }
     }
     assert workload_state(stuck).stalled
+
+
+def test_reconciling_while_a_canary_shifts_traffic_and_stalled_past_the_deadline() -> None:
+    """What kstatus / Argo CD read: a canary is InProgress, a stuck rollout Failed."""
+    canary = {
+        "phase": "Progressing",
+        "revision": "r2",
+        "step": 0,
+        "weight": 10,
+        "message": "step 1/3 at 10 %",
+    }
+    st = _status(None, 3, OK, [_w(2)], now=T0, canary=canary)
+    assert _cond(st, "Ready")["status"] == "True"  # the stable revision still serves
+    assert _cond(st, "Reconciling")["status"] == "True"
+    assert _cond(st, "Reconciling")["reason"] == "CanaryProgressing"
+    done = _status(None, 3, OK, [_w(2)], now=T0)
+    assert _cond(done, "Reconciling")["status"] == "False"
+    rolling = _status(None, 3, OK, [_w(1, updated=1)], now=T0)
+    assert _cond(rolling, "Reconciling")["status"] == "True"
+    stuck = WorkloadState(
+        kind="Deployment",
+        name="r1",
+        desired=2,
+        current=2,
+        ready=1,
+        updated=1,
+        observed=True,
+        selector="app=r1",
+        stalled=True,
+    )
+    st = _status(None, 3, OK, [stuck], now=T0)
+    assert _cond(st, "Stalled")["status"] == "True"
+    assert _cond(st, "Stalled")["reason"] == "ProgressDeadlineExceeded"
+    assert _cond(st, "Reconciling")["status"] == "False"
+    assert _cond(st, "Degraded")["status"] == "True"

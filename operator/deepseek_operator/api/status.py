@@ -16,7 +16,15 @@ from deepseek_operator.api.base import StatusModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Planning", "Progressing", "Ready", "Degraded", "Failed"]
-CONDITION_TYPES: Final = ("Planned", "Progressing", "Available", "Degraded", "Ready", "Stalled")
+CONDITION_TYPES: Final = (
+    "Planned",
+    "Progressing",
+    "Reconciling",
+    "Available",
+    "Degraded",
+    "Ready",
+    "Stalled",
+)
 """Every condition the operator sets, in the order ``status.conditions`` lists them."""
 
 
@@ -28,7 +36,8 @@ class Condition(StatusModel):
     """One observation of the DSD's state (metav1.Condition)."""
 
     type: Annotated[str, Field(max_length=316)]
-    """Condition type: Planned, Progressing, Available, Degraded, Ready or Stalled."""
+    """Condition type: Planned, Progressing, Reconciling, Available, Degraded, Ready or
+    Stalled."""
     status: ConditionStatus
     """True, False or Unknown."""
     reason: Annotated[str, Field(max_length=1024)] = ""
@@ -141,7 +150,8 @@ class DeepSeekDeploymentStatus(StatusModel):
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    """Planned, Progressing, Available, Degraded, Ready and Stalled (kstatus)."""
+    """Planned, Progressing, Reconciling, Available, Degraded, Ready and Stalled (the
+    last three are what kstatus, Flux and Argo CD read)."""
     plan: PlanStatus | None = None
     """The sharding plan in effect."""
     replicas: int | None = None

@@ -172,20 +172,24 @@ def compute_status(
     canary_msg = (out.canary.message if out.canary is not None else None) or ""
 
     if canary_phase == "Progressing":
-        add("Progressing", True, "CanaryProgressing", canary_msg)
+        progressing = (True, "CanaryProgressing", canary_msg)
     elif not workloads:
         why = "no workload yet" if planned_ok else "nothing is deployed until the spec plans"
-        add("Progressing", planned_ok, "Creating", why)
+        progressing = (planned_ok, "Creating", why)
     elif complete:
-        add(
-            "Progressing",
-            False,
-            "RolloutComplete",
-            f"{ready}/{desired} replicas ready and up to date",
-        )
+        progressing = (False, "RolloutComplete", f"{ready}/{desired} replicas ready and up to date")
     else:
         msg = f"{updated}/{desired} replicas updated, {ready}/{desired} ready"
-        add("Progressing", True, "RollingOut", msg)
+        progressing = (True, "RollingOut", msg)
+    add("Progressing", *progressing)
+    # kstatus / Argo CD: Reconciling=True reads InProgress (a canary keeps Ready=True while
+    # traffic still shifts); a stalled rollout is not reconciling any more, it is Stalled
+    attempted = outcome is not None or previous.plan_recorded()
+    blocked = not planned_ok and attempted  # Stalled below: nothing will converge
+    if progressing[0] and not stalled and not blocked:
+        add("Reconciling", True, progressing[1], progressing[2])
+    else:
+        add("Reconciling", False, "Reconciled", "nothing left to converge")
 
     available = ready >= 1 or (bool(workloads) and desired == 0)
     a_msg = f"{ready} replica(s) serving" if ready else "no replica is ready yet"
@@ -211,9 +215,16 @@ def compute_status(
         ready_cond = (False, "WaitingForReplicas", f"{ready}/{desired} replicas ready")
     add("Ready", *ready_cond)
     # kstatus: Stalled=True makes Flux/kpt report Failed at once instead of timing out
-    attempted = outcome is not None or previous.plan_recorded()
-    if not planned_ok and attempted:
+    if blocked:
         add("Stalled", True, p_reason, p_msg)
+    elif stalled:
+        add(
+            "Stalled",
+            True,
+            "ProgressDeadlineExceeded",
+            "a workload stopped making rollout progress (its progress deadline passed); "
+            "see the workload's events",
+        )
     else:
         reason = "Planned" if planned_ok else "Pending"
         add("Stalled", False, reason, "planning is not blocked")
