@@ -96,4 +96,6 @@ def backend_options(config: ServerConfig) -> BackendOptions:
         debug_checks=config.debug_checks,
         quantization=config.quantization or "auto",
         quantization_group_size=config.quantization_group_size,
+        tensor_parallel_size=config.tensor_parallel_size,
+        enable_expert_parallel=config.enable_expert_parallel,
     )
