@@ -32,6 +32,12 @@ def check_native_supported(config: ServerConfig) -> None:
             f"--tensor-parallel-size {config.tensor_parallel_size}: the native engine runs "
             f"at most {NATIVE.max_tensor_parallel} tensor-parallel rank(s) today{use_vllm}"
         )
+    if config.tensor_parallel_size > 1 and config.quantization in ("int8", "int4"):
+        raise ValueError(
+            f"--quantization {config.quantization} with --tensor-parallel-size "
+            f"{config.tensor_parallel_size}: the native engine's tensor-parallel ranks load "
+            f"dense or FP8-block weights only; use --quantization auto or none{use_vllm}"
+        )
     if config.pipeline_parallel_size > NATIVE.max_pipeline_parallel:
         raise ValueError(
             f"--pipeline-parallel-size {config.pipeline_parallel_size}: the native engine runs "
