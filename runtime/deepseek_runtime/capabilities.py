@@ -38,8 +38,14 @@ NATIVE = EngineCapabilities(
     architectures=tuple(MODEL_ARCHITECTURES),
     quantizations=("auto", "none", "fp8", "int8", "int4"),
     kv_cache_dtypes=("auto",),
-    max_tensor_parallel=2,
+    max_tensor_parallel=1,
     max_pipeline_parallel=1,
     expert_parallel=False,
     multi_node=False,
 )
+
+CPU_MAX_TENSOR_PARALLEL = 2
+"""Tensor-parallel ranks ``serve --engine native --device cpu`` runs on one node (gloo),
+checked through the OpenAI API against TP=1. Not in :data:`NATIVE`, which the planner
+reads for GPU pods: TP over NCCL on CUDA has not been run yet, so the planner still gives
+native one GPU per replica."""
