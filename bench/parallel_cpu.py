@@ -9,8 +9,10 @@ does). Both run the same greedy workload through ``LLMEngine.step``. Rank 0's co
 (the step broadcast and the layers' all-reduce / all-gather) are timed by wrapping
 ``torch.distributed``'s functions. Prints one JSON object: output tokens/s at each degree
 and their ratio, the share of the TP=2 run spent in rank 0's collectives, rank 0's
-resident weight bytes against TP=1's, and whether the greedy tokens agree. On a 2-core
-machine this measures overhead, not a speed-up: the two ranks share the cores.
+resident weight bytes against TP=1's, and whether the greedy tokens agree. Every process
+gets ``cores / 2`` torch threads at both degrees (TP=1 included), so the ratio compares
+the same per-process compute. On a 2-core machine this measures overhead, not a
+speed-up: the two ranks share the cores.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch.distributed as dist
 from bench_models import BENCH_MODELS
 from deepseek_runtime.backends import NativeEngineOptions
 from deepseek_runtime.backends.native import build_engine
-from deepseek_runtime.backends.tp_group import TensorParallelExecutor
+from deepseek_runtime.backends.tp_group import TensorParallelExecutor, share_cpu_threads
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import LLMEngine, SamplingParams
 
@@ -89,6 +91,7 @@ def main() -> None:
         [rng.randrange(2, overrides["vocab_size"]) for _ in range(rng.randint(8, 64))]
         for _ in range(args.requests)
     ]
+    share_cpu_threads(2, "cpu")  # TP=1 gets the threads of one TP=2 rank: same per process
     timer = CollectiveTimer()
     results: dict[int, dict[str, Any]] = {}
     for tp in (1, 2):
