@@ -43,3 +43,9 @@ NATIVE = EngineCapabilities(
     expert_parallel=False,
     multi_node=False,
 )
+
+CPU_MAX_TENSOR_PARALLEL = 2
+"""Tensor-parallel ranks ``serve --engine native --device cpu`` runs on one node (gloo),
+checked through the OpenAI API against TP=1. Not in :data:`NATIVE`, which the planner
+reads for GPU pods: TP over NCCL on CUDA has not been run yet, so the planner still gives
+native one GPU per replica."""

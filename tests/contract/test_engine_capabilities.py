@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deepseek_runtime.capabilities import NATIVE
+from deepseek_runtime.capabilities import CPU_MAX_TENSOR_PARALLEL, NATIVE
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.checkpoint.model_config import MODEL_ARCHITECTURES
 from deepseek_runtime.checkpoint.tiny_config import TINY_CONFIGS
@@ -48,6 +48,10 @@ def test_every_listed_quantization_is_accepted(quantization: str, tmp_path: Path
     ("flags", "named"),
     [
         (["--tensor-parallel-size", str(NATIVE.max_tensor_parallel + 1)], "--tensor-parallel-size"),
+        (
+            ["--device", "cpu", "--tensor-parallel-size", str(CPU_MAX_TENSOR_PARALLEL + 1)],
+            "--tensor-parallel-size",
+        ),
         (
             ["--pipeline-parallel-size", str(NATIVE.max_pipeline_parallel + 1)],
             "--pipeline-parallel-size",

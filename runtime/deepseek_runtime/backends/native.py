@@ -7,23 +7,31 @@ the EOS ids, and settles ``max_model_len``. It is the one place that imports bot
 engine and the model, which therefore never import each other. :func:`load` is what the
 server runs: it builds the engine in a worker thread (so ``/health`` keeps answering while
 weights load), starts its step loop and pairs it with the checkpoint's chat tokenizer.
-Used by ``backends.load_model``, the benchmarks and the tests.
+Used by ``backends.load_model``, the benchmarks and the tests. With
+``tensor_parallel_size`` above 1 this process becomes rank 0 of a group it spawns and
+supervises (:mod:`~deepseek_runtime.backends.tp_group`) and the engine drives a
+:class:`~deepseek_runtime.backends.tp_group.TensorParallelExecutor`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import torch
 
 from ..engine import EngineConfig, LLMEngine, NativeAsyncEngine
+from ..engine.stages import ModelExecutor
 from ..kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from ..model.runner import ModelRunner
 from .loaded import LoadedModel
 from .model_files import load_tokenizer, read_eos_token_ids
 from .options import Device, Dtype, NativeEngineOptions
 from .tokenizer import ServerTokenizer
+from .tp_group import TensorParallelExecutor, WorkerLaunch, free_port, start_group
+
+log = logging.getLogger("deepseek_runtime.backends.native")
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -53,6 +61,23 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
     dtype = resolve_dtype(options.dtype, device)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    group = None
+    if options.tensor_parallel_size > 1:
+        group = start_group(
+            WorkerLaunch(
+                model_dir=str(options.model_dir),
+                tensor=options.tensor_parallel_size,
+                expert=options.enable_expert_parallel,
+                master_addr="127.0.0.1",
+                master_port=free_port(),
+                dtype=dtype,
+                device=device,
+                block_size=options.block_size,
+                num_blocks=options.num_blocks,
+                kv_cache_memory_bytes=options.kv_cache_memory_bytes,
+                quantization=options.quantization,
+            )
+        )
     runner = ModelRunner.from_pretrained(
         options.model_dir,
         dtype=_DTYPES[dtype],
@@ -67,7 +92,15 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
             if options.quantization_group_size is None
             else options.quantization_group_size
         ),
+        parallel=None if group is None else group[1],
     )
+    executor: ModelExecutor = runner
+    if group is not None:
+        executor = TensorParallelExecutor(runner, group[0])
+        log.info(
+            "tensor-parallel rank loaded",
+            extra={"rank": 0, "weight_bytes": runner.resident_weight_bytes()},
+        )
     limit = min(int(runner.config.max_position_embeddings), runner.num_blocks * runner.block_size)
     max_model_len = options.max_model_len
     if max_model_len is None:
@@ -86,7 +119,7 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
     )
     tokenizer = load_tokenizer(options.model_dir)
     engine = LLMEngine(
-        runner,
+        executor,
         config,
         tokenizer=tokenizer,
         eos_token_ids=read_eos_token_ids(options.model_dir),

@@ -75,6 +75,11 @@ class NativeEngineOptions:
     quantization_group_size: int | None = None
     """Input columns per int4 scale (the CPU kernel takes 32, 64, 128 or 256); None: the
     int4 kernel's default (``kernels.quant.int4.DEFAULT_GROUP_SIZE``, 128)."""
+    tensor_parallel_size: int = 1
+    """Tensor-parallel ranks on this node: ``serve`` is rank 0 and spawns the others
+    (``backends.tp_group``)."""
+    enable_expert_parallel: bool = False
+    """Partition the routed experts over the tensor-parallel ranks instead of splitting each."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,12 @@ V2: ``s = softmax(x W_g^T)``; ``greedy`` = top-k of s; ``group_limited_greedy`` 
 ``routed_scaling_factor`` -- or, with ``norm_topk_prob`` (and k > 1), normalised to sum 1
 and not rescaled, as DeepSeek's V2 code does. transformers 5.x ignores ``norm_topk_prob``
 for V2; every released V2 / V2-Lite config has it off, where the two agree.
+
+With a :class:`~deepseek_runtime.parallel.groups.ParallelContext` the router is replicated
+(every rank routes the same tokens identically), the routed experts are split per expert
+(:class:`~deepseek_runtime.parallel.experts.TensorParallelExperts`) or, with expert
+parallelism, partitioned (:class:`~deepseek_runtime.parallel.experts.ExpertParallelExperts`),
+the shared experts are column- then row-parallel, and one all-reduce sums both partials.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from deepseek_runtime.kernels.quant.int4 import Int4Weight
 from deepseek_runtime.kernels.quant.int8 import Int8Weight
 from deepseek_runtime.kernels.routing import RoutingSpec, select_experts
 from deepseek_runtime.model.mlp import DenseMLP
+from deepseek_runtime.parallel.experts import ExpertParallelExperts, TensorParallelExperts
+from deepseek_runtime.parallel.groups import ParallelContext
+from deepseek_runtime.parallel.mlp import ParallelMLP
 
 
 class Router:
@@ -91,6 +100,35 @@ class MoE:
         if self.shared is not None:
             out = out + self.shared(x)
         return out
+
+
+class ParallelMoE:
+    """:class:`MoE` over a TP group: partial routed + shared outputs, one all-reduce."""
+
+    def __init__(
+        self, config: DeepseekConfig, store: WeightStore, prefix: str, ctx: ParallelContext
+    ) -> None:
+        hidden, inter = config.hidden_size, config.moe_intermediate_size
+        experts = int(config.n_routed_experts or 0)
+        self.tp = ctx.tp
+        self.router = Router(config, store, f"{prefix}.gate")
+        kind = ExpertParallelExperts if ctx.config.expert else TensorParallelExperts
+        self.experts = kind(
+            store, f"{prefix}.experts", ctx, num_experts=experts, hidden=hidden, inter=inter
+        )
+        self.shared: ParallelMLP | None = None
+        if config.n_shared_experts:
+            shared_inter = inter * config.n_shared_experts
+            self.shared = ParallelMLP(
+                store, f"{prefix}.shared_experts", hidden, shared_inter, ctx, reduce_output=False
+            )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        ids, weights = self.router(x)
+        out = self.experts(x, ids, weights, reduce_output=False)
+        if self.shared is not None:
+            out = out + self.shared(x)
+        return self.tp.all_reduce(out)
 
 
 def _load_experts(

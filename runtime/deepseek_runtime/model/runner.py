@@ -14,6 +14,11 @@ a single decode token::
 :meth:`ModelRunner.execute` writes each new token's cache row into its slot, attends over
 positions ``0 .. start_pos + i`` of its own sequence, and returns the logits of each
 chunk's last token.
+
+With a :class:`~deepseek_runtime.parallel.groups.ParallelContext` (``parallel=``) the
+runner holds one tensor-parallel rank's shard and cache (its heads; the MLA latent whole)
+and every rank of the group must call :meth:`execute` with the same chunks, in the same
+order: the layers' collectives pair up across ranks. ``None`` is the single process.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, Protocol
 import torch
 
 from deepseek_runtime.checkpoint import compressed_tensors
+from deepseek_runtime.checkpoint.config import ConfigError
 from deepseek_runtime.checkpoint.model_config import ModelConfig, load_model_config
 from deepseek_runtime.checkpoint.quantization import (
     LoadQuantization,
@@ -36,6 +42,8 @@ from deepseek_runtime.checkpoint.weights import ResidentBytes, WeightStore
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, build_metadata
 from deepseek_runtime.kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from deepseek_runtime.model.registry import CausalLM, build_model, kv_token_width
+from deepseek_runtime.model.resident import resident_bytes
+from deepseek_runtime.parallel.groups import ParallelContext
 
 DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
 
@@ -87,6 +95,7 @@ class ModelRunner:
         block_size: int,
         num_blocks: int,
         debug_checks: bool = False,
+        parallel: ParallelContext | None = None,
     ) -> None:
         if block_size < 1 or num_blocks < 1:
             raise ValueError("block_size and num_blocks must be >= 1")
@@ -101,10 +110,11 @@ class ModelRunner:
         self.device = torch.device(device)
         self.block_size = block_size
         self.num_blocks = num_blocks
+        self.parallel = parallel
         self.kv_cache = torch.zeros(
             config.num_hidden_layers,
             num_blocks * block_size,
-            kv_token_width(config),
+            kv_token_width(config, parallel),
             dtype=dtype,
             device=device,
         )
@@ -124,6 +134,7 @@ class ModelRunner:
         debug_checks: bool = False,
         quantization: str = "auto",
         quantization_group_size: int = DEFAULT_GROUP_SIZE,
+        parallel: ParallelContext | None = None,
     ) -> ModelRunner:
         """Load a Hugging Face checkpoint and allocate the KV cache.
 
@@ -137,7 +148,11 @@ class ModelRunner:
         ``quantization_group_size`` input columns) says how linear weights are held, as
         :mod:`deepseek_runtime.checkpoint.quantization` describes; ``ConfigError`` when
         the checkpoint or device cannot honour it. ``debug_checks`` scans every chunk of
-        every step (see :meth:`execute`).
+        every step (see :meth:`execute`). ``parallel`` loads only this tensor-parallel
+        rank's shard (dense or DeepSeek FP8-block weights; ``ConfigError`` for int8 /
+        int4 / compressed-tensors, which the parallel layers do not shard yet) and
+        sizes the cache by this rank's bytes per block, so every rank of a group gets
+        the same block count.
         """
         target = _check_device(device)
         config = load_model_config(model_dir, config_overrides)
@@ -145,6 +160,11 @@ class ModelRunner:
         spec = resolve_quantization(
             "fp8" if keep_fp8 else quantization, stored, target, quantization_group_size
         )
+        if parallel is not None and (spec.method != "none" or spec.decode_stored):
+            raise ConfigError(
+                f"--quantization {quantization}: tensor-parallel ranks load dense or FP8-block"
+                " weights only; use --quantization auto or none"
+            )
         compressed = (
             compressed_tensors.parse_quantization_config(config.model_dump())
             if stored == "compressed-tensors"
@@ -158,9 +178,9 @@ class ModelRunner:
             quantization=spec,
             compressed=compressed,
         ) as store:
-            model = build_model(config, store)
+            model = build_model(config, store, parallel)
             resident = store.resident
-        per_block = cls.bytes_per_block(config, block_size, dtype)
+        per_block = cls.bytes_per_block(config, block_size, dtype, parallel)
         if num_blocks is None:
             budget = (
                 DEFAULT_KV_CACHE_BYTES if kv_cache_memory_bytes is None else kv_cache_memory_bytes
@@ -178,18 +198,29 @@ class ModelRunner:
             block_size=block_size,
             num_blocks=num_blocks,
             debug_checks=debug_checks,
+            parallel=parallel,
         )
         runner.quantization, runner.weight_bytes = spec, resident
         return runner
 
     @staticmethod
-    def bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
-        """Cache bytes of one block across all layers (MLA latents or GQA K/V)."""
+    def bytes_per_block(
+        config: ModelConfig,
+        block_size: int,
+        dtype: torch.dtype,
+        parallel: ParallelContext | None = None,
+    ) -> int:
+        """Cache bytes of one block across all layers (MLA latents or this rank's GQA K/V)."""
         itemsize = torch.empty((), dtype=dtype).element_size()
-        return config.num_hidden_layers * block_size * kv_token_width(config) * itemsize
+        width = kv_token_width(config, parallel)
+        return config.num_hidden_layers * block_size * width * itemsize
 
     def kv_bytes_per_block(self) -> int:
-        return self.bytes_per_block(self.config, self.block_size, self.dtype)
+        return self.bytes_per_block(self.config, self.block_size, self.dtype, self.parallel)
+
+    def resident_weight_bytes(self) -> int:
+        """Weight bytes this process really holds (storage walk; the KV cache excluded)."""
+        return resident_bytes(self.model, skip=(self.kv_cache,))
 
     @property
     def vocab_size(self) -> int:

@@ -15,7 +15,7 @@ from ..backends.options import (
     TritonEngineOptions,
     VLLMEngineOptions,
 )
-from ..capabilities import NATIVE
+from ..capabilities import CPU_MAX_TENSOR_PARALLEL, NATIVE
 from ..checkpoint.quantization import QUANTIZATION_CHOICES
 from .config import ServerConfig
 
@@ -27,10 +27,12 @@ def check_native_supported(config: ServerConfig) -> None:
     planner reads too.
     """
     use_vllm = "; --engine vllm serves it"
-    if config.tensor_parallel_size > NATIVE.max_tensor_parallel:
+    _check_native_tensor_parallel(config, use_vllm)
+    if config.tensor_parallel_size > 1 and config.quantization in ("int8", "int4"):
         raise ValueError(
-            f"--tensor-parallel-size {config.tensor_parallel_size}: the native engine runs "
-            f"at most {NATIVE.max_tensor_parallel} tensor-parallel rank(s) today{use_vllm}"
+            f"--quantization {config.quantization} with --tensor-parallel-size "
+            f"{config.tensor_parallel_size}: the native engine's tensor-parallel ranks load "
+            f"dense or FP8-block weights only; use --quantization auto or none{use_vllm}"
         )
     if config.pipeline_parallel_size > NATIVE.max_pipeline_parallel:
         raise ValueError(
@@ -50,6 +52,19 @@ def check_native_supported(config: ServerConfig) -> None:
         raise ValueError(
             f"--quantization {config.quantization}: the native engine takes "
             f"{', '.join(QUANTIZATION_CHOICES)}"
+        )
+
+
+def _check_native_tensor_parallel(config: ServerConfig, use_vllm: str) -> None:
+    """TP above :data:`NATIVE`'s limit runs on CPU only, up to ``CPU_MAX_TENSOR_PARALLEL``."""
+    tp = config.tensor_parallel_size
+    if tp <= NATIVE.max_tensor_parallel:
+        return
+    if config.device != "cpu" or tp > CPU_MAX_TENSOR_PARALLEL:
+        raise ValueError(
+            f"--tensor-parallel-size {tp}: the native engine runs at most "
+            f"{NATIVE.max_tensor_parallel} tensor-parallel rank(s) on a GPU today, and up to "
+            f"{CPU_MAX_TENSOR_PARALLEL} with --device cpu (gloo){use_vllm}"
         )
 
 
@@ -97,4 +112,6 @@ def backend_options(config: ServerConfig) -> BackendOptions:
         debug_checks=config.debug_checks,
         quantization=config.quantization or "auto",
         quantization_group_size=config.quantization_group_size,
+        tensor_parallel_size=config.tensor_parallel_size,
+        enable_expert_parallel=config.enable_expert_parallel,
     )

@@ -1,0 +1,95 @@
+"""One worker rank of a tensor-parallel ``serve`` group (started by ``tp_group``, not users).
+
+``python -m deepseek_runtime.backends.tp_worker --model DIR --rank R --tensor T ...``
+joins the group rank 0 (the ``serve`` process) opened, loads its shard with the same
+settings, then loops: receive a step's chunks, run them on its shard (the TP collectives
+pair with the other ranks'), drop the logits. It exits 0 when rank 0 sends the stop
+message, and non-zero when rank 0 goes away (the world's sockets close, or the kernel
+sends the parent-death signal), so no worker outlives its server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import signal
+import sys
+import time
+
+import torch
+
+from ..model.runner import ModelRunner, SeqChunk
+from ..parallel.config import ParallelConfig
+from ..parallel.groups import build_context, init_distributed
+from .tp_group import IDLE_TIMEOUT, STEP_TIMEOUT, broadcast_step, share_cpu_threads
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_PR_SET_PDEATHSIG = 1
+
+
+def _log(level: str, message: str, **fields: object) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    entry: dict[str, object] = {"time": now, "level": level}
+    entry |= {"logger": "deepseek_runtime.tp_worker", "message": message, **fields}
+    print(json.dumps(entry, default=str), file=sys.stderr, flush=True)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the ``serve`` process dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="deepseek_runtime.backends.tp_worker")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--tensor", type=int, required=True)
+    parser.add_argument("--expert", action="store_true")
+    parser.add_argument("--master-addr", default="127.0.0.1")
+    parser.add_argument("--master-port", type=int, required=True)
+    parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--block-size", type=int, default=16)
+    parser.add_argument("--num-blocks", type=int)
+    parser.add_argument("--kv-cache-memory-bytes", type=int)
+    parser.add_argument("--quantization", default="auto")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
+    args = parse_args(argv)
+    config = ParallelConfig(
+        tensor=args.tensor, expert=args.expert, rank=args.rank, world_size=args.tensor
+    )
+    share_cpu_threads(args.tensor, args.device)
+    device = f"cuda:{args.rank}" if args.device == "cuda" else args.device
+    init_distributed(config, args.master_addr, args.master_port, device, IDLE_TIMEOUT)
+    ctx = build_context(config, device, STEP_TIMEOUT)
+    runner = ModelRunner.from_pretrained(
+        args.model,
+        dtype=_DTYPES[args.dtype],
+        device=device,
+        block_size=args.block_size,
+        num_blocks=args.num_blocks,
+        kv_cache_memory_bytes=args.kv_cache_memory_bytes,
+        quantization=args.quantization,
+        parallel=ctx,
+    )
+    weight_bytes = runner.resident_weight_bytes()
+    _log("info", "tensor-parallel rank loaded", rank=args.rank, weight_bytes=weight_bytes)
+    while (chunks := broadcast_step(None)) is not None:
+        runner.execute([SeqChunk(*chunk) for chunk in chunks])
+    _log("info", "tensor-parallel rank stopping", rank=args.rank)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception as exc:  # a lost peer, a failed load: say so, exit non-zero
+        _log("error", "tensor-parallel rank failed", error=f"{type(exc).__name__}: {exc}")
+        sys.exit(1)
