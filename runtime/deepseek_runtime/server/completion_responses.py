@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .generation import Update
+from .preparation import EchoScoring
 from .responses import (
     ChoiceBuffer,
     ResponseHead,
     TokenText,
     completion_logprobs,
+    echo_logprobs,
+    join_logprobs,
     usage,
     usage_chunk,
 )
@@ -38,17 +41,28 @@ class CompletionBody:
     token_text: TokenText
     prefixes: Sequence[str]
     logprobs: bool
+    echo: EchoScoring | None = None
 
     def body(
         self, choices: Sequence[ChoiceBuffer], prompt_tokens: int, completion_tokens: int
     ) -> dict[str, Any]:
         out = []
+        echo = self.echo
+        score_only = echo is not None and echo.score_only
         for i, ch in enumerate(choices):
             prefix = self.prefixes[i]
             lp = None
             if self.logprobs:
-                lp = completion_logprobs(ch.logprobs, self.token_text, len(prefix))
-            out.append(_choice(i, prefix + "".join(ch.text), lp, ch.finish_reason))
+                lp = completion_logprobs(
+                    [] if score_only else ch.logprobs, self.token_text, len(prefix)
+                )
+            if echo is not None and echo.logprobs and lp is not None:
+                head = echo_logprobs(echo.prompt_ids[i], ch.prompt_logprobs, self.token_text)
+                lp = join_logprobs(head, lp)
+            text = prefix if score_only else prefix + "".join(ch.text)
+            out.append(_choice(i, text, lp, "length" if score_only else ch.finish_reason))
+        if score_only:
+            completion_tokens = 0
         return self.head.envelope(OBJECT, out, usage(prompt_tokens, completion_tokens))
 
 
@@ -63,6 +77,7 @@ class CompletionChunks:
     token_text: TokenText
     prefixes: Sequence[str]
     logprobs: bool
+    echo: EchoScoring | None = None
     _offsets: list[int] = field(init=False)
     _started: set[int] = field(init=False, default_factory=set)
 
@@ -72,8 +87,12 @@ class CompletionChunks:
     def chunks(self, upd: Update) -> list[dict[str, Any]]:
         i = upd.index
         lp = None
+        echo = self.echo
         if self.logprobs:
             lp = completion_logprobs(upd.logprobs, self.token_text, self._offsets[i])
+            if echo is not None and echo.logprobs and i not in self._started:
+                head = echo_logprobs(echo.prompt_ids[i], upd.prompt_logprobs, self.token_text)
+                lp = join_logprobs(head, lp)
         self._offsets[i] += len(upd.text)
         text = upd.text
         if i not in self._started:

@@ -37,6 +37,7 @@ class Update:
     finish_reason: str | None  # "stop", "length", "abort", "error" or "content_filter"
     completion_tokens: int
     error: str | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # first update, when asked
 
 
 @dataclass(slots=True)
@@ -135,6 +136,7 @@ class Generation:
             reason,
             seq.completion_tokens,
             out.error,
+            out.prompt_logprobs,
         )
 
     async def _iterate(self, index: int) -> AsyncIterator[Update]:

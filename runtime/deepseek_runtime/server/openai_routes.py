@@ -109,7 +109,7 @@ def build_openai_router(state: ServerState) -> APIRouter:
             batch = passed(ctx, read_completion_prompts(body, tok, lim, state.content_filter))
             plan = plan_completion(body, batch, tok, lim)
             logprobs = plan.generation.params.logprobs is not None
-            args = (head(ctx), tok.token_text, plan.prefixes, logprobs)
+            args = (head(ctx), tok.token_text, plan.prefixes, logprobs, plan.echo)
             whole, chunks = CompletionBody(*args), CompletionChunks(*args)
             return await driver.answer(request, ctx, model, plan.generation, whole, chunks)
 

@@ -14,6 +14,7 @@ Used by ``server.openai_routes``; the shared checks also by ``server.v2_common``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,9 +73,20 @@ class GenerationPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class EchoScoring:
+    """``echo`` with ``logprobs`` (prompt logprobs) and/or ``max_tokens: 0`` (score only:
+    the engine generates one token that the answer drops)."""
+
+    prompt_ids: list[list[int]]  # per choice
+    logprobs: bool
+    score_only: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionPlan:
     generation: GenerationPlan
     prefixes: list[str]  # per choice: the prompt text with ``echo``, else ""
+    echo: EchoScoring | None = None
 
 
 def split_prompt(raw: PromptField, tok: ServerTokenizer) -> tuple[list[str], list[list[int]], bool]:
@@ -225,8 +237,12 @@ def plan_completion(
 ) -> CompletionPlan:
     """Budget, echo prefixes and sampling for checked completion prompts."""
     prompts = batch.token_ids
+    score_only = body.echo and body.max_tokens == 0
     max_tokens = resolve_max_tokens(
-        body.max_tokens, prompts, limits.max_model_len, COMPLETION_DEFAULT_MAX_TOKENS
+        1 if score_only else body.max_tokens,
+        prompts,
+        limits.max_model_len,
+        COMPLETION_DEFAULT_MAX_TOKENS,
     )
     n = body.n
     if body.echo:
@@ -236,7 +252,15 @@ def plan_completion(
         ]
     else:
         prefixes = [""] * (len(prompts) * n)
-    return CompletionPlan(_plan(body, prompts, max_tokens, body.logprobs, limits.max_n), prefixes)
+    plan = _plan(body, prompts, max_tokens, body.logprobs, limits.max_n)
+    if not body.echo:
+        return CompletionPlan(plan, prefixes)
+    wants = body.logprobs is not None
+    if wants:
+        params = dataclasses.replace(plan.params, prompt_logprobs=body.logprobs)
+        plan = dataclasses.replace(plan, params=params)
+    ids = [prompts[i // n] for i in range(len(prompts) * n)]
+    return CompletionPlan(plan, prefixes, EchoScoring(ids, wants, score_only))
 
 
 def render_chat(

@@ -73,7 +73,10 @@ def completion_logprobs(
     items: Sequence[TokenLogprob], token_text: TokenText, offset: int
 ) -> dict[str, Any]:
     """Legacy completions format; ``offset`` is the text offset of the first token."""
-    tokens, lps, tops, offsets = [], [], [], []
+    tokens: list[str] = []
+    lps: list[float | None] = []
+    tops: list[dict[str, float] | None] = []
+    offsets: list[int] = []
     for item in items:
         text = token_text(item.token_id)
         tokens.append(text)
@@ -85,6 +88,29 @@ def completion_logprobs(
         offsets.append(offset)
         offset += len(text)
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
+
+
+def echo_logprobs(
+    prompt_ids: Sequence[int],
+    items: Sequence[TokenLogprob | None] | None,
+    token_text: TokenText,
+) -> dict[str, Any]:
+    """The echoed prompt's entries (``echo`` with ``logprobs``): its first token has no
+    logprob (``null`` logprob and top), as vLLM's ``prompt_logprobs`` and OpenAI report."""
+    rest = [i for i in (items or [])[1:] if i is not None]
+    out = completion_logprobs(rest, token_text, 0)
+    first = token_text(prompt_ids[0]) if prompt_ids else ""
+    shift = len(first)
+    return {
+        "tokens": [first, *out["tokens"]],
+        "token_logprobs": [None, *out["token_logprobs"]],
+        "top_logprobs": [None, *out["top_logprobs"]],
+        "text_offset": [0, *(o + shift for o in out["text_offset"])],
+    }
+
+
+def join_logprobs(head: dict[str, Any], tail: dict[str, Any]) -> dict[str, Any]:
+    return {key: head[key] + tail[key] for key in head}
 
 
 def chat_logprobs(
@@ -120,8 +146,11 @@ class ChoiceBuffer:
     token_ids: list[list[int]] = field(default_factory=list)  # the tokens of each piece
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
     def add(self, upd: Update) -> None:
+        if upd.prompt_logprobs is not None:
+            self.prompt_logprobs = upd.prompt_logprobs
         self.text.append(upd.text)
         self.token_ids.append(upd.token_ids)
         self.logprobs.extend(upd.logprobs)
