@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import torch
 
 from deepseek_runtime.backends.native import NativeEngineOptions, build_engine
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.engine import EngineError, LLMEngine, SamplingParams
 from deepseek_runtime.engine.api import GuidedDecoding
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -34,14 +32,6 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 PROMPT = [0, 40, 41, 42, 43]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
