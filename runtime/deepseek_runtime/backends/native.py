@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..engine import EngineConfig, LLMEngine, NativeAsyncEngine
-from ..engine.stages import ModelExecutor
+from ..engine.step_io import ModelExecutor
 from ..kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from ..model.runner import ModelRunner
 from .loaded import LoadedModel
