@@ -1,10 +1,13 @@
 """Demo: serve a tiny checkpoint locally and stream a chat completion through the openai client.
 
-``python -m deepseek_runtime.demo`` makes (or reuses) a tiny random-weight DeepSeek-V3
-checkpoint in a cache directory, starts ``deepseek-runtime serve`` on a free loopback
-port, prints the tokens of a streamed chat completion as they arrive (random weights:
-the text is gibberish, the plumbing is real), then stops the server with SIGTERM (the
-graceful drain) and reports its exit code. Wired into ``make demo`` by the Makefile.
+``python -m deepseek_runtime.demo`` makes (or reuses) a tiny DeepSeek-V3-architecture
+checkpoint in a cache directory and trains it for about a minute of CPU time on the text
+the package ships (``checkpoint/tiny_train.py``, cached by content hash, so later runs
+take seconds), prints its model card (what it is: a toy, not DeepSeek), starts
+``deepseek-runtime serve`` on a free loopback port, prints the tokens of a streamed,
+greedy chat completion as they arrive (English-like text recalled from that corpus),
+then stops the server with SIGTERM (the graceful drain) and reports its exit code.
+Wired into ``make demo`` by the Makefile.
 """
 
 from __future__ import annotations
@@ -26,13 +29,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _checkpoint(cache: Path) -> Path:
-    from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint  # noqa: PLC0415
+TRAIN_SECONDS = 60.0
 
-    out = cache / "tiny-deepseek-v3"
-    if not (out / "config.json").is_file():
-        print(f"[demo] writing a tiny DeepSeek-V3 checkpoint to {out}", flush=True)
+
+def _checkpoint(cache: Path, train_seconds: float) -> Path:
+    from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint  # noqa: PLC0415
+    from deepseek_runtime.checkpoint.tiny_train import CARD, train_checkpoint  # noqa: PLC0415
+
+    out = cache / f"tiny-deepseek-v3-trained-{train_seconds:g}s"
+    trained = train_seconds > 0
+    if not (out / "config.json").is_file() or (trained and not (out / CARD).is_file()):
+        print(f"[demo] writing a tiny DeepSeek-V3-architecture checkpoint to {out}", flush=True)
         make_tiny_checkpoint(out, arch="v3", seed=0)
+        if trained:
+            print(
+                f"[demo] training it for {train_seconds:g} CPU seconds on the shipped text "
+                "(cached by content hash: only the first run pays this)",
+                flush=True,
+            )
+            report = train_checkpoint(out, "v3", train_seconds)
+            print(
+                f"[demo] trained: {report.steps} steps, loss {report.loss_first:.2f} -> "
+                f"{report.loss_last:.2f}",
+                flush=True,
+            )
+    if trained:
+        card = (out / CARD).read_text(encoding="utf-8").strip()
+        print("[demo] model card:\n" + "\n".join(f"    {line}" for line in card.splitlines()))
+    else:
+        print("[demo] random weights, not trained: the text will be gibberish", flush=True)
     return out
 
 
@@ -52,10 +77,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None
     raise RuntimeError(f"the server was not ready within {timeout:.0f}s")
 
 
-def run_demo(cache: Path, prompt: str, max_tokens: int) -> int:
+def run_demo(cache: Path, prompt: str, max_tokens: int, train_seconds: float) -> int:
     import openai  # noqa: PLC0415
 
-    model_dir = _checkpoint(cache)
+    model_dir = _checkpoint(cache, train_seconds)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(cache / "demo-server.log", "wb")  # noqa: SIM115
@@ -91,8 +116,10 @@ def run_demo(cache: Path, prompt: str, max_tokens: int) -> int:
             max_tokens=max_tokens,
             stream=True,
             stream_options={"include_usage": True},
-            temperature=0.8,
-            seed=0,
+            # greedy with a repetition penalty: the toy recalls its corpus instead of
+            # looping on one phrase
+            temperature=0,
+            extra_body={"repetition_penalty": 1.3},
         )
         print("[assistant] ", end="", flush=True)
         for chunk in stream:
@@ -127,14 +154,20 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepseek-runtime",
         help="where the tiny checkpoint is kept",
     )
-    parser.add_argument("--prompt", default="Tell me about paged attention.")
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--prompt", default="Tell me about the scheduler.")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument(
+        "--train-seconds",
+        type=float,
+        default=TRAIN_SECONDS,
+        help="CPU seconds of training for the toy checkpoint (0: random weights)",
+    )
     args = parser.parse_args(argv)
     try:
         args.cache.mkdir(parents=True, exist_ok=True)
     except OSError:
         args.cache = Path(tempfile.mkdtemp(prefix="deepseek-demo-"))
-    return run_demo(args.cache, args.prompt, args.max_tokens)
+    return run_demo(args.cache, args.prompt, args.max_tokens, args.train_seconds)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,11 @@ class Served:
             "PYTHONUNBUFFERED": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "HF_HUB_OFFLINE": "1",
+            # the cached venv's editable install points at the checkout that created it;
+            # this checkout's sources must win (CI clones to a new path every run)
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO / "operator"), str(REPO / "runtime"), os.environ.get("PYTHONPATH", "")]
+            ),
         }
         env.pop("VLLM_CPU_KVCACHE_SPACE", None)  # would override --kv-cache-memory-bytes
         with open(self.log_path, "wb") as log:
