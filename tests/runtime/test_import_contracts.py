@@ -1,6 +1,6 @@
 """The runtime's import contracts in .importlinter hold, and they would catch a breach.
 
-The layers ``server > backends > engine > model > checkpoint > kernels``, "the engine
+The layers ``server > backends > engine > model > parallel > checkpoint > kernels``, "the engine
 never imports the model" and "kv imports nothing of ours" are checked on the real tree;
 then on a copy of the package with one forbidden import added per contract, where each
 must report BROKEN (so a contract that names a wrong module cannot pass silently).
