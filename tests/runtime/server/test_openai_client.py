@@ -110,10 +110,14 @@ def test_echo_and_logprobs_stream_like_the_whole_answer(client: openai.OpenAI, m
     assert "".join(c.text for c in streamed) == whole.choices[0].text
     assert streamed[0].text.startswith(prompt)  # the echo leads the first chunk only
     assert not any(c.text.startswith(prompt) for c in streamed[1:])
+    # echo + logprobs: the prompt's entries first (vLLM's prompt_logprobs: the first is
+    # null), then the 4 generated tokens, whose offsets start after the echoed prompt
     lp = whole.choices[0].logprobs
-    assert lp is not None and (lp.text_offset or [])[:1] == [len(prompt)]
+    assert lp is not None and (lp.token_logprobs or [])[:1] == [None]
+    assert (lp.text_offset or [])[-4] == len(prompt)
     first = streamed[0].logprobs
-    assert first is not None and (first.text_offset or [])[:1] == [len(prompt)]
+    assert first is not None and (first.token_logprobs or [])[:1] == [None]
+    assert first.text_offset == (lp.text_offset or [])[: len(first.text_offset or [])]
 
 
 def test_chat_non_streamed(client: openai.OpenAI, model: str) -> None:
