@@ -73,7 +73,7 @@ def test_runtime_contracts_are_declared_and_kept(tmp_path: Path) -> None:
     layers = parser["importlinter:contract:runtime-layers"]["layers"].split()
     assert layers == [
         f"deepseek_runtime.{layer}"
-        for layer in ("server", "backends", "engine", "model", "checkpoint", "kernels")
+        for layer in ("server", "backends", "engine", "model", "parallel", "checkpoint", "kernels")
     ]
     config = tmp_path / "importlinter.ini"
     with config.open("w") as fh:
