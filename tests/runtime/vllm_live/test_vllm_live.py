@@ -112,5 +112,5 @@ def test_queried_metric_names_exist_or_are_bridged(
     missing_from_vllm = sorted(queried - in_vllm)
     print(f"queried vllm: series missing from vLLM 0.32's /metrics: {missing_from_vllm}")
     print(f"  of those, bridged by our server: {sorted(set(missing_from_vllm) & in_ours)}")
-    assert sorted(queried - in_vllm - in_ours) == []
-    assert sorted(queried - in_ours) == []  # our --engine vllm /metrics answers them all
+    assert missing_from_vllm == []  # pods running vLLM's own server answer them all
+    assert sorted(queried - in_ours) == []  # and so does our --engine vllm /metrics
