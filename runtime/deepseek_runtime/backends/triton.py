@@ -104,6 +104,11 @@ class TritonEngine(AsyncEngine):
             raise EngineError("the Triton backend is not connected")
         if params.logprobs is not None:
             raise EngineError("logprobs are not available through the triton engine")
+        if params.guided is not None:
+            raise EngineError(
+                "structured outputs (response_format / guided_*) are not available through "
+                "the triton engine; use --engine native"
+            )
         return self._stream(request_id, list(prompt_token_ids), params)
 
     def _inputs(self, prompt: str, params: SamplingParams) -> list[Any]:

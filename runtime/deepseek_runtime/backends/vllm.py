@@ -107,6 +107,7 @@ class VLLMEngine(AsyncEngine):
     ) -> AsyncIterator[RequestOutput]:
         if len(prompt_token_ids) >= self._max_model_len:
             raise EngineError(f"prompt is longer than max_model_len={self._max_model_len}")
+        refuse_native_only(params, "vllm")
         sp = self._sampling_cls(**vllm_sampling_kwargs(params))
         return self._stream(request_id, list(prompt_token_ids), sp)
 
@@ -199,3 +200,17 @@ async def load(options: VLLMEngineOptions) -> LoadedModel:
     tokenizer = ServerTokenizer.from_model_dir(options.model_dir)
     wrapped = VLLMEngine(engine, vllm.SamplingParams, int(model_config.max_model_len))
     return LoadedModel(wrapped, tokenizer)
+
+
+def refuse_native_only(params: SamplingParams, engine: str) -> None:
+    """Refuse (400) what only the native engine implements here, instead of ignoring it."""
+    if params.guided is not None:
+        raise EngineError(
+            f"structured outputs (response_format / guided_*) are not wired to the {engine} "
+            "engine of this server; use --engine native"
+        )
+    if params.prompt_logprobs is not None:
+        raise EngineError(
+            f"prompt logprobs (echo with logprobs) are not wired to the {engine} engine of "
+            "this server; use --engine native"
+        )

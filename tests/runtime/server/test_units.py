@@ -14,7 +14,12 @@ from deepseek_runtime.backends.native import resolve_device, resolve_dtype
 from deepseek_runtime.backends.tokenizer import ChatTemplateError, ServerTokenizer
 from deepseek_runtime.backends.triton import triton_sampling_parameters
 from deepseek_runtime.backends.vllm import vllm_engine_args, vllm_sampling_kwargs
-from deepseek_runtime.engine.api import EngineError, QueueFullError, SamplingParams
+from deepseek_runtime.engine.api import (
+    EngineError,
+    GuidedDecoding,
+    QueueFullError,
+    SamplingParams,
+)
 from deepseek_runtime.server.audit import AuditLog, redact_pii
 from deepseek_runtime.server.auth import KeyStore, RateLimiter, TokenBucket, read_keys
 from deepseek_runtime.server.backend_options import backend_options
@@ -314,5 +319,10 @@ async def test_vllm_adapter_turns_cumulative_outputs_into_deltas() -> None:
     assert outs[1].logprobs[0].token_id == 8 and outs[1].logprobs[0].top[0] == (8, -0.5)
     with pytest.raises(EngineError, match="max_model_len"):
         engine.generate("r2", list(range(20)), SamplingParams())
+    # what only the native engine implements is refused (400), never silently dropped
+    with pytest.raises(EngineError, match="structured outputs"):
+        engine.generate("r3", [1], SamplingParams(guided=GuidedDecoding("json_object")))
+    with pytest.raises(EngineError, match="prompt logprobs"):
+        engine.generate("r4", [1], SamplingParams(prompt_logprobs=1))
     await engine.abort("r")
     assert aborted == ["r"]
