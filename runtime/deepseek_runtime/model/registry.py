@@ -17,31 +17,17 @@ KV heads.
 
 from __future__ import annotations
 
-from typing import Protocol
-
-import torch
-
 from deepseek_runtime.checkpoint.config import DeepseekConfig
 from deepseek_runtime.checkpoint.dense_config import DenseConfig
 from deepseek_runtime.checkpoint.model_config import ModelConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
-from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata
+from deepseek_runtime.model.decoder import DecoderStack
 from deepseek_runtime.model.deepseek import DeepseekModel
 from deepseek_runtime.model.dense import DenseModel, dense_kv_token_width
 from deepseek_runtime.parallel.groups import ParallelContext
 
-
-class CausalLM(Protocol):
-    """What the runner drives: one flat-batch forward over a paged cache."""
-
-    def forward(
-        self,
-        token_ids: torch.Tensor,
-        positions: torch.Tensor,
-        cache: torch.Tensor,
-        meta: PagedAttentionMetadata,
-        logits_rows: torch.Tensor,
-    ) -> torch.Tensor: ...
+CausalLM = DecoderStack
+"""What the runner drives: one flat-batch forward over a paged cache (both models are one)."""
 
 
 def build_model(
