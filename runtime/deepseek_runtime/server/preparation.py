@@ -245,6 +245,7 @@ def plan_completion(
         COMPLETION_DEFAULT_MAX_TOKENS,
     )
     n = body.n
+    check_n(n, limits.max_n, len(prompts))  # before anything is sized by n
     if body.echo:
         prefixes = [
             batch.texts[i // n] if batch.texts else tok.decode(prompts[i // n])

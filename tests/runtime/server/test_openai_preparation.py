@@ -137,6 +137,9 @@ def test_echo_prefixes_follow_choice_order(tok: ServerTokenizer) -> None:
         ({"max_tokens": 8}, "max_tokens"),  # 1 prompt token + 8 > 8
         ({"n": 5}, "n"),
         ({"prompt": ["a"] * 5, "n": 4}, "prompt"),  # 20 choices > 4 * max_n
+        # a huge n is refused before anything is sized by it (schemathesis found a 500)
+        ({"prompt": ["a", "b"], "n": 2394219129}, "n"),
+        ({"prompt": ["a", "b"], "n": 2394219129, "echo": True}, "n"),
     ],
 )
 def test_completion_plan_refusals(
