@@ -63,20 +63,45 @@ def yarn_get_mscale(scale: float, mscale: float = 1.0) -> float:
     return 0.1 * mscale * math.log(scale) + 1.0
 
 
-class DeepseekConfig(BaseModel):
-    """Validated DeepSeek V2/V3 architecture fields (names as in Hugging Face ``config.json``)."""
+class DecoderConfigFields(BaseModel):
+    """The ``config.json`` fields every decoder the runtime serves shares (DeepSeek and the
+    Qwen2 / Llama distills); each architecture's config adds its own and validates them."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    model_type: Literal["deepseek_v3", "deepseek_v2"]
     architectures: list[str] | None = None
     vocab_size: int
     hidden_size: int
     intermediate_size: int
-    moe_intermediate_size: int
     num_hidden_layers: int
     num_attention_heads: int
     num_key_value_heads: int | None = None
+    hidden_act: str = "silu"
+    max_position_embeddings: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+    rope_parameters: dict[str, Any] | None = None
+    attention_bias: bool = False
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    quantization_config: dict[str, Any] | None = None
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        if self.eos_token_id is None:
+            return ()
+        if isinstance(self.eos_token_id, int):
+            return (self.eos_token_id,)
+        return tuple(self.eos_token_id)
+
+
+class DeepseekConfig(DecoderConfigFields):
+    """Validated DeepSeek V2/V3 architecture fields (names as in Hugging Face ``config.json``)."""
+
+    model_type: Literal["deepseek_v3", "deepseek_v2"]
+    moe_intermediate_size: int
     n_shared_experts: int | None = None
     n_routed_experts: int | None = None
     num_experts_per_tok: int | None = None
@@ -93,19 +118,8 @@ class DeepseekConfig(BaseModel):
     qk_rope_head_dim: int
     qk_nope_head_dim: int
     v_head_dim: int
-    hidden_act: str = "silu"
-    max_position_embeddings: int
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 10000.0
-    rope_scaling: dict[str, Any] | None = None
-    rope_parameters: dict[str, Any] | None = None
     rope_interleave: bool = True
-    attention_bias: bool = False
-    tie_word_embeddings: bool = False
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
     num_nextn_predict_layers: int = 0
-    quantization_config: dict[str, Any] | None = None
     # Runtime switches (not Hugging Face fields); see the module docstring.
     router_group_mask: Literal["-inf", "zero"] = "-inf"
     yarn_softmax_mscale: bool = True
@@ -199,14 +213,6 @@ class DeepseekConfig(BaseModel):
     def rope_interleaved(self) -> bool:
         """V2 always rotates interleaved pairs; V3 follows ``rope_interleave``."""
         return self.model_type == "deepseek_v2" or self.rope_interleave
-
-    @property
-    def eos_token_ids(self) -> tuple[int, ...]:
-        if self.eos_token_id is None:
-            return ()
-        if isinstance(self.eos_token_id, int):
-            return (self.eos_token_id,)
-        return tuple(self.eos_token_id)
 
     @property
     def fp8_block(self) -> tuple[int, int]:

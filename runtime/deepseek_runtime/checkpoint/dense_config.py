@@ -18,42 +18,22 @@ silent fallback.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
-from deepseek_runtime.checkpoint.config import ConfigError, RopeSpec
+from deepseek_runtime.checkpoint.config import ConfigError, DecoderConfigFields, RopeSpec
 
 DENSE_ARCHITECTURES = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}
 
 
-class DenseConfig(BaseModel):
+class DenseConfig(DecoderConfigFields):
     """Validated Qwen2 / Llama fields (names as in Hugging Face ``config.json``)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
     model_type: Literal["qwen2", "llama"]
-    architectures: list[str] | None = None
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int | None = None
     head_dim: int | None = None
-    hidden_act: str = "silu"
-    max_position_embeddings: int
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 10000.0
-    rope_scaling: dict[str, Any] | None = None
-    rope_parameters: dict[str, Any] | None = None
-    attention_bias: bool = False
     mlp_bias: bool = False
-    tie_word_embeddings: bool = False
     use_sliding_window: bool = False
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    quantization_config: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DenseConfig:
@@ -118,14 +98,6 @@ class DenseConfig(BaseModel):
     def fp8_block(self) -> tuple[int, int]:
         """FP8 block shape for ``--quantization fp8`` at load (no FP8 checkpoints here)."""
         return 128, 128
-
-    @property
-    def eos_token_ids(self) -> tuple[int, ...]:
-        if self.eos_token_id is None:
-            return ()
-        if isinstance(self.eos_token_id, int):
-            return (self.eos_token_id,)
-        return tuple(self.eos_token_id)
 
     def rope(self) -> RopeSpec:
         """Plain rope or Llama-3.1 ``llama3`` scaling (``rope_parameters`` or ``rope_scaling``)."""
