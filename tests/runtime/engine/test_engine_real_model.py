@@ -8,12 +8,10 @@ prefix-cache hits (shared prompt prefixes); afterwards every block is back in th
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from deepseek_runtime.backends.native import build_async_engine, build_engine
 from deepseek_runtime.backends.options import NativeEngineOptions
@@ -25,19 +23,10 @@ from deepseek_runtime.engine import (
     SamplingParams,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 # fp32 on the CPU wherever the tests run (the options' "auto" would pick a GPU)
 CPU: dict[str, Any] = {"dtype": "float32", "device": "cpu"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matmuls: intra-op threads only add synchronization (badly so on a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
