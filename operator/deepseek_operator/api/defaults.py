@@ -33,6 +33,12 @@ MIN_REPLICAS: Final = 2
 MAX_REPLICAS: Final = 10
 SCALE_DOWN_STABILIZATION_SECONDS: Final = 300
 QUEUE_DEPTH_TARGET: Final = 5.0
+# The native autoscaler (Knative KPA style): a 60 s stable window, a short panic window
+# (a few Prometheus samples, not Knative's 6 s), panic at 2x the ready capacity.
+NATIVE_INTERVAL: Final = "15s"
+NATIVE_STABLE_WINDOW: Final = "60s"
+NATIVE_PANIC_WINDOW: Final = "15s"
+NATIVE_PANIC_THRESHOLD_PERCENT: Final = 200.0
 
 # Canary: the first step sends 10 % of traffic.
 CANARY_STEPS: Final = ((10, "5m"), (25, "5m"), (50, "10m"))
@@ -50,6 +56,10 @@ BASE_EJECTION_TIME: Final = "60s"
 MAX_EJECTION_PERCENT: Final = 50
 MAX_PENDING_REQUESTS: Final = 1024
 CIRCUIT_ERROR_RATE_PERCENT: Final = 5.0
+CIRCUIT_WINDOW: Final = "1m"
+CIRCUIT_COOL_DOWN: Final = "60s"
+CIRCUIT_HALF_OPEN_PERCENT: Final = 10
+CIRCUIT_CLOSE_AFTER: Final = "60s"
 
 # Alerts: GPU utilisation > 90 % for 5 m, KV cache fragmentation > 30 %,
 # p95 latency > 500 ms, error rate > 1 %.

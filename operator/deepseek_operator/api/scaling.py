@@ -40,6 +40,24 @@ def _default_metrics() -> list[ScalingMetric]:
     return [ScalingMetric(type="QueueDepth", target=defaults.QUEUE_DEPTH_TARGET)]
 
 
+class NativeAutoscalingSpec(ApiModel):
+    """Tuning of ``provider: native``, the operator's own autoscaler (Knative KPA style)."""
+
+    interval: Duration = defaults.NATIVE_INTERVAL
+    """Time between decisions (Prometheus queries and scale writes)."""
+    stable_window: Duration = defaults.NATIVE_STABLE_WINDOW
+    """Metrics are averaged over this window for the normal (stable) decision; a panic
+    lasts at least this long after the load last crossed the panic threshold."""
+    panic_window: Duration = defaults.NATIVE_PANIC_WINDOW
+    """Short window whose average detects a load surge; keep it at two or more scrape
+    intervals so it holds samples."""
+    panic_threshold_percent: Annotated[float, Field(gt=100, le=10000)] = (
+        defaults.NATIVE_PANIC_THRESHOLD_PERCENT
+    )
+    """Panic when the panic-window load needs this percent of the ready replicas; while
+    panicking replicas are only added, never removed."""
+
+
 class AutoscalingSpec(ApiModel):
     """Replica autoscaling. Mutually exclusive with ``spec.replicas``."""
 
@@ -49,9 +67,14 @@ class AutoscalingSpec(ApiModel):
     """Fewest replicas (0 allows scale to zero with KEDA)."""
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = defaults.MAX_REPLICAS
     """Most replicas."""
-    provider: Literal["hpa", "keda"] = "hpa"
+    provider: Literal["hpa", "keda", "native"] = "hpa"
     """``hpa``: autoscaling/v2 HorizontalPodAutoscaler on Pods metrics served by
-    prometheus-adapter; ``keda``: a KEDA ScaledObject with Prometheus triggers."""
+    prometheus-adapter; ``keda``: a KEDA ScaledObject with Prometheus triggers;
+    ``native``: the operator reads Prometheus itself and writes the workload's scale
+    subresource (no adapter; startup-aware: pods still loading count as capacity,
+    unschedulable pods stop scale-up)."""
+    native: NativeAutoscalingSpec = Field(default_factory=NativeAutoscalingSpec)
+    """Windows and period of ``provider: native`` (ignored by the other providers)."""
     metrics: Annotated[list[ScalingMetric], Field(min_length=1, max_length=8)] = Field(
         default_factory=_default_metrics
     )

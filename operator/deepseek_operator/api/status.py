@@ -139,6 +139,72 @@ class CanaryStatus(StatusModel):
     """What happened last, for humans."""
 
 
+class Recommendation(StatusModel):
+    """One past decision of the native autoscaler (scale-down stabilization history)."""
+
+    time: str
+    """When it was made (RFC 3339)."""
+    replicas: int
+    """Replicas it asked for before stabilization."""
+
+
+class AutoscalerStatus(StatusModel):
+    """State of ``autoscaling.provider: native``, kept here so it survives restarts."""
+
+    desired_replicas: int | None = None
+    """Replicas the last decision wrote to the workload's scale subresource."""
+    reason: str | None = None
+    """CamelCase reason of the last decision (ScaleUp, ScaleDown, Panic, NoCapacity...)."""
+    metric: str | None = None
+    """Metric that drove the last decision (the highest desired count)."""
+    message: str | None = None
+    """The last decision's numbers, for humans."""
+    last_time: str | None = None
+    """When the last decision was made (RFC 3339)."""
+    last_scale_time: str | None = None
+    """When replicas last changed (RFC 3339)."""
+    panic_until: str | None = None
+    """While set and in the future, the autoscaler is in panic mode: no scale-down."""
+    recommendations: list[Recommendation] = Field(default_factory=list, max_length=64)
+    """Recent unstabilized recommendations, newest last (within the stabilization
+    window)."""
+
+
+class TrackCircuit(StatusModel):
+    """The circuit breaker of one track (``stable`` or ``canary``)."""
+
+    track: str
+    """``stable`` or ``canary``."""
+    state: Literal["Closed", "Open", "HalfOpen"] = "Closed"
+    """Closed: full traffic; Open: traffic moved away; HalfOpen: a small share returns."""
+    since: str | None = None
+    """When the circuit entered ``state`` (RFC 3339)."""
+    error_rate_percent: float | None = None
+    """Error rate measured at the last evaluation (absent without traffic)."""
+    message: str | None = None
+    """Why the circuit is in this state."""
+
+
+class CircuitStatus(StatusModel):
+    """Circuit breaker state per track (``resilience.circuitBreaker``)."""
+
+    tracks: list[TrackCircuit] = Field(
+        default_factory=list,
+        max_length=2,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["track"],
+        },
+    )
+    """One entry per evaluated track."""
+    last_time: str | None = None
+    """When the error rates were last evaluated (RFC 3339)."""
+
+    def track(self, name: str) -> TrackCircuit | None:
+        """The circuit of track ``name``, or None."""
+        return next((t for t in self.tracks if t.track == name), None)
+
+
 class DeepSeekDeploymentStatus(StatusModel):
     """Observed state of a DeepSeekDeployment."""
 
@@ -164,6 +230,10 @@ class DeepSeekDeploymentStatus(StatusModel):
     """The running or last canary rollout (set by the canary driver)."""
     endpoint: str | None = None
     """In-cluster base URL of the OpenAI-compatible API."""
+    autoscaler: AutoscalerStatus | None = None
+    """The native autoscaler's last decision and history (``provider: native``)."""
+    circuit: CircuitStatus | None = None
+    """Circuit breaker state per track (set when ``traffic.istio`` is on)."""
 
     def get_condition(self, type_: str) -> Condition | None:
         """Return the condition of this type, or None."""

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field
 
 from deepseek_operator.api import defaults
 from deepseek_operator.api.base import ApiModel
+from deepseek_operator.api.model import KubeName
 from deepseek_operator.api.scaling import Duration
 from deepseek_operator.api.validation import LIST_SET, unique_items
 
@@ -85,8 +86,20 @@ class CircuitBreakerSpec(ApiModel):
     max_pending_requests: Annotated[int, Field(ge=1, le=1000000)] = defaults.MAX_PENDING_REQUESTS
     """Requests queued towards the pods before new ones fail fast with 503."""
     error_rate_percent: Annotated[float, Field(gt=0, le=100)] = defaults.CIRCUIT_ERROR_RATE_PERCENT
-    """Error rate over one minute at which the circuit opens: the CircuitOpen alert fires
-    and a running canary is rolled back."""
+    """Error rate (percent 5xx over ``window``) above which a track's circuit opens: the
+    operator moves that track's traffic in the VirtualService to the healthy track or to
+    ``fallback``, sets Degraded=True and posts an Event; the CircuitOpen alert fires."""
+    window: Duration = defaults.CIRCUIT_WINDOW
+    """Window of the error-rate query, evaluated every operator interval."""
+    cool_down: Duration = defaults.CIRCUIT_COOL_DOWN
+    """Time an open circuit stays open before it goes half-open."""
+    half_open_percent: Annotated[int, Field(ge=1, le=100)] = defaults.CIRCUIT_HALF_OPEN_PERCENT
+    """Percent of traffic a half-open track gets back (at most its normal share)."""
+    close_after: Duration = defaults.CIRCUIT_CLOSE_AFTER
+    """Time a half-open track must stay under the threshold before the circuit closes."""
+    fallback: KubeName | None = None
+    """Another DeepSeekDeployment in this namespace (e.g. a smaller distill) whose API
+    Service takes the traffic of an open circuit when no healthy track is left."""
 
 
 class HealthSpec(ApiModel):
