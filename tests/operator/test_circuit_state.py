@@ -27,6 +27,7 @@ POLICY = CircuitPolicy(threshold_percent=5.0, cool_down=60.0, close_after=30.0)
     ],
 )
 def test_transitions(
+    *,
     state: str,
     since: float | None,
     rate: float | None,
