@@ -106,8 +106,8 @@ class TritonEngine(AsyncEngine):
             raise EngineError("logprobs are not available through the triton engine")
         if params.guided is not None:
             raise EngineError(
-                "structured outputs (response_format / guided_*) are not available through "
-                "the triton engine; use --engine native"
+                "structured outputs (response_format / guided_* / a forced tool_choice) are "
+                "not available through the triton engine; use --engine native"
             )
         return self._stream(request_id, list(prompt_token_ids), params)
 

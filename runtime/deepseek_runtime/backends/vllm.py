@@ -206,8 +206,8 @@ def refuse_native_only(params: SamplingParams, engine: str) -> None:
     """Refuse (400) what only the native engine implements here, instead of ignoring it."""
     if params.guided is not None:
         raise EngineError(
-            f"structured outputs (response_format / guided_*) are not wired to the {engine} "
-            "engine of this server; use --engine native"
+            "structured outputs (response_format / guided_* / a forced tool_choice) are not "
+            f"wired to the {engine} engine of this server; use --engine native"
         )
     if params.prompt_logprobs is not None:
         raise EngineError(

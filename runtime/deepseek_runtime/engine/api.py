@@ -24,7 +24,7 @@ class FinishReason(str, Enum):  # noqa: UP042 (kept: StrEnum would change str())
     ERROR = "error"  # the engine failed this request (others keep running)
 
 
-GUIDED_KINDS = ("json_object", "json_schema", "regex", "choice")
+GUIDED_KINDS = ("json_object", "json_schema", "regex", "choice", "structural_tag")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,9 @@ class GuidedDecoding:
 
     ``kind`` is one of :data:`GUIDED_KINDS`; ``spec`` is the JSON Schema text
     (``json_schema``), the regular expression (``regex``), a JSON list of the allowed
-    strings (``choice``), or empty (``json_object``: any JSON object).
+    strings (``choice``), xgrammar's structural-tag JSON (``structural_tag``: the forced
+    tool-call answers of ``server.tool_grammar``), or empty (``json_object``: any JSON
+    object).
     """
 
     kind: str

@@ -10,9 +10,10 @@ is then parsed for calls to the tools the choice allows::
     required      every tool         to any offered tool
     {function}    only that tool     to that tool only
 
-The model is not constrained to call a tool (``required`` / a named function are
-prompts, not grammars): an answer without a valid call is returned as content. Pure:
-used by ``server.preparation`` and ``server.tokenize_routes``.
+``auto`` leaves the model free: an answer without a valid call is returned as content.
+``required`` and a named function are enforced: ``server.tool_grammar`` turns them into
+a grammar over the output, so the answer is a call (with schema-valid arguments) to an
+allowed tool. Pure: used by ``server.preparation`` and ``server.tokenize_routes``.
 """
 
 from __future__ import annotations

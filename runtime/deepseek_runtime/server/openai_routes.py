@@ -121,7 +121,7 @@ def build_openai_router(state: ServerState) -> APIRouter:
             tok, lim = model.tokenizer, limits(model)
             options = chat_options(body, tok)
             batch = passed(ctx, read_chat_prompt(body, tok, lim, state.content_filter))
-            plan = plan_chat(body, batch, lim)
+            plan = plan_chat(body, batch, lim, reasoning=options.reasoning)
             args = (head(ctx), tok.token_text, plan.params.logprobs, options)
             return await driver.answer(
                 request, ctx, model, plan, ChatBody(*args), ChatChunks(*args)

@@ -26,6 +26,7 @@ from .content_filter import ContentFilter, screen_prompts
 from .errors import APIError
 from .protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
 from .structured_outputs import guided_decoding
+from .tool_grammar import tool_choice_constraint
 
 PromptField = str | list[str] | list[int] | list[list[int]]
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -296,11 +297,21 @@ def read_chat_prompt(
     return PromptBatch([ids], contents)
 
 
-def plan_chat(body: ChatCompletionRequest, batch: PromptBatch, limits: Limits) -> GenerationPlan:
-    """Budget (``max_completion_tokens`` wins over ``max_tokens``), logprobs and sampling."""
+def plan_chat(
+    body: ChatCompletionRequest, batch: PromptBatch, limits: Limits, *, reasoning: bool = False
+) -> GenerationPlan:
+    """Budget (``max_completion_tokens`` wins over ``max_tokens``), logprobs and sampling.
+
+    A forced ``tool_choice`` (``required`` / a named function) becomes the request's
+    grammar (``server.tool_grammar``); ``reasoning``: the answer thinks first (R1).
+    """
     param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
     max_tokens = resolve_max_tokens(
         body.requested_max_tokens(), batch.token_ids, limits.max_model_len, None, param
     )
     top = (body.top_logprobs or 0) if body.logprobs else None
-    return _plan(body, batch.token_ids, max_tokens, top, limits.max_n)
+    forced = tool_choice_constraint(body, reasoning=reasoning)
+    plan = _plan(body, batch.token_ids, max_tokens, top, limits.max_n)
+    if forced is None:
+        return plan
+    return dataclasses.replace(plan, params=dataclasses.replace(plan.params, guided=forced))

@@ -204,6 +204,7 @@ class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None  # default: "auto" with tools, "none" without
+    parallel_tool_calls: StrictBool = True  # False: a forced choice makes exactly one call
     max_completion_tokens: int | None = None
     logprobs: StrictBool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)

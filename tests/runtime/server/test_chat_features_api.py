@@ -212,9 +212,8 @@ def test_streamed_tool_call_accumulates_in_the_openai_sdk(tools: Served) -> None
     [
         {"tool_choice": "none"},
         {"tools": [CLOCK]},  # the model calls a tool the request did not offer
-        {"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
     ],
-    ids=["none", "not-offered", "other-named"],
+    ids=["none", "not-offered"],
 )
 def test_answers_without_an_allowed_call_are_plain_content(
     tools: Served, kw: dict[str, Any]
@@ -226,9 +225,31 @@ def test_answers_without_an_allowed_call_are_plain_content(
 
 
 def test_named_and_required_tool_choice_return_the_call(tools: Served) -> None:
+    """Forced choices are a grammar: the prose the model would write first is masked."""
     for choice_arg in ("required", {"type": "function", "function": {"name": "get_weather"}}):
         choice = _chat(tools, tool_choice=choice_arg).choices[0]
+        assert choice.finish_reason == "tool_calls"
+        assert not choice.message.content
         assert [c.function.name for c in choice.message.tool_calls] == ["get_weather"]
+        assert json.loads(choice.message.tool_calls[0].function.arguments) == {"city": "Paris"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_named_choice_overrides_what_the_model_would_call(tools: Served, stream: bool) -> None:
+    """The model writes a get_weather call; naming get_time makes the answer call get_time."""
+    named = {"type": "function", "function": {"name": "get_time"}}
+    if stream:
+        choice = _accumulated(tools, tool_choice=named).choices[0]
+    else:
+        choice = _chat(tools, tool_choice=named).choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert [c.function.name for c in choice.message.tool_calls] == ["get_time"]
+    assert json.loads(choice.message.tool_calls[0].function.arguments) == {"city": "Paris"}
+
+
+def test_a_forced_choice_with_response_format_is_a_400(tools: Served) -> None:
+    with pytest.raises(openai.BadRequestError, match="response_format"):
+        _chat(tools, tool_choice="required", response_format={"type": "json_object"})
 
 
 @pytest.mark.parametrize("stream", [False, True])
