@@ -24,8 +24,10 @@ CONDITION_TYPES: Final = (
     "Degraded",
     "Ready",
     "Stalled",
+    "ScalingActive",
 )
-"""Every condition the operator sets, in the order ``status.conditions`` lists them."""
+"""Every condition the operator sets, in the order ``status.conditions`` lists them
+(``ScalingActive``, as on an HPA, only under ``autoscaling.provider: native``)."""
 
 
 def _now() -> str:
@@ -36,8 +38,8 @@ class Condition(StatusModel):
     """One observation of the DSD's state (metav1.Condition)."""
 
     type: Annotated[str, Field(max_length=316)]
-    """Condition type: Planned, Progressing, Reconciling, Available, Degraded, Ready or
-    Stalled."""
+    """Condition type: Planned, Progressing, Reconciling, Available, Degraded, Ready,
+    Stalled or ScalingActive."""
     status: ConditionStatus
     """True, False or Unknown."""
     reason: Annotated[str, Field(max_length=1024)] = ""
@@ -199,10 +201,22 @@ class CircuitStatus(StatusModel):
     """One entry per evaluated track."""
     last_time: str | None = None
     """When the error rates were last evaluated (RFC 3339)."""
+    error: str | None = None
+    """Why the last evaluation could not run (Prometheus unreachable...); absent when
+    it ran."""
 
     def track(self, name: str) -> TrackCircuit | None:
         """The circuit of track ``name``, or None."""
         return next((t for t in self.tracks if t.track == name), None)
+
+    def impairment(self) -> tuple[str, str] | None:
+        """(reason, message) for Degraded while some track's circuit is not closed."""
+        tripped = [t for t in self.tracks if t.state != "Closed"]
+        if not tripped:
+            return None
+        reason = "CircuitOpen" if any(t.state == "Open" for t in tripped) else "CircuitHalfOpen"
+        message = "; ".join(f"{t.track} track {t.state}: {t.message or ''}" for t in tripped)
+        return reason, message
 
 
 class DeepSeekDeploymentStatus(StatusModel):

@@ -177,7 +177,7 @@ def reconcile(
         rollout = canary.state
         if canary.decision is not None and canary.decision.status is not None:
             record, events = canary.decision.status, canary.decision.events
-        desired = render_children(result.dsd, result.plan, rollout)
+        desired = render_children(result.dsd, result.plan, rollout, recorded.circuit)
         unserved = [
             f"{c['kind']} ({c['apiVersion']})"
             for c in desired

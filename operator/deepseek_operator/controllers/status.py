@@ -203,6 +203,8 @@ def compute_status(
         deg = (True, "ReplicasLost", "all replicas became unready after serving")
     elif canary_phase == "Failed":
         deg = (True, "CanaryFailed", canary_msg)
+    elif out.circuit is not None and (tripped := out.circuit.impairment()) is not None:
+        deg = (True, *tripped)
     else:
         deg = (False, "AsExpected", "no impairment detected")
     add("Degraded", *deg)

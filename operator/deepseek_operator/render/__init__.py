@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from deepseek_operator.api.resource import DeepSeekDeployment
-from deepseek_operator.api.status import CanaryStatus
+from deepseek_operator.api.status import CanaryStatus, CircuitStatus
 from deepseek_operator.planning.plan import Plan
 from deepseek_operator.render.autoscaling import autoscaler
 from deepseek_operator.render.common import (
@@ -60,7 +60,10 @@ __all__ = [
 
 
 def render_children(
-    dsd: DeepSeekDeployment, plan: Plan, canary: CanaryStatus | None = None
+    dsd: DeepSeekDeployment,
+    plan: Plan,
+    canary: CanaryStatus | None = None,
+    circuit: CircuitStatus | None = None,
 ) -> list[dict[str, Any]]:
     """Every child object of ``dsd`` under ``plan``, in apply order.
 
@@ -72,6 +75,8 @@ def render_children(
     Args:
         canary: the canary rollout state in effect (the controller's canary decision);
             None when no canary runs or ran. ``dsd.status`` is not read.
+        circuit: the circuit breaker state per track (the recorded ``status.circuit``);
+            an open track's traffic moves away in the VirtualService.
     """
     weight = canary_weight(dsd, canary)
     if canary_active(dsd, canary):
@@ -88,7 +93,7 @@ def render_children(
         disruption_budget(dsd),
         autoscaler(dsd, plan),
         destination_rule(dsd),
-        virtual_service(dsd, weight),
+        virtual_service(dsd, weight, circuit),
         network_policy(dsd),
         service_monitor(dsd),
         prometheus_rule(dsd),

@@ -85,9 +85,9 @@ def _behavior(dsd: DeepSeekDeployment) -> dict[str, Any]:
 
 
 def autoscaler(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any] | None:
-    """The HPA or ScaledObject, when ``spec.autoscaling`` is set."""
+    """The HPA or ScaledObject, when ``spec.autoscaling`` is set (none for ``native``)."""
     a = dsd.spec.autoscaling
-    if a is None:
+    if a is None or a.provider == "native":  # native: the operator writes the scale itself
         return None
     if a.provider == "hpa":
         return {

@@ -29,6 +29,8 @@ LABEL_SERVICE: Final = "deepseek.ai/service"  # api | headless
 ANNOTATION_PLAN: Final = "deepseek.ai/plan"
 CLUSTER_DOMAIN: Final = "cluster.local"
 SERVICE_PORT: Final = 80
+CIRCUIT_ROUTING_KEYS: Final = ("window", "coolDown", "halfOpenPercent", "closeAfter", "fallback")
+"""``resilience.circuitBreaker`` fields that only steer traffic (not in the revision hash)."""
 
 
 def base_labels(dsd: DeepSeekDeployment, component: str) -> dict[str, str]:
@@ -89,6 +91,9 @@ def spec_revision(dsd: DeepSeekDeployment) -> str:
         k: getattr(s, k).to_k8s()
         for k in ("model", "engine", "placement", "parallelism", "serving", "resilience")
     }
+    breaker = parts["resilience"].get("circuitBreaker", {})
+    for key in CIRCUIT_ROUTING_KEYS:  # routing only: no new pods, no canary
+        breaker.pop(key, None)
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return digest[:10]
 
