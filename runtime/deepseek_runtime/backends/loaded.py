@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..engine.api import AsyncEngine
+from ..engine.kv_sizing import KVCacheSizing
 from .tokenizer import ServerTokenizer
 
 
@@ -14,3 +15,5 @@ class LoadedModel:
 
     engine: AsyncEngine
     tokenizer: ServerTokenizer
+    kv_cache: KVCacheSizing | None = None
+    """How the native engine sized its KV cache (exported as metrics); None elsewhere."""

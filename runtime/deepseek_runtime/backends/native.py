@@ -22,9 +22,11 @@ from typing import Any
 import torch
 
 from ..engine import EngineConfig, LLMEngine, NativeAsyncEngine
+from ..engine.kv_sizing import KVCacheSizing
 from ..engine.step_io import ModelExecutor
 from ..kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from ..model.runner import ModelRunner
+from .kv_setup import load_num_blocks, size_kv_cache
 from .loaded import LoadedModel
 from .model_files import load_tokenizer, read_eos_token_ids
 from .options import Device, Dtype, NativeEngineOptions
@@ -57,6 +59,14 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
     ``max_model_len`` defaults to the smaller of the model's ``max_position_embeddings``
     and the KV cache capacity; a larger explicit value is a ValueError.
     """
+    engine, tokenizer, _ = build_sized_engine(options)
+    return engine, tokenizer
+
+
+def build_sized_engine(
+    options: NativeEngineOptions,
+) -> tuple[LLMEngine, Any | None, KVCacheSizing]:
+    """:func:`build_engine`, plus how the KV cache was sized (``backends.kv_setup``)."""
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     if dtype not in _DTYPES:
@@ -78,13 +88,14 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
                 quantization=options.quantization,
             )
         )
+    num_blocks, kv_bytes = load_num_blocks(options, device)
     runner = ModelRunner.from_pretrained(
         options.model_dir,
         dtype=_DTYPES[dtype],
         device=device,
         block_size=options.block_size,
-        num_blocks=options.num_blocks,
-        kv_cache_memory_bytes=options.kv_cache_memory_bytes,
+        num_blocks=num_blocks,
+        kv_cache_memory_bytes=kv_bytes,
         debug_checks=options.debug_checks,
         quantization=options.quantization,
         quantization_group_size=(
@@ -94,6 +105,7 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
         ),
         parallel=None if group is None else group[1],
     )
+    sizing = size_kv_cache(runner, options, device, group=group is not None)
     executor: ModelExecutor = runner
     if group is not None:
         executor = TensorParallelExecutor(runner, group[0])
@@ -124,7 +136,7 @@ def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
         tokenizer=tokenizer,
         eos_token_ids=read_eos_token_ids(options.model_dir),
     )
-    return engine, tokenizer
+    return engine, tokenizer, sizing
 
 
 def build_async_engine(options: NativeEngineOptions) -> NativeAsyncEngine:
@@ -135,7 +147,8 @@ def build_async_engine(options: NativeEngineOptions) -> NativeAsyncEngine:
 
 
 async def load(options: NativeEngineOptions) -> LoadedModel:
-    engine = await asyncio.to_thread(build_async_engine, options)
+    built, hf_tokenizer, sizing = await asyncio.to_thread(build_sized_engine, options)
+    engine = NativeAsyncEngine(built, tokenizer=hf_tokenizer)
     tokenizer = ServerTokenizer.from_model_dir(options.model_dir, tokenizer=engine.tokenizer)
     await engine.start()
-    return LoadedModel(engine, tokenizer)
+    return LoadedModel(engine, tokenizer, kv_cache=sizing)

@@ -22,6 +22,7 @@ from ..engine.config import (
     DEFAULT_MAX_NUM_SEQS,
     DEFAULT_MAX_WAITING,
 )
+from ..engine.kv_sizing import DEFAULT_CPU_KV_CACHE_FRACTION, DEFAULT_GPU_MEMORY_UTILIZATION
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -57,7 +58,13 @@ class NativeEngineOptions:
     num_blocks: int | None = None
     """KV cache blocks; None: as many as ``kv_cache_memory_bytes`` holds."""
     kv_cache_memory_bytes: int | None = None
-    """KV cache budget when ``num_blocks`` is None; None: the runner's default (256 MiB)."""
+    """KV cache budget when ``num_blocks`` is None; None: sized from memory
+    (``gpu_memory_utilization`` on CUDA, ``cpu_kv_cache_fraction`` on CPU; see
+    ``engine.kv_sizing``)."""
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    """CUDA: share of the device's memory for weights, peak activations and KV cache."""
+    cpu_kv_cache_fraction: float = DEFAULT_CPU_KV_CACHE_FRACTION
+    """CPU: share of the RAM available after loading (cgroup-bounded) for the KV cache."""
     enable_prefix_caching: bool = DEFAULT_ENABLE_PREFIX_CACHING
     """Reuse the KV blocks of equal prompt prefixes."""
     max_waiting: int = DEFAULT_MAX_WAITING

@@ -22,6 +22,7 @@ import torch
 from ..model.runner import ModelRunner, SeqChunk
 from ..parallel.config import ParallelConfig
 from ..parallel.groups import build_context, init_distributed
+from .kv_setup import PLACEHOLDER_BLOCKS, follow_rank0
 from .tp_group import IDLE_TIMEOUT, STEP_TIMEOUT, broadcast_step, share_cpu_threads
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -69,16 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     device = f"cuda:{args.rank}" if args.device == "cuda" else args.device
     init_distributed(config, args.master_addr, args.master_port, device, IDLE_TIMEOUT)
     ctx = build_context(config, device, STEP_TIMEOUT)
+    sized_by_rank0 = args.num_blocks is None and args.kv_cache_memory_bytes is None
     runner = ModelRunner.from_pretrained(
         args.model,
         dtype=_DTYPES[args.dtype],
         device=device,
         block_size=args.block_size,
-        num_blocks=args.num_blocks,
+        num_blocks=PLACEHOLDER_BLOCKS if sized_by_rank0 else args.num_blocks,
         kv_cache_memory_bytes=args.kv_cache_memory_bytes,
         quantization=args.quantization,
         parallel=ctx,
     )
+    if sized_by_rank0:  # rank 0 sizes the group's cache from memory (backends.kv_setup)
+        follow_rank0(runner)
     weight_bytes = runner.resident_weight_bytes()
     _log("info", "tensor-parallel rank loaded", rank=args.rank, weight_bytes=weight_bytes)
     while (chunks := broadcast_step(None)) is not None:

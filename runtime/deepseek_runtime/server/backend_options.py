@@ -107,6 +107,8 @@ def backend_options(config: ServerConfig) -> BackendOptions:
         block_size=config.block_size,
         num_blocks=config.num_blocks,
         kv_cache_memory_bytes=config.kv_cache_memory_bytes,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        cpu_kv_cache_fraction=config.cpu_kv_cache_fraction,
         enable_prefix_caching=config.enable_prefix_caching,
         max_waiting=config.max_waiting,
         debug_checks=config.debug_checks,

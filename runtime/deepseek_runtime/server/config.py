@@ -25,6 +25,7 @@ from ..engine.config import (
     DEFAULT_MAX_NUM_SEQS,
     DEFAULT_MAX_WAITING,
 )
+from ..engine.kv_sizing import DEFAULT_CPU_KV_CACHE_FRACTION, DEFAULT_GPU_MEMORY_UTILIZATION
 
 ENV_PREFIX = "DSR_"
 
@@ -56,7 +57,9 @@ class ServerConfig(BaseModel):
     )
     block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=1, description="KV cache block size in tokens")
     num_blocks: int | None = Field(None, ge=1, description="KV cache blocks (default: sized)")
-    kv_cache_memory_bytes: int | None = Field(None, ge=1, description="KV cache memory budget")
+    kv_cache_memory_bytes: int | None = Field(
+        None, ge=1, description="KV cache bytes (per rank; default: sized from memory)"
+    )
     enable_prefix_caching: bool = Field(
         DEFAULT_ENABLE_PREFIX_CACHING, description="reuse cached prompt prefixes"
     )
@@ -105,11 +108,18 @@ class ServerConfig(BaseModel):
         "auto", description="KV cache dtype: auto (the model's; native), or vLLM's fp8, ..."
     )
     gpu_memory_utilization: float = Field(
-        0.9,
+        DEFAULT_GPU_MEMORY_UTILIZATION,
         gt=0,
         le=1,
-        description="fraction of GPU memory for vLLM (the native engine sizes its KV cache "
-        "from --kv-cache-memory-bytes or --num-blocks today)",
+        description="fraction of GPU memory for weights, activations and KV cache (the "
+        "KV cache gets what a max-size dummy batch leaves)",
+    )
+    cpu_kv_cache_fraction: float = Field(
+        DEFAULT_CPU_KV_CACHE_FRACTION,
+        gt=0,
+        le=1,
+        description="native on CPU: fraction of the RAM left after loading (within the pod's "
+        "memory limit) for the KV cache, unless --kv-cache-memory-bytes or --num-blocks",
     )
     # Triton engine
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address (host:port)")

@@ -4,7 +4,8 @@ Existing vLLM dashboards, KEDA triggers and inference gateways read these series
 unchanged. Load figures (running / waiting / KV usage / preemptions / prefix cache) are
 read from the engine's :class:`EngineStats` at scrape time; per-request figures (tokens,
 TTFT, inter-token latency, end-to-end latency, queue time, finish reasons) are recorded
-by :class:`RequestTimer` as a request streams. HTTP status counts use the names of
+by :class:`RequestTimer` as a request streams; the KV cache's size (fixed at load) is
+``vllm:cache_config_info`` and two ``dsr:kv_cache_*`` gauges. HTTP status counts use the names of
 prometheus-fastapi-instrumentator (``http_requests_total``). Created by ``server.app``.
 """
 
@@ -25,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..engine.api import EngineStats, FinishReason
+from ..engine.kv_sizing import KVCacheSizing
 
 TTFT_BUCKETS = (
     0.001,
@@ -102,6 +104,39 @@ E2E_BUCKETS = (
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 
 
+class _KVCacheCollector(Collector):
+    """The KV cache's size, fixed at load: vLLM's ``vllm:cache_config_info`` (value 1, the
+    settings as labels) plus its blocks, tokens and bytes as plain gauges."""
+
+    def __init__(self, model_name: str, sizing: Callable[[], KVCacheSizing | None]) -> None:
+        self._model = model_name
+        self._sizing = sizing
+
+    def collect(self) -> Iterator[Metric]:
+        k = self._sizing()
+        if k is None:
+            return
+        info = {
+            "block_size": str(k.block_size),
+            "num_gpu_blocks": str(k.num_blocks),  # vLLM's name, whatever the device
+            "cache_dtype": k.dtype,
+            "sizing": k.source,
+            "kv_cache_memory_bytes": str(k.memory_bytes),
+        }
+        g = GaugeMetricFamily(
+            "vllm:cache_config_info", "KV cache configuration.", labels=["model_name", *info]
+        )
+        g.add_metric([self._model, *info.values()], 1.0)
+        yield g
+        for name, doc, value in (
+            ("dsr:kv_cache_tokens_total", "Tokens the KV cache holds.", k.num_tokens),
+            ("dsr:kv_cache_memory_bytes", "Bytes of the KV cache on this rank.", k.memory_bytes),
+        ):
+            gauge = GaugeMetricFamily(name, doc, labels=["model_name"])
+            gauge.add_metric([self._model], value)
+            yield gauge
+
+
 class _EngineCollector(Collector):
     """Turns the engine's stats snapshot into gauges and counters at scrape time."""
 
@@ -148,12 +183,19 @@ class _EngineCollector(Collector):
 class ServerMetrics:
     """The registry behind ``/metrics`` and the instruments the routes record into."""
 
-    def __init__(self, model_name: str, stats: Callable[[], EngineStats | None]) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        stats: Callable[[], EngineStats | None],
+        kv_cache: Callable[[], KVCacheSizing | None] | None = None,
+    ) -> None:
         self.model_name = model_name
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         r.register(_EngineCollector(model_name, stats))
+        if kv_cache is not None:
+            r.register(_KVCacheCollector(model_name, kv_cache))
         m = ["model_name"]
         self.prompt_tokens = Counter(
             "vllm:prompt_tokens", "Prefill tokens processed.", m, registry=r

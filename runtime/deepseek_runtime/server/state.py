@@ -16,6 +16,7 @@ from fastapi import Request
 
 from ..backends import LoadedModel
 from ..engine.api import EngineStats
+from ..engine.kv_sizing import KVCacheSizing
 from .audit import AuditLog
 from .auth import KeyStore, RateLimiter, read_keys
 from .config import ServerConfig
@@ -58,7 +59,10 @@ class ServerState:
         self.audit = (
             AuditLog(config.audit_log, log_prompts=config.log_prompts) if config.audit_log else None
         )
-        self.metrics = ServerMetrics(self.model_name, self.engine_stats)
+        self.metrics = ServerMetrics(self.model_name, self.engine_stats, self.kv_cache_sizing)
+
+    def kv_cache_sizing(self) -> KVCacheSizing | None:
+        return None if self.model is None else self.model.kv_cache
 
     def engine_stats(self) -> EngineStats | None:
         if self.model is None:
