@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from ..engine.kv_sizing import KVCacheTooSmallError
 from .config import ServerConfig, add_config_arguments, config_from_args
 
 if TYPE_CHECKING:
@@ -105,8 +106,9 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
     def fail(self, exc: BaseException) -> None:
-        """The model failed to load: stop with a non-zero exit code."""
-        self.exit_code = 1
+        """The model failed to load: stop with a non-zero exit code (2 for a KV cache
+        the options leave too small: an option the engine cannot honour)."""
+        self.exit_code = 2 if isinstance(exc, KVCacheTooSmallError) else 1
         self.should_exit = True
 
 
