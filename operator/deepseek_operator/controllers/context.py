@@ -43,6 +43,12 @@ class HandlerContext:
     """Period of the per-DSD resync timer (inventory re-plan, status repair), seconds."""
     canary_tick_seconds: float = 2.0
     """How often a DSD with a running canary checks whether its analysis is due, seconds."""
+    loop_tick_seconds: float = 2.0
+    """How often a DSD with a native autoscaler or an Istio circuit breaker checks whether
+    its next round is due (each has its own interval in the spec), seconds."""
+    prometheus_url: str | None = None
+    """Prometheus the native autoscaler and the circuit breaker query; None: each DSD's
+    ``monitoring.prometheusAddress``."""
     lws_served: bool = True
     """The cluster serves LeaderWorkerSets, so the operator indexes and watches them."""
     lock: DsdLocks = field(default_factory=DsdLocks)

@@ -12,6 +12,8 @@ pool, and a per-DSD lock serialises passes over the same object.
     configRef ConfigMap event ┼─> reconcile(): plan → render → apply → prune → status
     workload deleted ─────────┘
     canary Progressing ─timer─> run_analysis() (Prometheus) → reconcile(analysis=run)
+    native autoscaling ─timer─> run_autoscaler() (Prometheus) → scale    (.loops)
+    traffic.istio ──────timer─> circuit evaluate() (Prometheus) → reconcile() on a change
     workload changed ─────────> refresh_status(): replicas, readiness, conditions
     DSD delete ───────────────> delete_children()  (owner refs would collect them too)
 """

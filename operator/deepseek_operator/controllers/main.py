@@ -27,6 +27,7 @@ from .context import HandlerContext
 from .handlers import register
 from .kinds import LEADER_WORKER_SET
 from .kube import Kube
+from .loops import register_loops
 
 PEERING_NAME = "deepseek-operator"
 
@@ -55,6 +56,9 @@ class OperatorOptions:
     """Period of the per-DSD resync timer (inventory re-plan and status repair), seconds."""
     workers: int = 8
     """Threads that run the synchronous handlers."""
+    prometheus_url: str | None = None
+    """Prometheus for the native autoscaler and the circuit breaker; None: each DSD's
+    ``monitoring.prometheusAddress``."""
     log_format: str = "json"
     """``json`` (structured, one object per line) or ``plain``."""
     verbose: bool = False
@@ -114,6 +118,12 @@ def parser() -> argparse.ArgumentParser:
         help="per-DSD resync period: inventory re-plan check, status repair",
     )
     p.add_argument("--workers", type=int, default=8, help="threads running the reconcile handlers")
+    p.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("DSO_PROMETHEUS_URL"),
+        help="Prometheus queried by the native autoscaler and the circuit breaker "
+        "(default: $DSO_PROMETHEUS_URL, else each DSD's monitoring.prometheusAddress)",
+    )
     p.add_argument("--log-format", choices=["json", "plain"], default="json")
     p.add_argument("--verbose", "-v", action="store_true")
     return p
@@ -134,6 +144,7 @@ def parse_options(argv: Sequence[str] | None = None) -> OperatorOptions:
         liveness=ns.liveness,
         resync_seconds=ns.resync_seconds,
         workers=ns.workers,
+        prometheus_url=ns.prometheus_url or None,
         log_format=ns.log_format,
         verbose=ns.verbose,
     )
@@ -193,9 +204,15 @@ def run_operator(options: OperatorOptions) -> int:
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     lws = kube.resource(*LEADER_WORKER_SET) is not None
-    ctx = HandlerContext(kube=kube, resync_seconds=options.resync_seconds, lws_served=lws)
+    ctx = HandlerContext(
+        kube=kube,
+        resync_seconds=options.resync_seconds,
+        lws_served=lws,
+        prometheus_url=options.prometheus_url,
+    )
     registry = kopf.OperatorRegistry()
     register(registry, ctx)
+    register_loops(registry, ctx)
     log.info(
         "starting",
         namespaces=list(options.namespaces) or "*",
