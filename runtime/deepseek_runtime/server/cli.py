@@ -115,6 +115,7 @@ class DrainingServer(uvicorn.Server):
 async def serve(config: ServerConfig, options: BackendOptions) -> int:
     from ..backends import load_model  # noqa: PLC0415
     from .app import build_app, serving_state  # noqa: PLC0415
+    from .limits import connection_limits, cut_counter, guarded_protocol  # noqa: PLC0415
 
     holder: dict[str, DrainingServer] = {}
 
@@ -132,6 +133,7 @@ async def serve(config: ServerConfig, options: BackendOptions) -> int:
         timeout_graceful_shutdown=5,
         log_level=config.log_level,
         lifespan="on",
+        http=guarded_protocol(connection_limits(config), cut_counter(state.metrics.registry)),
     )
     server = DrainingServer(uv_config, state, config.drain_timeout)
     holder["server"] = server

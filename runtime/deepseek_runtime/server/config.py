@@ -71,6 +71,18 @@ class ServerConfig(BaseModel):
     )
     max_n: int = Field(16, ge=1, description="largest n (choices per request)")
     max_body_bytes: int = Field(4 << 20, ge=1024, description="largest request body (else 413)")
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest request line + headers (else 431, closed)"
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds for a request's headers to arrive (else 408, closed)"
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="seconds for a request's body to arrive (else 408, closed)"
+    )
+    send_timeout: float = Field(
+        30.0, gt=0, description="seconds a response waits on a client not reading (else cut)"
+    )
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with 429/503")
     drain_timeout: float = Field(
         30.0, ge=0, description="seconds in-flight requests get on SIGTERM"
