@@ -14,9 +14,13 @@ Two equivalent ways to evaluate it, chosen by cost:
 * expanded (long prefill chunks): build per-head ``k_nope`` and ``v`` for the chunk's
   context once, then ordinary attention; cheaper when many queries share a context.
 
-Single-token (decode) queries are batched into one padded ``bmm`` (on CUDA, the Triton
-latent kernel of :mod:`deepseek_runtime.kernels.mla_decode`); each multi-token chunk runs
-as one masked attention against its own context. The metadata is the GPU-shaped
+Single-token (decode) queries are sorted by context length and cut into tiles whose
+gathered blocks stay within :data:`DECODE_TILE_BUDGET` elements (a few MiB: they are still
+in cache when the two ``bmm`` read them), each tile padded only to its own longest context;
+the per-head absorption into and out of the latent runs once over all decode rows (on
+CUDA, the Triton latent kernel of :mod:`deepseek_runtime.kernels.mla_decode` reads the
+blocks in place instead). Each multi-token chunk runs as one masked attention against its
+own context. The metadata is the GPU-shaped
 ``query_start_loc`` / ``seq_lens`` / ``block_tables`` of :class:`PagedAttentionMetadata`;
 the per-chunk context slots and causal masks are derived from it here, not by the runner.
 """
@@ -43,10 +47,11 @@ class PagedAttentionMetadata:
     p % block_size``. Its new tokens are the last ``q_len`` of them, so query ``i`` may
     attend to positions ``<= seq_lens[b] - q_len + i`` (causal).
 
-    ``decode_idx`` (chunks with one new token, batched into one padded gather) and
-    ``prefill_spans`` (host ints ``(chunk, q_start, q_end, seq_len)`` of the other chunks,
-    for the CPU reference's loop) partition the chunks; a GPU kernel reads the tensors
-    alone.
+    ``decode_idx`` (chunks with one new token) and ``prefill_spans`` (host ints ``(chunk,
+    q_start, q_end, seq_len)`` of the other chunks, for the CPU reference's loop) partition
+    the chunks; ``decode_lens`` are the decode chunks' ``seq_lens`` as host ints (the CPU
+    path tiles by them without a device sync; empty means "read ``seq_lens``"). A GPU
+    kernel reads the tensors alone.
     """
 
     slot_mapping: torch.Tensor  # [T] long: the cache slot each new token is written to
@@ -57,6 +62,13 @@ class PagedAttentionMetadata:
     decode_idx: torch.Tensor  # [Bd] long: chunks with one new token
     decode_blocks: int  # block-table width the decode chunks need
     prefill_spans: tuple[tuple[int, int, int, int], ...]  # (chunk, q_start, q_end, seq_len)
+    decode_lens: tuple[int, ...] = ()  # host copy of seq_lens[decode_idx]
+
+    def host_decode_lens(self) -> list[int]:
+        """The decode chunks' context lengths as host ints."""
+        if self.decode_lens or not self.decode_idx.numel():
+            return list(self.decode_lens)
+        return [int(n) for n in self.seq_lens.index_select(0, self.decode_idx).tolist()]
 
     def decode_view(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode chunks' query rows ``[Bd]``, block tables ``[Bd, decode_blocks]`` and
@@ -91,6 +103,7 @@ def build_metadata(
     seq_lens: list[int] = []
     tables: list[list[int]] = []
     decode: list[int] = []
+    decode_lens: list[int] = []
     spans: list[tuple[int, int, int, int]] = []
     decode_blocks = 0
     for b, (start, n, table) in enumerate(chunks):
@@ -104,6 +117,7 @@ def build_metadata(
         tables.append(used)
         if n == 1:
             decode.append(b)
+            decode_lens.append(end)
             decode_blocks = max(decode_blocks, width)
         else:
             spans.append((b, q_start, q_start + n, end))
@@ -122,6 +136,7 @@ def build_metadata(
         decode_idx=tensor(decode),
         decode_blocks=decode_blocks,
         prefill_spans=tuple(spans),
+        decode_lens=tuple(decode_lens),
     )
 
 
@@ -167,22 +182,12 @@ def paged_mla_attention(
     n_tokens, n_heads, _ = q_nope.shape
     out = q_nope.new_zeros(n_tokens, n_heads, w_uv.shape[1])
     if meta.decode_idx.numel():
-        rows, tables, valid = meta.decode_view()
-        q = (q_nope.index_select(0, rows), q_pe.index_select(0, rows))
         if backend_for(cache.device.type) == "triton":
+            rows, tables, _ = meta.decode_view()
+            q = (q_nope.index_select(0, rows), q_pe.index_select(0, rows))
             out[rows] = _triton_decode(q, cache, tables, meta, (scale, w_uk, w_uv))
         else:
-            # batch tiles keep the gathered keys and the scores bounded in memory
-            per_row = valid.shape[1] * (cache.shape[-1] + n_heads)
-            for b0, b1 in _tiles(rows.numel(), per_row):
-                out[rows[b0:b1]] = _decode(
-                    (q[0][b0:b1], q[1][b0:b1]),
-                    cache,
-                    tables[b0:b1],
-                    valid[b0:b1],
-                    block_size=meta.block_size,
-                    weights=(scale, w_uk, w_uv),
-                )
+            _decode_tiled(out, (q_nope, q_pe), cache, meta, (scale, w_uk, w_uv))
     for index, (_, q_start, q_end, _) in enumerate(meta.prefill_spans):
         ctx_slots, mask = meta.span_context(index)
         ctx = cache[ctx_slots]  # [L, R + P]
@@ -236,25 +241,71 @@ def _tiles(rows: int, per_row: int) -> list[tuple[int, int]]:
 _Weights = tuple[float, torch.Tensor, torch.Tensor]  # scale, w_uk, w_uv
 
 
-def _decode(
+DECODE_TILE_BUDGET = 1 << 19  # gathered latent elements per decode tile (2 MiB in fp32)
+
+
+def decode_tiles(lengths: list[int], block_size: int, row_width: int) -> list[tuple[int, int, int]]:
+    """``(first, end, blocks)`` tiles over decode rows sorted by ascending context length.
+
+    Rows ``first .. end`` of the sorted order share one gather padded to ``blocks`` blocks
+    (the tile's longest context), and a tile grows while its gathered keys stay within
+    :data:`DECODE_TILE_BUDGET` elements (a tile always has at least one row). Sorting keeps
+    the padding small; the budget keeps each tile's keys in cache between the gather and
+    the two ``bmm`` that read them.
+    """
+    tiles: list[tuple[int, int, int]] = []
+    first = 0
+    for i, n in enumerate(lengths):
+        blocks = -(-n // block_size)
+        if i > first and (i + 1 - first) * blocks * block_size * row_width > DECODE_TILE_BUDGET:
+            tiles.append((first, i, -(-lengths[i - 1] // block_size)))
+            first = i
+    if lengths:
+        tiles.append((first, len(lengths), -(-lengths[-1] // block_size)))
+    return tiles
+
+
+def _decode_tiled(
+    out: torch.Tensor,
     q: tuple[torch.Tensor, torch.Tensor],
     cache: torch.Tensor,
-    block_tables: torch.Tensor,
-    valid: torch.Tensor,
-    *,
-    block_size: int,
+    meta: PagedAttentionMetadata,
     weights: _Weights,
-) -> torch.Tensor:
-    """Absorbed attention for single-token queries over their gathered blocks."""
+) -> None:
+    """Absorbed attention of every single-token query, written into its rows of ``out``.
+
+    One ``bmm`` per head folds ``W_uk`` into all decode queries and one applies ``W_uv``
+    to all their latents; in between, tiles of rows with similar context lengths gather
+    their blocks (``index_select`` of whole blocks, the contiguous unit of the cache) and
+    score / sum them with two ``bmm`` (the padding after each row's context is masked by
+    an additive ``-inf`` bias, exactly zero weight after the softmax).
+    """
     (q_nope, q_pe), (scale, w_uk, w_uv) = q, weights
+    lens = meta.host_decode_lens()
+    order = sorted(range(len(lens)), key=lens.__getitem__)
+    lens = [lens[i] for i in order]
+    device, bs, width = cache.device, meta.block_size, cache.shape[-1]
     rank = w_uk.shape[2]
-    q_lat = torch.einsum("bhn,hnr->bhr", q_nope, w_uk)
-    q_full = torch.cat((q_lat, q_pe), dim=-1).to(cache.dtype) * scale
-    # gather whole blocks (contiguous rows), not single slots
-    keys = cache.view(-1, block_size, cache.shape[-1])[block_tables].flatten(1, 2)
-    probs = _softmax(torch.bmm(q_full, keys.transpose(1, 2)), valid.unsqueeze(1), cache.dtype)
-    latent = torch.bmm(probs, keys[..., :rank]).to(w_uv.dtype)
-    return torch.einsum("bhr,hvr->bhv", latent, w_uv)
+    chunks = meta.decode_idx.index_select(0, torch.tensor(order, device=device))
+    rows = meta.query_start_loc.index_select(0, chunks)
+    tables = meta.block_tables.index_select(0, chunks)
+    q_lat = torch.bmm(q_nope.index_select(0, rows).transpose(0, 1), w_uk).transpose(0, 1)
+    q_full = (torch.cat((q_lat, q_pe.index_select(0, rows)), dim=-1) * scale).to(cache.dtype)
+    blocks = cache.view(-1, bs * width)
+    latent = cache.new_empty(len(lens), q_full.shape[1], rank)
+    seq_lens = torch.tensor(lens, device=device)
+    for first, end, n_blocks in decode_tiles(lens, bs, width):
+        keys = blocks.index_select(0, tables[first:end, :n_blocks].reshape(-1))
+        keys = keys.view(end - first, n_blocks * bs, width)
+        pos = torch.arange(n_blocks * bs, device=device)
+        bias = torch.zeros(end - first, 1, n_blocks * bs, dtype=cache.dtype, device=device)
+        bias.masked_fill_((pos[None, :] >= seq_lens[first:end, None]).unsqueeze(1), float("-inf"))
+        scores = torch.baddbmm(bias, q_full[first:end], keys.transpose(1, 2))
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(cache.dtype)
+        torch.bmm(probs, keys[..., :rank], out=latent[first:end])
+        del keys
+    values = torch.bmm(latent.to(w_uv.dtype).transpose(0, 1), w_uv.transpose(1, 2))
+    out.index_copy_(0, rows, values.transpose(0, 1).to(out.dtype))
 
 
 def _expand(
