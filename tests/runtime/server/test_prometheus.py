@@ -30,6 +30,9 @@ SERIES = [
     'vllm:e2e_request_latency_seconds_count{model_name="tiny-v3"}',
     'vllm:request_queue_time_seconds_count{model_name="tiny-v3"}',
     'dsr:kv_cache_fragmentation_perc{model_name="tiny-v3"}',
+    'vllm:cache_config_info{model_name="tiny-v3",sizing="cpu_kv_cache_fraction"}',
+    'dsr:kv_cache_tokens_total{model_name="tiny-v3"}',
+    'dsr:kv_cache_memory_bytes{model_name="tiny-v3"}',
     "process_resident_memory_bytes",
 ]
 
