@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from ..backends import LoadedModel
+from .admission import AdmissionMiddleware
 from .config import ServerConfig
 from .errors import install_error_handlers
 from .middleware import ServingMiddleware
@@ -115,6 +116,12 @@ def build_app(
 
     app.include_router(build_openai_router(state))
     app.include_router(build_v2_router(state))
+    app.add_middleware(
+        AdmissionMiddleware,
+        limit=config.max_inflight_requests,
+        retry_after=config.retry_after_seconds,
+        registry=state.metrics.registry,
+    )
     app.add_middleware(ServingMiddleware, state=state)
     return app
 

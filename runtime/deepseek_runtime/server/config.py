@@ -83,6 +83,9 @@ class ServerConfig(BaseModel):
     send_timeout: float = Field(
         30.0, gt=0, description="seconds a response waits on a client not reading (else cut)"
     )
+    max_inflight_requests: int = Field(
+        512, ge=1, description="API requests in the server at once; beyond it: 503"
+    )
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with 429/503")
     drain_timeout: float = Field(
         30.0, ge=0, description="seconds in-flight requests get on SIGTERM"
