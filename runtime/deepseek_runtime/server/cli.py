@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ import uvicorn
 
 from ..engine.kv_sizing import KVCacheTooSmallError
 from .config import ServerConfig, add_config_arguments, config_from_args
+from .fault_injection import FaultSpec, install_fault_injection, parse_fault_spec
 
 if TYPE_CHECKING:
     from ..backends import BackendOptions
@@ -64,6 +66,13 @@ def setup_logging(level: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument(
+        "--fault-injection",
+        default=os.environ.get("DSR_FAULT_INJECTION") or None,
+        metavar="error-rate=R,delay-ms=N",
+        help="TEST ONLY: fail a share of /v1 requests and delay them "
+        "(e.g. error-rate=0.3,delay-ms=200[,status=503]); off by default",
+    )
 
 
 class DrainingServer(uvicorn.Server):
@@ -112,10 +121,11 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-async def serve(config: ServerConfig, options: BackendOptions) -> int:
+async def serve(
+    config: ServerConfig, options: BackendOptions, faults: FaultSpec | None = None
+) -> int:
     from ..backends import load_model  # noqa: PLC0415
     from .app import build_app, serving_state  # noqa: PLC0415
-    from .limits import connection_limits, cut_counter, guarded_protocol  # noqa: PLC0415
 
     holder: dict[str, DrainingServer] = {}
 
@@ -123,6 +133,8 @@ async def serve(config: ServerConfig, options: BackendOptions) -> int:
         holder["server"].fail(exc)
 
     app = build_app(config, functools.partial(load_model, options), on_failure)
+    if faults is not None:
+        install_fault_injection(app, faults)
     state = serving_state(app)
     uv_config = uvicorn.Config(
         app,
@@ -133,7 +145,6 @@ async def serve(config: ServerConfig, options: BackendOptions) -> int:
         timeout_graceful_shutdown=5,
         log_level=config.log_level,
         lifespan="on",
-        http=guarded_protocol(connection_limits(config), cut_counter(state.metrics.registry)),
     )
     server = DrainingServer(uv_config, state, config.drain_timeout)
     holder["server"] = server
@@ -155,6 +166,8 @@ async def serve(config: ServerConfig, options: BackendOptions) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
+        text = getattr(args, "fault_injection", None)
+        faults = parse_fault_spec(text) if text else None
     except ValueError as exc:
         print(f"deepseek-runtime serve: {exc}", file=sys.stderr)
         return 2
@@ -173,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if not Path(config.model).is_dir():
             raise ValueError(f"--model {config.model}: no such directory")
-        return asyncio.run(serve(config, options))
+        return asyncio.run(serve(config, options, faults))
     except (EngineUnavailable, ValueError) as exc:
         print(f"deepseek-runtime serve: {exc}", file=sys.stderr)
         return 2
