@@ -17,7 +17,7 @@ import platform
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..backends import LoadedModel
@@ -101,7 +101,9 @@ def build_app(
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if state.auth.metrics_guarded():  # the roles file's protect_metrics
+            state.authenticate(request)
         return Response(
             state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

@@ -1,50 +1,31 @@
 """Audit log: one JSON line per API request.
 
-Fields: time (RFC 3339, UTC), request_id, key_id (a hash prefix, never the key), model,
-endpoint, status, prompt_tokens, completion_tokens, latency_ms, finish_reason. Prompt text
-is absent unless prompt logging is switched on, and then e-mail addresses, phone numbers
-and card numbers are redacted first. Written by ``server.app`` after each request.
+Fields: ``time`` (RFC 3339, UTC), ``request_id``, ``principal`` (the roles-file name, or
+``key:<id>`` / ``jwt:<sub>`` / ``anonymous``), ``key_id`` (a hash prefix, never the key),
+``subject`` (a JWT's ``sub``), ``model``, ``endpoint``, ``status``, ``prompt_tokens``,
+``completion_tokens``, ``latency_ms``, ``finish_reason``. Refused requests (401, 403, 429,
+400, 413) get a line too, with the principal when it was known.
+
+Prompt text is absent unless ``--log-prompts`` is on. That switch is sensitive: even
+redacted, prompts are user content; when on, :func:`server.pii.redact` replaces e-mail
+addresses, phone numbers (with mainland-China mobiles), card numbers (Luhn), resident ID
+numbers (check digit), IP addresses and API-key-like strings before the line is written.
+
+Written by ``server.middleware`` (HTTP, after the last byte) and ``server.state`` (gRPC).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{0,4}(?!\d)"
-)
+from .pii import redact
 
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return "[CARD]" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else match.group(0)
-
-
-def redact_pii(text: str) -> str:
-    """Replace e-mail addresses, card numbers (Luhn-valid) and phone numbers."""
-    text = _EMAIL.sub("[EMAIL]", text)
-    text = _CARD.sub(_card, text)
-    return _PHONE.sub(
-        lambda m: "[PHONE]" if sum(c.isdigit() for c in m.group(0)) >= 7 else m.group(0), text
-    )
+redact_pii = redact  # the name older callers and tests import
 
 
 class AuditLog:
@@ -62,7 +43,7 @@ class AuditLog:
         entry: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds")}
         entry.update(fields)
         if self.log_prompts and prompt is not None:
-            entry["prompt"] = redact_pii(prompt)
+            entry["prompt"] = redact(prompt)
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
         with self._lock:
             self._stream.write(line + "\n")

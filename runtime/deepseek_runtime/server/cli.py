@@ -28,6 +28,7 @@ import uvicorn
 from ..engine.kv_sizing import KVCacheTooSmallError
 from .config import ServerConfig, add_config_arguments, config_from_args
 from .fault_injection import FaultSpec, install_fault_injection, parse_fault_spec
+from .pii import RedactingFilter
 
 if TYPE_CHECKING:
     from ..backends import BackendOptions
@@ -59,6 +60,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())  # no e-mail, key or ID number reaches the logs
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -86,6 +86,9 @@ class ServerConfig(BaseModel):
     max_inflight_requests: int = Field(
         512, ge=1, description="API requests in the server at once; beyond it: 503"
     )
+    max_inflight_requests: int = Field(
+        512, ge=1, description="API requests in the server at once; beyond it: 503"
+    )
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with 429/503")
     drain_timeout: float = Field(
         30.0, ge=0, description="seconds in-flight requests get on SIGTERM"
@@ -99,11 +102,34 @@ class ServerConfig(BaseModel):
     # security
     api_keys_file: Path | None = Field(None, description="file with one API key per line")
     api_keys: str | None = Field(None, description="comma-separated API keys (prefer the file)")
-    rate_limit_rps: float | None = Field(None, gt=0, description="requests/s per API key")
-    rate_limit_tpm: int | None = Field(None, gt=0, description="tokens/min per API key")
+    rate_limit_rps: float | None = Field(
+        None, gt=0, description="requests/s per principal (unless its roles set one)"
+    )
+    rate_limit_tpm: int | None = Field(
+        None, gt=0, description="tokens/min per principal (unless its roles set one)"
+    )
     content_filter: Path | None = Field(None, description="content policy file (YAML or JSON)")
     audit_log: str | None = Field(None, description="audit log path ('-' for stdout)")
-    log_prompts: bool = Field(False, description="put (PII-redacted) prompts in the audit log")
+    log_prompts: bool = Field(
+        False, description="put prompts in the audit log, PII-redacted (sensitive: see docs)"
+    )
+    jwt_jwks: str | None = Field(
+        None, description="JWKS file or http(s) URL: accept bearer JWTs signed by its keys"
+    )
+    jwt_issuer: str | None = Field(None, description="required JWT iss (with --jwt-jwks)")
+    jwt_audience: str | None = Field(None, description="required JWT aud (with --jwt-jwks)")
+    jwt_leeway_seconds: float = Field(
+        30.0, ge=0, le=300, description="clock skew allowed on JWT exp/nbf/iat"
+    )
+    jwt_jwks_refresh_seconds: float = Field(
+        300.0, gt=0, description="re-fetch a JWKS URL this often"
+    )
+    jwt_jwks_min_refetch_seconds: float = Field(
+        10.0, ge=0, description="at most one JWKS re-read for an unknown kid per this long"
+    )
+    auth_roles: Path | None = Field(
+        None, description="principals and roles file (YAML/JSON, hot-reloaded)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     # parallelism (native: one rank today, anything more exits 2; vLLM: passed through)
     tensor_parallel_size: int = Field(1, ge=1, description="tensor-parallel ranks per layer")
@@ -144,6 +170,9 @@ class ServerConfig(BaseModel):
     def _check(self) -> ServerConfig:
         if self.num_blocks is not None and self.kv_cache_memory_bytes is not None:
             raise ValueError("set at most one of num_blocks and kv_cache_memory_bytes")
+        jwt = (self.jwt_jwks, self.jwt_issuer, self.jwt_audience)
+        if any(v is not None for v in jwt) and any(v is None for v in jwt):
+            raise ValueError("set --jwt-jwks, --jwt-issuer and --jwt-audience together")
         return self
 
     @property

@@ -121,7 +121,7 @@ class GenerationDriver:
         """Charge the rate limit, then start every sequence (engine refusals → 400/429)."""
         state = self._state
         ctx.prompt_tokens = plan.prompt_tokens
-        state.admit(ctx, ctx.prompt_tokens)
+        state.admit(ctx, ctx.prompt_tokens, plan.params.max_tokens * plan.choices)
         gen = Generation(
             model.engine,
             state.metrics,

@@ -23,6 +23,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from .errors import APIError
+from .roles import Principal
 from .state import ServerState
 from .v2_common import generate_text, parse_settings
 from .v2_routes import MODEL_INPUTS, MODEL_OUTPUTS
@@ -92,7 +93,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
     def __init__(self, state: ServerState) -> None:
         self.state = state
 
-    def _key(self, context: Any) -> str:
+    def _key(self, context: Any) -> Principal:
         md = {k: v for k, v in (context.invocation_metadata() or ())}
         return self.state.authenticate_headers(md.get("authorization"), md.get("x-api-key"))
 

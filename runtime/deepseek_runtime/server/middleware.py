@@ -1,10 +1,14 @@
-"""ASGI middleware around every HTTP request: drain, body size, in-flight count, HTTP metrics.
+"""ASGI middleware around every HTTP request: drain, body size, in-flight count, HTTP
+metrics, the audit line.
 
 - While draining (after SIGTERM) every route but the probes and ``/metrics`` gets 503.
 - A body beyond ``max_body_bytes`` gets 413 (by Content-Length, or while it streams in).
 - ``ServerState.inflight`` counts API requests until their last byte is sent, so the
   drain waits for streams to end.
 - ``http_requests_total`` / ``http_request_duration_seconds`` by route template.
+- One audit line per API request (not the probes), written after the last byte from the
+  context and principal that ``ServerState.begin`` / ``authenticate`` left in the
+  request's scope, so refusals (401, 403, 413, 429) and streams are logged exactly once.
 
 Installed by ``server.app``. Pure ASGI (no BaseHTTPMiddleware) so streams are not buffered.
 """
@@ -19,7 +23,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_body
-from .state import ServerState
+from .state import SCOPE_CONTEXT, SCOPE_PRINCIPAL, ServerState
 
 EXEMPT = frozenset(
     {"/health", "/ready", "/metrics", "/version", "/v2/health/live", "/v2/health/ready"}
@@ -59,6 +63,7 @@ class ServingMiddleware:
             await _send_error(
                 send, 503, "server is shutting down", "shutting_down", state.retry_headers()
             )
+            state.write_audit("unrouted", 503, None, None)
             return
         limit = state.config.max_body_bytes
         for name, value in scope.get("headers", []):
@@ -71,6 +76,7 @@ class ServingMiddleware:
                     await _send_error(
                         send, 413, f"request body is larger than {limit} bytes", "body_too_large"
                     )
+                    state.write_audit("unrouted", 413, None, None)
                     return
         seen = 0
         status_holder: dict[str, Any] = {"status": 500, "started": False}
@@ -91,6 +97,7 @@ class ServingMiddleware:
             await send(message)
 
         started = time.perf_counter()
+        scope_state: dict[str, Any] = scope.setdefault("state", {})
         if not exempt:
             state.inflight += 1
         try:
@@ -110,3 +117,11 @@ class ServingMiddleware:
             m = state.metrics
             m.http_requests.labels(handler, method, str(status_holder["status"])).inc()
             m.http_latency.labels(handler, method).observe(time.perf_counter() - started)
+            if not exempt:
+                state.write_audit(
+                    handler,
+                    status_holder["status"],
+                    scope_state.get(SCOPE_CONTEXT),
+                    scope_state.get(SCOPE_PRINCIPAL),
+                    started,
+                )

@@ -146,15 +146,12 @@ _NOT_TOKEN_AFTER = r"(?![A-Za-z0-9_+/=-])"
 _DETECTORS: tuple[_Detector, ...] = (
     _Detector(
         "api_key",
-        re.compile(
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
-        ),
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
     ),
     _Detector(
         "api_key",
         re.compile(
-            _NOT_TOKEN_BEFORE
-            + r"(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}"
+            _NOT_TOKEN_BEFORE + r"(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}"
             r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abprs]-[A-Za-z0-9-]{10,}"
             r"|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}"
             r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})" + _NOT_TOKEN_AFTER

@@ -2,8 +2,11 @@
 
 ``ServerState`` is created by ``server.app.build_app`` and shared by the routes. Its
 ``begin`` runs the checks every API request passes before work starts (draining → 503,
-model not loaded → 503, API key → 401) and ``admit`` applies the per-key rate limits
-(→ 429 with Retry-After). ``finish`` writes the audit line and charges generated tokens.
+model not loaded → 503, credentials → 401, roles → 403: ``server.auth``) and ``admit``
+applies the principal's quotas (→ 429 with Retry-After: ``server.quotas``). ``finish``
+settles the token quota with the actual usage and, for gRPC, writes the audit line; an
+HTTP request's line is written by ``server.middleware`` once the last byte is sent, from
+the context and principal ``begin`` / ``authenticate`` leave in the request's scope.
 """
 
 from __future__ import annotations
@@ -18,29 +21,36 @@ from ..backends import LoadedModel
 from ..engine.api import EngineStats
 from ..engine.kv_sizing import KVCacheSizing
 from .audit import AuditLog
-from .auth import KeyStore, RateLimiter, read_keys
+from .auth import Authenticator, endpoint_of
 from .config import ServerConfig
 from .content_filter import ContentFilter
 from .errors import APIError
 from .metrics import ServerMetrics
+from .quotas import QuotaLimiter, Reservation
+from .roles import Principal
 
 __all__ = ["LoadedModel", "RequestContext", "ServerState"]  # LoadedModel: what ServerState holds
 
 _ID_PREFIX = {"/v1/completions": "cmpl", "/v1/chat/completions": "chatcmpl"}
+SCOPE_CONTEXT = "dsr_context"  # request.state keys the audit middleware reads
+SCOPE_PRINCIPAL = "dsr_principal"
 
 
 @dataclass(slots=True)
 class RequestContext:
-    """Per-request bookkeeping for the audit log."""
+    """Per-request bookkeeping for quotas and the audit log."""
 
     request_id: str
-    key_id: str
+    principal: Principal
     endpoint: str
     started: float = field(default_factory=time.perf_counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
     prompt_text: str | None = None
+    reservation: Reservation | None = None  # set when the quotas admitted the request
+    status: int | None = None  # set by ``finish``
+    deferred: bool = False  # the HTTP middleware writes the audit line
 
 
 class ServerState:
@@ -51,8 +61,8 @@ class ServerState:
         self.load_error: str | None = None
         self.draining = False
         self.inflight = 0
-        self.keys = KeyStore(read_keys(config.api_keys_file, config.api_keys))
-        self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_tpm)
+        self.auth = Authenticator.from_config(config)
+        self.quotas = QuotaLimiter()
         self.content_filter = (
             ContentFilter.from_file(config.content_filter) if config.content_filter else None
         )
@@ -89,35 +99,33 @@ class ServerState:
             raise APIError(503, msg, code="not_ready", headers=self.retry_headers())
         return self.model
 
-    def authenticate(self, request: Request) -> str:
-        return self.authenticate_headers(
+    def authenticate(self, request: Request) -> Principal:
+        """The caller's principal (401), allowed on this route and model (403)."""
+        principal = self.auth.authenticate(
             request.headers.get("authorization"), request.headers.get("x-api-key")
         )
+        setattr(request.state, SCOPE_PRINCIPAL, principal)
+        self.auth.authorize(principal, endpoint_of(request.scope["path"]), self.model_name)
+        return principal
 
-    def authenticate_headers(self, authorization: str | None, api_key: str | None) -> str:
-        """Key id for ``Authorization: Bearer KEY`` (or ``x-api-key``); 401 otherwise."""
-        presented: str | None = None
-        if authorization and authorization[:7].lower() == "bearer ":
-            presented = authorization[7:].strip()
-        elif api_key:
-            presented = api_key.strip()
-        key = self.keys.identify(presented)
-        if key is None:
-            raise APIError(
-                401,
-                "missing or invalid API key",
-                code="invalid_api_key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return key
+    def authenticate_headers(
+        self, authorization: str | None, api_key: str | None, endpoint: str | None = "v2"
+    ) -> Principal:
+        """As :meth:`authenticate`, from header values (the gRPC face's metadata)."""
+        principal = self.auth.authenticate(authorization, api_key)
+        self.auth.authorize(principal, endpoint, self.model_name)
+        return principal
 
     def begin(self, request: Request, endpoint: str) -> tuple[LoadedModel, RequestContext]:
         model = self.require_model()
-        return model, self.context(self.authenticate(request), endpoint)
+        ctx = self.context(self.authenticate(request), endpoint)
+        ctx.deferred = True
+        setattr(request.state, SCOPE_CONTEXT, ctx)
+        return model, ctx
 
-    def context(self, key_id: str, endpoint: str) -> RequestContext:
+    def context(self, principal: Principal, endpoint: str) -> RequestContext:
         prefix = _ID_PREFIX.get(endpoint, "req")
-        return RequestContext(f"{prefix}-{uuid.uuid4().hex}", key_id, endpoint)
+        return RequestContext(f"{prefix}-{uuid.uuid4().hex}", principal, endpoint)
 
     def check_model_name(self, name: str) -> None:
         if name != self.model_name:
@@ -128,29 +136,53 @@ class ServerState:
                 code="model_not_found",
             )
 
-    def admit(self, ctx: RequestContext, tokens: int) -> None:
-        wait = self.limiter.admit(ctx.key_id, tokens)
+    def admit(self, ctx: RequestContext, prompt_tokens: int, max_new_tokens: int = 0) -> None:
+        """Charge the quotas (tokens: the prompt + ``max_new_tokens`` estimate) or 429."""
+        p = ctx.principal
+        wait, reservation = self.quotas.admit(p.name, p.limits, prompt_tokens + max_new_tokens)
         if wait:
             raise APIError(
                 429,
-                "rate limit exceeded for this API key",
+                f"rate limit exceeded for principal {p.name!r}",
                 code="rate_limit_exceeded",
                 headers={"Retry-After": str(wait)},
             )
+        ctx.reservation = reservation
 
     def finish(self, ctx: RequestContext, status: int) -> None:
-        self.limiter.charge_tokens(ctx.key_id, ctx.completion_tokens)
+        """Settle the token quota with the actual usage; once per request."""
+        if ctx.status is not None:
+            return
+        ctx.status = status
+        if ctx.reservation is not None:
+            actual = ctx.prompt_tokens + ctx.completion_tokens
+            self.quotas.settle(ctx.reservation, ctx.principal.limits, actual)
+        if not ctx.deferred:
+            self.write_audit(ctx.endpoint, status, ctx, ctx.principal)
+
+    def write_audit(
+        self,
+        endpoint: str,
+        status: int,
+        ctx: RequestContext | None,
+        principal: Principal | None,
+        started: float | None = None,
+    ) -> None:
+        """One audit line (no-op without ``--audit-log``)."""
         if self.audit is None:
             return
+        begun = ctx.started if ctx is not None else started or time.perf_counter()
         self.audit.record(
-            request_id=ctx.request_id,
-            key_id=ctx.key_id,
+            request_id=ctx.request_id if ctx else f"req-{uuid.uuid4().hex}",
+            principal=principal.name if principal else None,
+            key_id=principal.key_id if principal else None,
+            subject=principal.subject if principal else None,
             model=self.model_name,
-            endpoint=ctx.endpoint,
-            status=status,
-            prompt_tokens=ctx.prompt_tokens,
-            completion_tokens=ctx.completion_tokens,
-            finish_reason=ctx.finish_reason,
-            latency_ms=round((time.perf_counter() - ctx.started) * 1000, 2),
-            prompt=ctx.prompt_text,
+            endpoint=ctx.endpoint if ctx else endpoint,
+            status=ctx.status if ctx and ctx.status is not None else status,
+            prompt_tokens=ctx.prompt_tokens if ctx else 0,
+            completion_tokens=ctx.completion_tokens if ctx else 0,
+            finish_reason=ctx.finish_reason if ctx else None,
+            latency_ms=round((time.perf_counter() - begun) * 1000, 2),
+            prompt=ctx.prompt_text if ctx else None,
         )

@@ -118,7 +118,7 @@ async def generate_text(
     )
     params = SamplingParams(**{**_as_dict(settings.params), "max_tokens": max_tokens})
     ctx.prompt_tokens = len(ids)
-    state.admit(ctx, len(ids))
+    state.admit(ctx, len(ids), max_tokens)
     gen = Generation(
         model.engine, state.metrics, state.content_filter, ctx.request_id, [ids], params, 1
     )

@@ -21,13 +21,14 @@ from deepseek_runtime.engine.api import (
     SamplingParams,
 )
 from deepseek_runtime.server.audit import AuditLog, redact_pii
-from deepseek_runtime.server.auth import KeyStore, RateLimiter, TokenBucket, read_keys
+from deepseek_runtime.server.auth import KeyStore, read_keys
 from deepseek_runtime.server.backend_options import backend_options
 from deepseek_runtime.server.config import ServerConfig, add_config_arguments, config_from_args
 from deepseek_runtime.server.content_filter import ContentFilter, ContentPolicy
 from deepseek_runtime.server.errors import APIError
 from deepseek_runtime.server.grpc_v2 import decode_bytes_tensor, encode_bytes_tensor
 from deepseek_runtime.server.preparation import engine_refusal, resolve_max_tokens
+from deepseek_runtime.server.quotas import Limits, QuotaLimiter, TokenBucket
 from deepseek_runtime.server.v2_common import parse_settings
 
 pytestmark = pytest.mark.unit
@@ -92,13 +93,16 @@ def test_token_bucket_and_rate_limiter() -> None:
     assert bucket.try_take(1) == pytest.approx(0.5)
     now[0] = 0.5
     assert bucket.try_take(1) == 0
-    limiter = RateLimiter(rps=1.0, tpm=600, clock=clock)
-    assert limiter.admit("a", 100) == 0
-    assert limiter.admit("a", 100) == 1  # request bucket empty
-    assert limiter.admit("b", 100) == 0  # separate key
+    limiter, limits = QuotaLimiter(clock=clock), Limits(rps=1.0, tpm=600)
+    assert limiter.admit("a", limits, 100)[0] == 0
+    assert limiter.admit("a", limits, 100)[0] == 1  # request bucket empty
+    assert limiter.admit("b", limits, 100)[0] == 0  # separate principal
     now[0] = 2.0
-    limiter.charge_tokens("a", 600)  # generated tokens put the key in debt
-    assert limiter.admit("a", 10) >= 1
+    wait, reservation = limiter.admit("a", limits, 10)
+    assert wait == 0
+    limiter.settle(reservation, limits, 700)  # a request that overran puts "a" in debt
+    now[0] = 3.0
+    assert limiter.admit("a", limits, 10)[0] >= 1
 
 
 def test_content_filter_rules() -> None:
