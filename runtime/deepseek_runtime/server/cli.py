@@ -128,6 +128,7 @@ async def serve(
 ) -> int:
     from ..backends import load_model  # noqa: PLC0415
     from .app import build_app, serving_state  # noqa: PLC0415
+    from .limits import connection_limits, cut_counter, guarded_protocol  # noqa: PLC0415
 
     holder: dict[str, DrainingServer] = {}
 
@@ -147,6 +148,7 @@ async def serve(
         timeout_graceful_shutdown=5,
         log_level=config.log_level,
         lifespan="on",
+        http=guarded_protocol(connection_limits(config), cut_counter(state.metrics.registry)),
     )
     server = DrainingServer(uv_config, state, config.drain_timeout)
     holder["server"] = server

@@ -86,9 +86,6 @@ class ServerConfig(BaseModel):
     max_inflight_requests: int = Field(
         512, ge=1, description="API requests in the server at once; beyond it: 503"
     )
-    max_inflight_requests: int = Field(
-        512, ge=1, description="API requests in the server at once; beyond it: 503"
-    )
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with 429/503")
     drain_timeout: float = Field(
         30.0, ge=0, description="seconds in-flight requests get on SIGTERM"
