@@ -50,6 +50,15 @@ def cluster_rules() -> list[dict[str, Any]]:
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
         # decision events (Planned, Replanned, PlanFailed)
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        # native autoscaler: count ready / starting / unschedulable serving pods (read
+        # only) and write the stable workload's replicas through the scale subresource
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
+        {
+            "apiGroups": ["leaderworkerset.x-k8s.io"],
+            "resources": ["leaderworkersets/scale"],
+            "verbs": ["get", "patch"],
+        },
         # HA: kopf peering heartbeats
         {
             "apiGroups": ["kopf.dev"],
