@@ -106,6 +106,12 @@ class DrainingServer(uvicorn.Server):
             return
         log.info("signal %s: draining", signal.Signals(sig).name)
         self.serving.draining = True
+        # answers from now on close their connection: keep-alive clients reconnect (and
+        # find the port closed once the server is gone) instead of being reset mid-request
+        self.server_state.default_headers = [
+            *self.server_state.default_headers,
+            (b"connection", b"close"),
+        ]
         self._drain_task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
