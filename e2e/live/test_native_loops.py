@@ -190,3 +190,31 @@ def test_injected_errors_open_the_circuit_and_move_traffic_then_it_closes(
     for reason in ("CircuitOpened", "CircuitHalfOpen", "CircuitReopened", "CircuitClosed"):
         assert reason in got, got
     live.unwatch(namespace)
+
+
+def test_unreachable_prometheus_is_a_condition_and_an_event_not_a_silent_no_op(
+    kube: Kube, operator: OperatorProcess, namespace: str, live: LiveDataPlane
+) -> None:
+    autoscaling = {
+        "provider": "native",
+        "minReplicas": 1,
+        "maxReplicas": 3,
+        "native": {"interval": "2s"},
+    }
+    nowhere = {"prometheusAddress": "http://127.0.0.1:9"}  # discard port: refused
+    kube.apply(
+        live_dsd(live, "blind", replicas=None, autoscaling=autoscaling, monitoring=nowhere),
+        namespace,
+    )
+
+    def inactive() -> dict[str, Any] | None:
+        st = get_dsd(kube, namespace, "blind").get("status") or {}
+        c = next((c for c in st.get("conditions") or [] if c["type"] == "ScalingActive"), None)
+        return c if c and c["status"] == "False" else None
+
+    cond = wait_for("ScalingActive=False", inactive, 60)
+    assert cond["reason"] == "PrometheusUnreachable"
+    assert "http://127.0.0.1:9" in cond["message"]
+    warned = [e for e in events(kube, namespace, "blind") if e["reason"] == "PrometheusUnreachable"]
+    assert warned and warned[0]["type"] == "Warning"
+    assert scale(kube, namespace, "blind") == 1  # nothing scaled on no data
