@@ -27,10 +27,16 @@ class EngineCapabilities:
     """``spec.model.quantization`` values it honours (``auto`` = the checkpoint's own)."""
     kv_cache_dtypes: tuple[str, ...]
     """``spec.engine.kvCache.dtype`` values."""
-    max_tensor_parallel: int
-    max_pipeline_parallel: int
+    max_tensor_parallel: int | None
+    """None: any degree that divides the model's heads, vocabulary and experts."""
+    max_pipeline_parallel: int | None
+    """None: up to the model's layer count."""
     expert_parallel: bool
     multi_node: bool
+    parallel_verified_on: tuple[str, ...] = ()
+    """Devices on which layouts of more than one rank have been run end to end. The
+    planner's ``engine.kind: auto`` gives an engine multi-GPU layouts only when ``cuda`` is
+    listed; an explicit ``kind`` gets everything above, with a status reason saying so."""
 
 
 NATIVE = EngineCapabilities(
@@ -38,14 +44,22 @@ NATIVE = EngineCapabilities(
     architectures=tuple(MODEL_ARCHITECTURES),
     quantizations=("auto", "none", "fp8", "int8", "int4"),
     kv_cache_dtypes=("auto",),
-    max_tensor_parallel=1,
-    max_pipeline_parallel=1,
-    expert_parallel=False,
-    multi_node=False,
+    max_tensor_parallel=None,
+    max_pipeline_parallel=None,
+    expert_parallel=True,
+    multi_node=True,
+    parallel_verified_on=("cpu",),
 )
+"""Tensor, expert and pipeline parallelism and multi-node groups are served by the code
+(``backends.tp_group``) and checked through the OpenAI API against one process on CPU
+over gloo (TP 2 and 4, EP 2, PP 2, TP 2 x PP 2, two ``serve`` nodes on loopback). On
+CUDA the same code picks NCCL and ``cuda:<local rank>``, but no multi-GPU run has been
+made (no GPUs where it was built), so ``cuda`` is not in ``parallel_verified_on``: the
+planner's ``auto`` keeps native on one GPU per replica and chooses vLLM for larger
+layouts, while ``kind: native`` may still ask for them. Quantized int8 / int4 weights
+are not sharded: with more than one rank only ``auto`` / ``none`` / ``fp8`` load."""
 
-CPU_MAX_TENSOR_PARALLEL = 2
-"""Tensor-parallel ranks ``serve --engine native --device cpu`` runs on one node (gloo),
-checked through the OpenAI API against TP=1. Not in :data:`NATIVE`, which the planner
-reads for GPU pods: TP over NCCL on CUDA has not been run yet, so the planner still gives
-native one GPU per replica."""
+PARALLEL_QUANTIZATIONS = ("auto", "none", "fp8")
+"""``--quantization`` values a group of more than one rank loads: shards are dense or
+FP8-block (``fp8`` only keeps an FP8-block checkpoint's own weights); int8 / int4
+re-quantized weights are not sharded."""

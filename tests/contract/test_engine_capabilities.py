@@ -3,7 +3,11 @@
 ``deepseek_runtime.capabilities.NATIVE`` is the runtime's half of the operator/runtime
 contract. Every architecture it lists loads and runs a step, every quantization it lists
 is accepted on a checkpoint it applies to, and every limit it states is enforced by
-``deepseek-runtime serve`` with exit code 2 and a message naming the option.
+``deepseek-runtime serve`` with exit code 2 and a message naming the option: the
+quantizations and KV dtypes outside the row, int8 / int4 weights across ranks, and the
+layouts a checkpoint cannot be split into (TP that does not divide its heads, PP deeper
+than its layers, nodes that do not divide the ranks). The parallel layouts the row admits
+are served through the API in ``tests/runtime/server/test_parallel_layouts_serve.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deepseek_runtime.capabilities import CPU_MAX_TENSOR_PARALLEL, NATIVE
+from deepseek_runtime.capabilities import NATIVE, PARALLEL_QUANTIZATIONS
 from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint
 from deepseek_runtime.checkpoint.model_config import MODEL_ARCHITECTURES
 from deepseek_runtime.checkpoint.tiny_config import TINY_CONFIGS
@@ -47,16 +51,11 @@ def test_every_listed_quantization_is_accepted(quantization: str, tmp_path: Path
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
-        (["--tensor-parallel-size", str(NATIVE.max_tensor_parallel + 1)], "--tensor-parallel-size"),
-        (
-            ["--device", "cpu", "--tensor-parallel-size", str(CPU_MAX_TENSOR_PARALLEL + 1)],
-            "--tensor-parallel-size",
-        ),
-        (
-            ["--pipeline-parallel-size", str(NATIVE.max_pipeline_parallel + 1)],
-            "--pipeline-parallel-size",
-        ),
-        (["--enable-expert-parallel"], "--enable-expert-parallel"),
+        (["--tensor-parallel-size", "3"], "--tensor-parallel-size 3 does not divide"),
+        (["--pipeline-parallel-size", "4"], "--pipeline-parallel-size 4 is deeper than"),
+        (["--tensor-parallel-size", "2", "--quantization", "int8"], "--quantization int8"),
+        (["--tensor-parallel-size", "2", "--nnodes", "3"], "--nnodes 3 must divide"),
+        (["--nnodes", "2", "--node-rank", "2"], "--node-rank 2"),
         (["--kv-cache-dtype", "fp8"], "--kv-cache-dtype fp8"),
         (["--quantization", "awq"], "--quantization awq"),
     ],
@@ -64,13 +63,20 @@ def test_every_listed_quantization_is_accepted(quantization: str, tmp_path: Path
 def test_what_the_table_excludes_exits_2_naming_the_option(
     flags: list[str], named: str, tmp_path: Path
 ) -> None:
-    assert not NATIVE.expert_parallel and "fp8" not in NATIVE.kv_cache_dtypes
+    assert "fp8" not in NATIVE.kv_cache_dtypes and "int8" not in PARALLEL_QUANTIZATIONS
+    model = make_tiny_checkpoint(tmp_path / "v3", "v3")  # 4 heads, 3 layers
     result = subprocess.run(
-        [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model", str(tmp_path), *flags],
+        [sys.executable, "-m", "deepseek_runtime.cli", "serve", "--model", str(model), *flags],
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
-    assert named in result.stderr and "native engine" in result.stderr
+    assert named in result.stderr, result.stderr
+
+
+def test_the_row_admits_every_parallel_layout_and_says_where_it_ran() -> None:
+    assert NATIVE.max_tensor_parallel is None and NATIVE.max_pipeline_parallel is None
+    assert NATIVE.expert_parallel and NATIVE.multi_node
+    assert NATIVE.parallel_verified_on == ("cpu",)  # no multi-GPU run has been made

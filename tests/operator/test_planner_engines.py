@@ -15,7 +15,7 @@ from dsd_factory import A100, H100, H200, L40S, dsd, inventory, pool, spec
 
 from deepseek_operator.api import defaults
 from deepseek_operator.planning import PlanningError, plan_deployment
-from deepseek_operator.planning.engines import ENGINES, NATIVE, VLLM
+from deepseek_operator.planning.engines import ENGINES, NATIVE, NATIVE_AUTO, VLLM, auto_row
 from deepseek_operator.planning.examples import example_model_config
 from deepseek_operator.planning.memory import Sharding
 from deepseek_operator.render import render_children
@@ -80,18 +80,11 @@ def test_auto_picks_vllm_for_an_fp8_kv_cache() -> None:
 @pytest.mark.parametrize(
     ("fields", "nodes", "field", "words"),
     [
-        ({}, pool(H100, 2), "spec.engine.kind", ["native serves one GPU per replica", "TP8×PP2"]),
         (
             {"engine": {"kvCache": {"dtype": "fp8"}}},
             pool(H200, 1),
             "spec.engine.kvCache.dtype",
             ["caches KV only as auto"],
-        ),
-        (
-            {"parallelism": {"tensor": 8}},
-            pool(H200, 1),
-            "spec.parallelism.tensor",
-            ["at most 1 tensor-parallel"],
         ),
     ],
 )
@@ -123,12 +116,23 @@ def test_an_architecture_no_engine_loads_is_refused() -> None:
     assert err.value.field == "spec.model" and "'mamba'" in err.value.message
 
 
-def test_native_row_admits_one_gpu_only_and_vllm_any_layout() -> None:
-    assert ENGINES["native"] is NATIVE and NATIVE.one_gpu_only
-    assert NATIVE.admits(Sharding(1, 1, 1), 1)
+def test_native_row_admits_every_layout_but_auto_gives_it_one_gpu() -> None:
+    assert ENGINES["native"] is NATIVE and not NATIVE.one_gpu_only
+    assert NATIVE.admits(Sharding(8, 2, 8), 2) and NATIVE.parallel_verified_on == ("cpu",)
+    assert NATIVE_AUTO.one_gpu_only and NATIVE_AUTO.admits(Sharding(1, 1, 1), 1)
     for s in (Sharding(2, 1, 1), Sharding(1, 2, 1), Sharding(1, 1, 2), Sharding(1, 1, 1, data=2)):
-        assert not NATIVE.admits(s, s.pipeline)
-    assert VLLM.admits(Sharding(8, 2, 8), 2)
+        assert not NATIVE_AUTO.admits(s, s.pipeline)
+    assert VLLM.admits(Sharding(8, 2, 8), 2) and auto_row(VLLM) is VLLM
+
+
+def test_explicit_native_gets_a_multi_node_layout_and_says_it_is_unverified_on_gpus() -> None:
+    plan = plan_deployment(spec(engine={"kind": "native"}), inventory(pool(H100, 2)))
+    assert (plan.engine, plan.tensor, plan.pipeline, plan.nodes_per_replica) == ("native", 8, 2, 2)
+    assert any("never over NCCL on GPUs" in r for r in plan.reasons), plan.reasons
+    tp8 = plan_deployment(
+        spec(engine={"kind": "native"}, parallelism={"tensor": 8}), inventory(pool(H200, 1))
+    )
+    assert (tp8.engine, tp8.tensor) == ("native", 8)
 
 
 def test_r1_distill_renders_the_reasoning_parser_for_native_and_vllm() -> None:

@@ -6,6 +6,14 @@ row is therefore kept here as plain data, equal field by field to
 ``tests/contract/test_planner_engine_table.py``). ``deepseek-runtime serve --engine native``
 exits 2 for anything outside that row, so a plan outside it would only crash-loop.
 
+The native row says what the runtime's code serves (any TP that divides the model, PP up
+to its layers, expert parallelism, multi-node groups) and where layouts of more than one
+rank were run end to end: on CPU over gloo only, because no multi-GPU machine was at hand
+when it was built. So ``engine.kind: auto`` plans native with the narrower
+:data:`NATIVE_AUTO` (one GPU per replica) and hands larger layouts to vLLM, which runs
+them on GPUs every day; an explicit ``kind: native`` gets the whole row, and the plan's
+reasons say that its multi-GPU path (NCCL) is unverified.
+
 ``vllm`` lists what upstream vLLM serves for the catalog's architectures; ``triton``
 fronts a remote Triton Inference Server whose own limits the operator cannot see, so it
 is constrained by architecture only. ``None`` as a maximum degree means "no limit".
@@ -39,6 +47,8 @@ class EngineCapabilities:
     max_pipeline_parallel: int | None
     expert_parallel: bool
     multi_node: bool
+    parallel_verified_on: tuple[str, ...] = ()
+    """Devices on which layouts of more than one rank have been run end to end."""
 
     def admits(self, s: Sharding, nodes: int) -> bool:
         """True when this engine runs sharding ``s`` spanning ``nodes`` nodes."""
@@ -61,11 +71,30 @@ NATIVE: Final = EngineCapabilities(
     architectures=CATALOG_ARCHITECTURES,
     quantizations=("auto", "none", "fp8", "int8", "int4"),
     kv_cache_dtypes=("auto",),
-    max_tensor_parallel=1,
-    max_pipeline_parallel=1,
-    expert_parallel=False,
-    multi_node=False,
+    max_tensor_parallel=None,
+    max_pipeline_parallel=None,
+    expert_parallel=True,
+    multi_node=True,
+    parallel_verified_on=("cpu",),
 )
+
+
+def auto_row(caps: EngineCapabilities) -> EngineCapabilities:
+    """What ``engine.kind: auto`` may give ``caps``: all of it once its parallel layouts ran
+    on GPUs, else one GPU per replica."""
+    if "cuda" in caps.parallel_verified_on:
+        return caps
+    return replace(
+        caps,
+        max_tensor_parallel=1,
+        max_pipeline_parallel=1,
+        expert_parallel=False,
+        multi_node=False,
+    )
+
+
+NATIVE_AUTO: Final = auto_row(NATIVE)
+"""The native row as ``engine.kind: auto`` uses it (see the module docstring)."""
 VLLM: Final = EngineCapabilities(
     engine="vllm",
     architectures=CATALOG_ARCHITECTURES,
@@ -76,6 +105,7 @@ VLLM: Final = EngineCapabilities(
     max_pipeline_parallel=None,
     expert_parallel=True,
     multi_node=True,
+    parallel_verified_on=("cuda",),
 )
 # Triton's own limits live on the remote server: only the architecture is checked here.
 TRITON: Final = replace(VLLM, engine="triton")

@@ -20,6 +20,7 @@ from deepseek_operator.planning.architecture import ModelArchitecture, architect
 from deepseek_operator.planning.engines import (
     ENGINES,
     NATIVE,
+    NATIVE_AUTO,
     VLLM,
     EngineCapabilities,
     limits_text,
@@ -152,10 +153,10 @@ def plan_deployment(
             field="spec.placement",
         )
 
-    static = _static_check(arch, spec)
+    static = _static_check(arch, spec, NATIVE_AUTO)
     kind = spec.engine.kind
     if kind == "auto":
-        native = search(NATIVE) if static is None else None
+        native = search(NATIVE_AUTO) if static is None else None
         if native is not None and native.fits:
             caps, result = NATIVE, native
             reasons.append(
@@ -208,6 +209,12 @@ def plan_deployment(
             f"chose {best.pool.product}: fewest GPUs per replica, then fewest nodes, "
             "then the least capable product (bigger GPUs stay free for bigger models)"
         )
+    if best.sharding.gpus > 1 and "cuda" not in caps.parallel_verified_on:
+        reasons.append(
+            f"{caps.engine} on {best.sharding.gpus} GPUs: its parallel layouts were run on "
+            f"{', '.join(caps.parallel_verified_on) or 'no device'} only, never over NCCL "
+            "on GPUs; engine.kind auto would choose vllm here"
+        )
     reasoning, tools = catalog.chat_parsers(
         spec.model.architecture, spec.model.name, spec.model.source.uri
     )
@@ -240,7 +247,9 @@ def _static_check(
 
 def _native_miss(arch: ModelArchitecture, wider: SearchResult) -> str:
     """Why native cannot serve a plan that a wider engine can (or that nothing can)."""
-    head = limits_text(NATIVE)
+    head = limits_text(NATIVE_AUTO)
+    if NATIVE_AUTO != NATIVE:
+        head += " under engine.kind auto (its multi-GPU layouts have run on CPU, not on GPUs)"
     if not wider.fits:
         return f"{head}, and {arch.name} fits no layout of the eligible pools"
     s = min(wider.fits, key=lambda f: f.sharding.gpus).sharding

@@ -3,12 +3,12 @@
 ``native`` / ``triton``: ``deepseek-runtime serve --model DIR --host 0.0.0.0 --port P
 --dtype auto --engine KIND``, everything else as the ``DSR_*`` environment variables the
 runtime's ``ServerConfig`` reads (``DSR_MAX_NUM_SEQS`` for ``--max-num-seqs`` …).
-``DSR_NNODES`` / ``DSR_MASTER_*`` / ``DSR_NODE_RANK`` describe multi-node groups. The
-planner never gives ``native`` more than one GPU per replica today (``planning/engines.py``),
-so only a multi-node ``triton`` replica renders them; such replicas start through
-``/bin/sh -c`` so ``DSR_MASTER_ADDR`` and ``DSR_NODE_RANK`` come from the
-``LWS_LEADER_ADDRESS`` / ``LWS_WORKER_INDEX`` variables the LeaderWorkerSet controller
-injects.
+A multi-node replica (a LeaderWorkerSet; ``engine.kind: native`` asked for explicitly,
+see ``planning/engines.py``) runs the same command in every pod with ``--nnodes N
+--master-port 29500`` added: the runtime reads the node rank and the leader's address from
+the ``LWS_WORKER_INDEX`` / ``LWS_LEADER_ADDRESS`` variables the LeaderWorkerSet
+controller injects (``--node-rank`` / ``--master-addr`` default to them), so no shell
+wraps it. Pod 0 serves the API; the others run their ranks and answer health probes.
 
 The engine is ``plan.engine``: ``spec.engine.kind``, or what the planner chose for
 ``auto``. R1 and its distills get the ``deepseek_r1`` reasoning parser, V3 and R1 the
@@ -124,8 +124,6 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
     policy = s.serving.content_filter.config_map_ref
     if policy is not None:
         pairs.append(("DSR_CONTENT_FILTER", f"{FILTER_DIR}/{policy.key}"))
-    if plan.nodes_per_replica > 1:
-        pairs += [("DSR_NNODES", str(plan.nodes_per_replica)), ("DSR_MASTER_PORT", str(DIST_PORT))]
     return [{"name": k, "value": v} for k, v in pairs]
 
 
@@ -174,14 +172,10 @@ def container_command(
         "auto",
         "--engine",
         plan.engine,
-        *e.args,
     ]
+    if plan.nodes_per_replica > 1:
+        # node rank and leader address: the runtime reads LWS_WORKER_INDEX and
+        # LWS_LEADER_ADDRESS, which the LeaderWorkerSet controller sets in every pod
+        args += ["--nnodes", str(plan.nodes_per_replica), "--master-port", str(DIST_PORT)]
     env += _native_env(dsd, plan)
-    if plan.nodes_per_replica == 1:
-        return ["deepseek-runtime", "serve"], args, env
-    # LWS injects LWS_LEADER_ADDRESS and LWS_WORKER_INDEX; the shell reads them at start.
-    script = (
-        'export DSR_MASTER_ADDR="$LWS_LEADER_ADDRESS" DSR_NODE_RANK="$LWS_WORKER_INDEX"; '
-        f"exec {shlex.join(['deepseek-runtime', 'serve', *args])}"
-    )
-    return ["/bin/sh", "-c"], [script], env
+    return ["deepseek-runtime", "serve"], [*args, *e.args], env

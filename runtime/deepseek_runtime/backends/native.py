@@ -7,9 +7,10 @@ the EOS ids, and settles ``max_model_len``. It is the one place that imports bot
 engine and the model, which therefore never import each other. :func:`load` is what the
 server runs: it builds the engine in a worker thread (so ``/health`` keeps answering while
 weights load), starts its step loop and pairs it with the checkpoint's chat tokenizer.
-Used by ``backends.load_model``, the benchmarks and the tests. With
-``tensor_parallel_size`` above 1 this process becomes rank 0 of a group it spawns and
-supervises (:mod:`~deepseek_runtime.backends.tp_group`) and the engine drives a
+Used by ``backends.load_model``, the benchmarks and the tests. With more than one rank
+(``tensor_parallel_size`` x ``pipeline_parallel_size``) this process becomes rank 0 of a
+group it spawns and supervises (:mod:`~deepseek_runtime.backends.tp_group`; on several
+nodes, with the other nodes' ``serve``) and the engine drives a
 :class:`~deepseek_runtime.backends.tp_group.TensorParallelExecutor`.
 """
 
@@ -31,7 +32,13 @@ from .loaded import LoadedModel
 from .model_files import load_tokenizer, read_eos_token_ids
 from .options import Device, Dtype, NativeEngineOptions
 from .tokenizer import ServerTokenizer
-from .tp_group import TensorParallelExecutor, WorkerLaunch, free_port, start_group
+from .tp_group import (
+    TensorParallelExecutor,
+    WorkerLaunch,
+    free_port,
+    run_worker_node,
+    start_group,
+)
 
 log = logging.getLogger("deepseek_runtime.backends.native")
 
@@ -50,6 +57,43 @@ def resolve_dtype(dtype: Dtype, device: str) -> str:
     if dtype != "auto":
         return dtype
     return "bfloat16" if device == "cuda" else "float32"
+
+
+def worker_launch(options: NativeEngineOptions, dtype: str, device: str) -> WorkerLaunch:
+    """How this node's worker ranks are started (``dtype`` / ``device`` resolved)."""
+    port = options.master_port
+    if port is None:
+        if options.nnodes > 1:
+            raise ValueError("a multi-node group needs --master-port")
+        port = free_port()
+    return WorkerLaunch(
+        model_dir=str(options.model_dir),
+        tensor=options.tensor_parallel_size,
+        pipeline=options.pipeline_parallel_size,
+        expert=options.enable_expert_parallel,
+        nnodes=options.nnodes,
+        node_rank=options.node_rank,
+        master_addr=options.master_addr,
+        master_port=port,
+        dtype=dtype,
+        device=device,
+        block_size=options.block_size,
+        num_blocks=options.num_blocks,
+        kv_cache_memory_bytes=options.kv_cache_memory_bytes,
+        quantization=options.quantization,
+    )
+
+
+LEADER_WAIT_S = 900.0
+"""How long a worker node waits for the leader's liveness link (it loads weights too)."""
+
+
+def serve_worker_node(options: NativeEngineOptions, host: str, port: int) -> int:
+    """Node ``options.node_rank > 0`` of a multi-node group: its ranks, and health only."""
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    launch = worker_launch(options, dtype, device)
+    return run_worker_node(launch, host, port, LEADER_WAIT_S)
 
 
 def build_engine(options: NativeEngineOptions) -> tuple[LLMEngine, Any | None]:
@@ -72,22 +116,8 @@ def build_sized_engine(
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     group = None
-    if options.tensor_parallel_size > 1:
-        group = start_group(
-            WorkerLaunch(
-                model_dir=str(options.model_dir),
-                tensor=options.tensor_parallel_size,
-                expert=options.enable_expert_parallel,
-                master_addr="127.0.0.1",
-                master_port=free_port(),
-                dtype=dtype,
-                device=device,
-                block_size=options.block_size,
-                num_blocks=options.num_blocks,
-                kv_cache_memory_bytes=options.kv_cache_memory_bytes,
-                quantization=options.quantization,
-            )
-        )
+    if options.tensor_parallel_size * options.pipeline_parallel_size > 1:
+        group = start_group(worker_launch(options, dtype, device))
     num_blocks, kv_bytes = load_num_blocks(options, device)
     runner = ModelRunner.from_pretrained(
         options.model_dir,
@@ -108,10 +138,15 @@ def build_sized_engine(
     sizing = size_kv_cache(runner, options, device, group=group is not None)
     executor: ModelExecutor = runner
     if group is not None:
-        executor = TensorParallelExecutor(runner, group[0])
+        executor = TensorParallelExecutor(runner, group[0], group[1])
         log.info(
             "tensor-parallel rank loaded",
-            extra={"rank": 0, "weight_bytes": runner.resident_weight_bytes()},
+            extra={
+                "rank": 0,
+                "stage": 0,
+                "layers": len(runner.model.layers),
+                "weight_bytes": runner.resident_weight_bytes(),
+            },
         )
     limit = min(int(runner.config.max_position_embeddings), runner.num_blocks * runner.block_size)
     max_model_len = options.max_model_len

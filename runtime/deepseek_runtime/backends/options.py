@@ -87,6 +87,17 @@ class NativeEngineOptions:
     (``backends.tp_group``)."""
     enable_expert_parallel: bool = False
     """Partition the routed experts over the tensor-parallel ranks instead of splitting each."""
+    pipeline_parallel_size: int = 1
+    """Pipeline stages, each a range of layers (``tensor x pipeline`` ranks in all)."""
+    nnodes: int = 1
+    """Nodes the group spans; each runs ``tensor x pipeline / nnodes`` ranks."""
+    node_rank: int = 0
+    """This node's index: 0 is the leader (rank 0, the engine and the API)."""
+    master_addr: str = "127.0.0.1"
+    """Where the group meets: the leader's address."""
+    master_port: int | None = None
+    """torch.distributed's port on the leader (the next one carries the liveness link);
+    None: a free loopback port (single node only)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

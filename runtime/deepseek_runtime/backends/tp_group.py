@@ -1,23 +1,32 @@
-"""Tensor-parallel serving on one node: spawn the worker ranks, drive them, watch them.
+"""Parallel serving: spawn this node's worker ranks, drive them, watch them.
 
-Called by :func:`deepseek_runtime.backends.native.build_engine` when
-``--tensor-parallel-size`` is above 1 (one command per node, as vLLM does). The ``serve``
-process is rank 0 and owns the engine (scheduler, KV manager, sampler); ranks
-``1 .. T-1`` are ``python -m deepseek_runtime.backends.tp_worker`` children::
+Called by :func:`deepseek_runtime.backends.native.build_engine` when the layout has more
+than one rank (``--tensor-parallel-size`` x ``--pipeline-parallel-size``, one command per
+node, as vLLM does), and by ``serve`` on the worker nodes of a multi-node group
+(:func:`run_worker_node`). The leader's ``serve`` process is rank 0 and owns the engine
+(scheduler, KV manager, sampler); every other rank is a
+``python -m deepseek_runtime.backends.tp_worker`` child of its node's ``serve``::
 
     serve (rank 0)                         worker (rank r)
     engine.step: chunks ──broadcast──▶     recv chunks
-    runner.execute(chunks)    ◀─TP collectives─▶   runner.execute(chunks)
-    sample from the (all-gathered) logits  drop its copy of the logits
+    run_step(chunks)     ◀─TP collectives / PP send, recv─▶   run_step(chunks)
+    sample from the logits                 drop its copy of the logits
+
+Under tensor parallelism alone every rank runs every layer on its shard and the logits
+are all-gathered; with pipeline stages each rank runs its stage's layers on the step's
+micro-batches (:mod:`~deepseek_runtime.backends.pp_schedule`) and the last stage sends
+the logits to rank 0. Node ``n`` of ``nnodes`` runs global ranks ``[n L, (n + 1) L)``.
 
 The step's chunks go out with ``broadcast_object_list`` on the world group (plain lists
 of ints), whose timeout is long because workers wait there while the server is idle; the
-layers' collectives run on the TP group with the short timeout, so a rank that stops
-answering mid-step is an error, not a hang. A peer that dies closes its sockets, which
-gloo reports at once. :class:`WorkerSupervisor` also polls the children: when one exits,
-the group fails, and this process exits non-zero a moment later (after the engine has
-answered the in-flight requests with an error), so readiness drops and the pod's owner
-restarts the group.
+layers' collectives and the stages' sends run on the TP / PP groups with the short
+timeout, so a rank that stops answering mid-step is an error, not a hang. A peer that
+dies closes its sockets, which gloo reports at once. :class:`WorkerSupervisor` also polls
+the node's children, and the nodes of a multi-node group watch each other over the
+liveness link (:mod:`~deepseek_runtime.backends.node_link`): when a rank or a node is
+gone, the group fails and each ``serve`` exits non-zero a moment later (the leader after
+answering the in-flight requests with an error), so readiness drops and the pods' owner
+(the LeaderWorkerSet) restarts the group.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ import torch.distributed as dist
 from ..model.runner import ChunkLike, ModelRunner
 from ..parallel.config import ParallelConfig
 from ..parallel.groups import ParallelContext, build_context, init_distributed
+from .node_link import HealthServer, LeaderLink, connect_to_leader, link_port
+from .pp_schedule import StageTimes, pipelined_step
 
 log = logging.getLogger("deepseek_runtime.backends.tp_group")
 
@@ -55,7 +66,7 @@ WireChunk = tuple[list[int], int, list[int]]
 
 
 class GroupFailedError(RuntimeError):
-    """A rank of the tensor-parallel group is gone; this group cannot run another step."""
+    """A rank of the parallel group is gone; this group cannot run another step."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,7 +77,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass(frozen=True, slots=True)
 class WorkerLaunch:
-    """What every worker rank needs to load its shard exactly as rank 0 does."""
+    """What every worker rank needs to load its shard exactly as rank 0 does.
+
+    The world is ``tensor x pipeline`` ranks over ``nnodes`` nodes; node ``n`` holds
+    global ranks ``[n L, (n + 1) L)`` with ``L = world / nnodes`` (:meth:`node_ranks`).
+    """
 
     model_dir: str
     tensor: int
@@ -79,10 +94,49 @@ class WorkerLaunch:
     num_blocks: int | None
     kv_cache_memory_bytes: int | None
     quantization: str
+    pipeline: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor * self.pipeline
+
+    @property
+    def ranks_per_node(self) -> int:
+        if self.world_size % self.nnodes:
+            raise ValueError(
+                f"--nnodes {self.nnodes} must divide the group's {self.world_size} ranks"
+                f" (tensor {self.tensor} x pipeline {self.pipeline})"
+            )
+        return self.world_size // self.nnodes
+
+    def node_ranks(self) -> range:
+        """Global ranks this node runs (rank 0, the server, is the leader's first)."""
+        per = self.ranks_per_node
+        return range(self.node_rank * per, (self.node_rank + 1) * per)
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches per step: one per stage keeps every stage busy in steady state."""
+        return self.pipeline
+
+    def parallel_config(self, rank: int) -> ParallelConfig:
+        return ParallelConfig(
+            tensor=self.tensor,
+            pipeline=self.pipeline,
+            expert=self.expert,
+            rank=rank,
+            world_size=self.world_size,
+        )
 
     def command(self, rank: int) -> list[str]:
+        local = rank - self.node_ranks().start
         cmd = [sys.executable, "-m", "deepseek_runtime.backends.tp_worker"]
         cmd += ["--model", self.model_dir, "--rank", str(rank), "--tensor", str(self.tensor)]
+        cmd += ["--pipeline", str(self.pipeline), "--micro-batches", str(self.micro_batches)]
+        cmd += ["--local-rank", str(local)]
+        cmd += ["--node-ranks", str(self.ranks_per_node)]
         cmd += ["--master-addr", self.master_addr, "--master-port", str(self.master_port)]
         cmd += ["--dtype", self.dtype, "--device", self.device]
         cmd += ["--block-size", str(self.block_size), "--quantization", self.quantization]
@@ -101,7 +155,10 @@ def _exit_after_grace(code: int) -> None:
 
 
 class WorkerSupervisor:
-    """Starts ranks ``1 .. T-1`` and fails the whole group when any of them exits.
+    """Starts this node's worker ranks and fails the whole group when any of them exits.
+
+    On the leader those are ranks ``1 .. L-1`` (rank 0 is this process); on a worker node
+    all of its ``L`` ranks.
 
     Args:
         on_exit: what to do once a worker has died (default: exit this process with
@@ -113,40 +170,45 @@ class WorkerSupervisor:
         self.failed = threading.Event()
         self._stopping = threading.Event()
         self._on_exit = on_exit or _exit_after_grace
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[tuple[int, subprocess.Popen[bytes]]] = []
 
     def start(self) -> None:
-        for rank in range(1, self.launch.tensor):
-            self.procs.append(subprocess.Popen(self.launch.command(rank)))
-        log.info("tensor-parallel workers started", extra={"ranks": self.launch.tensor - 1})
+        ranks = [r for r in self.launch.node_ranks() if r != 0]
+        for rank in ranks:
+            self.procs.append((rank, subprocess.Popen(self.launch.command(rank))))
+        log.info("parallel workers started", extra={"ranks": ranks})
         threading.Thread(target=self._watch, name="tp-supervisor", daemon=True).start()
+
+    @property
+    def alive(self) -> bool:
+        return not self.failed.is_set() and all(p.poll() is None for _, p in self.procs)
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
-            for rank, proc in enumerate(self.procs, start=1):
+            for rank, proc in self.procs:
                 code = proc.poll()
                 if code is not None and not self._stopping.is_set():
-                    self._fail(rank, code)
+                    self.fail(f"parallel rank {rank} exited", code=code)
                     return
             time.sleep(0.1)
 
-    def _fail(self, rank: int, code: int) -> None:
+    def fail(self, why: str, **fields: object) -> None:
+        """The group cannot go on: stop the local workers and leave (``on_exit(1)``)."""
+        if self.failed.is_set():
+            return
         self.failed.set()
-        log.error(
-            "tensor-parallel rank exited; stopping the group",
-            extra={"rank": rank, "exit_code": code},
-        )
+        log.error(f"{why}; stopping the group", extra=fields)
         self.stop()
         self._on_exit(1)
 
     def stop(self) -> None:
         """Terminate the remaining workers (idempotent; a normal shutdown is no failure)."""
         self._stopping.set()
-        for proc in self.procs:
+        for _, proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for proc in self.procs:
+        for _, proc in self.procs:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -165,13 +227,36 @@ def broadcast_step(chunks: list[WireChunk] | None) -> list[WireChunk] | None:
     return box[0]
 
 
+def run_step(
+    runner: ModelRunner,
+    chunks: Sequence[ChunkLike],
+    ctx: ParallelContext,
+    micro_batches: int,
+    times: StageTimes | None = None,
+) -> torch.Tensor | None:
+    """This rank's share of one step: the whole model's layers under TP alone, its
+    stage's micro-batches under PP (:func:`~.pp_schedule.pipelined_step`)."""
+    if ctx.pp.size == 1:
+        return runner.execute(chunks)
+    return pipelined_step(runner, chunks, ctx, micro_batches, times)
+
+
 class TensorParallelExecutor:
     """Rank 0's :class:`~deepseek_runtime.engine.stages.ModelExecutor`: each step goes to
-    every rank first, then runs on rank 0's own shard; the logits are already whole."""
+    every rank first, then runs on rank 0's own shard (or stage); the logits come back
+    whole (all-gathered over TP, sent from the last pipeline stage)."""
 
-    def __init__(self, runner: ModelRunner, supervisor: WorkerSupervisor) -> None:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        supervisor: WorkerSupervisor,
+        ctx: ParallelContext | None = None,
+    ) -> None:
         self.runner = runner
         self.supervisor = supervisor
+        self.ctx = ctx if ctx is not None else runner.parallel
+        self.stage_times = StageTimes()
+        """Rank 0's compute and wait time (the pipeline bubble, under PP)."""
 
     @property
     def block_size(self) -> int:
@@ -187,34 +272,102 @@ class TensorParallelExecutor:
 
     def execute(self, chunks: Sequence[ChunkLike]) -> torch.Tensor:
         if self.supervisor.failed.is_set():
-            raise GroupFailedError("a tensor-parallel rank exited; the server is stopping")
+            raise GroupFailedError("a parallel rank exited; the server is stopping")
         try:
             broadcast_step(to_wire(chunks))
-            return self.runner.execute(chunks)
+            if self.ctx is None:
+                return self.runner.execute(chunks)
+            logits = run_step(
+                self.runner,
+                chunks,
+                self.ctx,
+                self.supervisor.launch.micro_batches,
+                self.stage_times,
+            )
         except RuntimeError as exc:  # gloo: a peer closed its connection or timed out
             self.supervisor.failed.set()
-            raise GroupFailedError(f"tensor-parallel step failed: {exc}") from exc
+            raise GroupFailedError(f"parallel step failed: {exc}") from exc
+        assert logits is not None  # rank 0 always gets the step's logits
+        return logits
 
 
-def share_cpu_threads(tensor: int, device: str) -> None:
-    """On CPU, give each of the node's ``tensor`` ranks its share of the cores."""
+def share_cpu_threads(ranks_on_node: int, device: str) -> None:
+    """On CPU, give each of the node's ranks its share of the cores."""
     if device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // tensor))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks_on_node))
+
+
+def cuda_device(device: str, local_rank: int) -> str:
+    """``cuda:<local rank>`` on CUDA (one GPU per rank of this node), else ``device``."""
+    return f"cuda:{local_rank}" if device == "cuda" else device
 
 
 def start_group(launch: WorkerLaunch) -> tuple[WorkerSupervisor, ParallelContext]:
-    """Spawn the workers, join the world as rank 0 and return its supervisor and context.
+    """Spawn this node's workers, join the world as rank 0 and return its supervisor and
+    context (the leader of a multi-node group also opens the liveness link).
 
     A worker that dies while the group forms fails this process at once (the supervisor
     is already watching), instead of after the rendezvous timeout.
     """
-    share_cpu_threads(launch.tensor, launch.device)
+    share_cpu_threads(launch.ranks_per_node, launch.device)
     supervisor = WorkerSupervisor(launch)
+    if launch.nnodes > 1:
+        link = LeaderLink(
+            link_port(launch.master_port),
+            lambda node: supervisor.fail("a worker node is gone", node_rank=node),
+        )
+        atexit.register(link.close)
     supervisor.start()
     atexit.register(supervisor.stop)
-    config = ParallelConfig(
-        tensor=launch.tensor, expert=launch.expert, rank=0, world_size=launch.tensor
-    )
-    device = "cuda:0" if launch.device == "cuda" else launch.device
+    config = launch.parallel_config(0)
+    device = cuda_device(launch.device, 0)
     init_distributed(config, launch.master_addr, launch.master_port, device, IDLE_TIMEOUT)
     return supervisor, build_context(config, device, STEP_TIMEOUT)
+
+
+def run_worker_node(launch: WorkerLaunch, host: str, port: int, link_timeout_s: float) -> int:
+    """A multi-node group's node ``launch.node_rank > 0``: run its ranks, serve health.
+
+    Returns (or exits with) 1 when a local rank exits or the leader goes away, and 0 on
+    SIGTERM / SIGINT (the pod is being deleted).
+    """
+    share_cpu_threads(launch.ranks_per_node, launch.device)
+    done = threading.Event()
+    outcome = {"code": 0}
+
+    def leave(code: int) -> None:
+        outcome["code"] = code
+        done.set()
+
+    supervisor = WorkerSupervisor(launch, on_exit=leave)
+    link_up = threading.Event()
+
+    def lost() -> None:
+        link_up.clear()
+        supervisor.fail("the leader is gone", master_addr=launch.master_addr)
+
+    def ready() -> bool:
+        return link_up.is_set() and supervisor.alive
+
+    health = HealthServer(host, port, ready)
+    log.info("worker node serving health", extra={"node_rank": launch.node_rank, "port": port})
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: leave(0))
+    supervisor.start()
+    try:
+        connect_to_leader(
+            launch.master_addr,
+            link_port(launch.master_port),
+            launch.node_rank,
+            link_timeout_s,
+            lost,
+        )
+        link_up.set()
+        done.wait()
+    except TimeoutError as exc:
+        log.error("cannot reach the leader", extra={"error": str(exc)})
+        outcome["code"] = 1
+    finally:
+        supervisor.stop()
+        health.close()
+    return outcome["code"]

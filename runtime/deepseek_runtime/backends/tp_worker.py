@@ -1,11 +1,12 @@
-"""One worker rank of a tensor-parallel ``serve`` group (started by ``tp_group``, not users).
+"""One worker rank of a parallel ``serve`` group (started by ``tp_group``, not users).
 
-``python -m deepseek_runtime.backends.tp_worker --model DIR --rank R --tensor T ...``
-joins the group rank 0 (the ``serve`` process) opened, loads its shard with the same
-settings, then loops: receive a step's chunks, run them on its shard (the TP collectives
-pair with the other ranks'), drop the logits. It exits 0 when rank 0 sends the stop
-message, and non-zero when rank 0 goes away (the world's sockets close, or the kernel
-sends the parent-death signal), so no worker outlives its server.
+``python -m deepseek_runtime.backends.tp_worker --model DIR --rank R --tensor T
+--pipeline P ...`` joins the group rank 0 (the leader's ``serve`` process) opened, loads
+its shard (its heads / experts of its stage's layers) with the same settings, then loops:
+receive a step's chunks, run its share of them (``tp_group.run_step``: the TP collectives
+and the stages' sends pair with the other ranks'), drop the logits. It exits 0 when rank
+0 sends the stop message, and non-zero when rank 0 goes away (the world's sockets close,
+or the kernel sends the parent-death signal), so no worker outlives its server.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from ..model.runner import ModelRunner, SeqChunk
 from ..parallel.config import ParallelConfig
 from ..parallel.groups import build_context, init_distributed
 from .kv_setup import PLACEHOLDER_BLOCKS, follow_rank0
-from .tp_group import IDLE_TIMEOUT, STEP_TIMEOUT, broadcast_step, share_cpu_threads
+from .tp_group import (
+    IDLE_TIMEOUT,
+    STEP_TIMEOUT,
+    broadcast_step,
+    cuda_device,
+    run_step,
+    share_cpu_threads,
+)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _PR_SET_PDEATHSIG = 1
@@ -48,6 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True)
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--tensor", type=int, required=True)
+    parser.add_argument("--pipeline", type=int, default=1)
+    parser.add_argument("--micro-batches", type=int, default=1)
+    parser.add_argument("--local-rank", type=int, help="index on this node (default: rank)")
+    parser.add_argument("--node-ranks", type=int, help="ranks on this node (default: all)")
     parser.add_argument("--expert", action="store_true")
     parser.add_argument("--master-addr", default="127.0.0.1")
     parser.add_argument("--master-port", type=int, required=True)
@@ -63,11 +75,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     args = parse_args(argv)
+    world = args.tensor * args.pipeline
     config = ParallelConfig(
-        tensor=args.tensor, expert=args.expert, rank=args.rank, world_size=args.tensor
+        tensor=args.tensor,
+        pipeline=args.pipeline,
+        expert=args.expert,
+        rank=args.rank,
+        world_size=world,
     )
-    share_cpu_threads(args.tensor, args.device)
-    device = f"cuda:{args.rank}" if args.device == "cuda" else args.device
+    share_cpu_threads(args.node_ranks or world, args.device)
+    local = args.rank if args.local_rank is None else args.local_rank
+    device = cuda_device(args.device, local)
     init_distributed(config, args.master_addr, args.master_port, device, IDLE_TIMEOUT)
     ctx = build_context(config, device, STEP_TIMEOUT)
     sized_by_rank0 = args.num_blocks is None and args.kv_cache_memory_bytes is None
@@ -84,9 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     if sized_by_rank0:  # rank 0 sizes the group's cache from memory (backends.kv_setup)
         follow_rank0(runner)
     weight_bytes = runner.resident_weight_bytes()
-    _log("info", "tensor-parallel rank loaded", rank=args.rank, weight_bytes=weight_bytes)
+    _log(
+        "info",
+        "tensor-parallel rank loaded",
+        rank=args.rank,
+        stage=ctx.pp.rank,
+        layers=len(runner.model.layers),
+        weight_bytes=weight_bytes,
+    )
     while (chunks := broadcast_step(None)) is not None:
-        runner.execute([SeqChunk(*chunk) for chunk in chunks])
+        run_step(runner, [SeqChunk(*chunk) for chunk in chunks], ctx, args.micro_batches)
     _log("info", "tensor-parallel rank stopping", rank=args.rank)
     return 0
 

@@ -7,8 +7,10 @@ prediction layer (index ``num_hidden_layers``) is never loaded.
 
 ``ctx`` (a :class:`~deepseek_runtime.parallel.groups.ParallelContext`) makes every layer
 tensor-parallel: heads, MLP and expert slices per rank, the embedding and ``lm_head``
-split over the vocabulary (logits all-gathered, so every rank returns the full row).
-``None`` is the single-process model, unchanged.
+split over the vocabulary (logits all-gathered, so every rank returns the full row);
+with expert parallelism the routed experts are partitioned instead (``model.moe``); with
+pipeline stages each holds its layer range (``model.decoder.stage_range``). ``None`` is
+the single-process model, unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from deepseek_runtime.checkpoint.config import DeepseekConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
 from deepseek_runtime.model.attention import MLAAttention
-from deepseek_runtime.model.decoder import DecoderStack, PreNormBlock, lm_head_name
+from deepseek_runtime.model.decoder import DecoderStack, PreNormBlock, lm_head_name, stage_range
 from deepseek_runtime.model.mlp import DenseMLP
 from deepseek_runtime.model.moe import MoE, ParallelMoE
 from deepseek_runtime.model.norm import RMSNorm
@@ -66,7 +68,9 @@ class DeepseekModel(DecoderStack):
         self, config: DeepseekConfig, store: WeightStore, ctx: ParallelContext | None = None
     ) -> None:
         self.config = config
-        self.layers = [DecoderLayer(config, store, i, ctx) for i in range(config.num_hidden_layers)]
+        self.layers = [
+            DecoderLayer(config, store, i, ctx) for i in stage_range(config.num_hidden_layers, ctx)
+        ]
         self.norm = RMSNorm.load(store, "model.norm", config.hidden_size, config.rms_norm_eps)
         self.rope = RotaryEmbedding(config.rope(), config.qk_rope_head_dim, config.rope_interleaved)
         head = lm_head_name(store, config.tie_word_embeddings, prefer_stored=True)

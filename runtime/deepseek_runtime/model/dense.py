@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from deepseek_runtime.checkpoint.dense_config import DenseConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
-from deepseek_runtime.model.decoder import DecoderStack, PreNormBlock, lm_head_name
+from deepseek_runtime.model.decoder import DecoderStack, PreNormBlock, lm_head_name, stage_range
 from deepseek_runtime.model.gqa_attention import GQAAttention
 from deepseek_runtime.model.mlp import DenseMLP
 from deepseek_runtime.model.norm import RMSNorm
@@ -58,7 +58,8 @@ class DenseModel(DecoderStack):
         self.config = config
         self.ctx = ctx
         self.layers = [
-            DenseDecoderLayer(config, store, i, ctx) for i in range(config.num_hidden_layers)
+            DenseDecoderLayer(config, store, i, ctx)
+            for i in stage_range(config.num_hidden_layers, ctx)
         ]
         self.norm = RMSNorm.load(store, "model.norm", config.hidden_size, config.rms_norm_eps)
         self.rope = RotaryEmbedding(config.rope(), config.attn_head_dim, interleaved=False)

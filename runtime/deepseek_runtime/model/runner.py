@@ -41,6 +41,7 @@ from deepseek_runtime.checkpoint.quantization import (
 from deepseek_runtime.checkpoint.weights import ResidentBytes, WeightStore
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, build_metadata
 from deepseek_runtime.kernels.quant.int4 import DEFAULT_GROUP_SIZE
+from deepseek_runtime.model.decoder import cached_layers
 from deepseek_runtime.model.registry import CausalLM, build_model, kv_token_width
 from deepseek_runtime.model.resident import resident_bytes
 from deepseek_runtime.parallel.groups import ParallelContext
@@ -112,7 +113,7 @@ class ModelRunner:
         self.num_blocks = num_blocks
         self.parallel = parallel
         self.kv_cache = torch.zeros(
-            config.num_hidden_layers,
+            len(model.layers),  # a pipeline stage caches its own layers only
             num_blocks * block_size,
             kv_token_width(config, parallel),
             dtype=dtype,
@@ -210,10 +211,12 @@ class ModelRunner:
         dtype: torch.dtype,
         parallel: ParallelContext | None = None,
     ) -> int:
-        """Cache bytes of one block across all layers (MLA latents or this rank's GQA K/V)."""
+        """Cache bytes of one block across all layers (MLA latents or this rank's GQA K/V);
+        a pipeline stage counts the busiest stage's layers, so all stages agree."""
         itemsize = torch.empty((), dtype=dtype).element_size()
         width = kv_token_width(config, parallel)
-        return config.num_hidden_layers * block_size * width * itemsize
+        layers = cached_layers(config.num_hidden_layers, parallel)
+        return layers * block_size * width * itemsize
 
     def kv_bytes_per_block(self) -> int:
         return self.bytes_per_block(self.config, self.block_size, self.dtype, self.parallel)
@@ -226,9 +229,12 @@ class ModelRunner:
     def vocab_size(self) -> int:
         return int(self.config.vocab_size)
 
-    def execute(self, chunks: Sequence[ChunkLike]) -> torch.Tensor:
+    def execute(
+        self, chunks: Sequence[ChunkLike], hidden: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Run one step; returns fp32 logits ``[len(chunks), vocab]`` (last token of each chunk),
-        on the runner's device.
+        on the runner's device. A pipeline stage after the first takes the previous
+        stage's ``hidden``; a stage before the last returns its hidden states ``[T, hidden]``.
 
         Inputs are trusted on the hot path: the engine validates token ids when a request
         is added, and the KV manager hands out block ids that are in range by
@@ -239,7 +245,8 @@ class ModelRunner:
         if not chunks:
             return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
         token_ids, positions, meta, last_rows = self._prepare(chunks)
-        return self.model.forward(token_ids, positions, self.kv_cache, meta, last_rows)
+        cache = self.kv_cache
+        return self.model.forward(token_ids, positions, cache, meta, last_rows, hidden=hidden)
 
     def execute_all_rows(
         self, chunks: Sequence[ChunkLike], full: Sequence[int]

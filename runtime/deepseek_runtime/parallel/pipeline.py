@@ -1,7 +1,8 @@
 """Pipeline parallelism: which layers each stage holds, and moving activations between them.
 
-Called by the engine wiring (not yet): a stage runs its layer range on a micro-batch,
-sends the hidden states to the next stage and receives the previous stage's.
+Called by the pipelined step (``backends.pp_schedule``): a stage runs its layer range on a
+micro-batch, sends the hidden states to the next stage and receives the previous stage's;
+the last stage sends the step's logits back to rank 0, which samples.
 :func:`partition_layers` is pure; the send / receive pair is ``torch.distributed``
 point-to-point (gloo on CPU, NCCL on CUDA), self-describing so the receiver needs to know
 neither the token count nor the dtype in advance::
@@ -10,6 +11,8 @@ neither the token count nor the dtype in advance::
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -54,18 +57,49 @@ def stage_layers(num_layers: int, ctx: ParallelContext) -> range:
     return partition_layers(num_layers, ctx.pp.size)[ctx.pp.rank]
 
 
-def send_activations(tensor: torch.Tensor, ctx: ParallelContext) -> None:
-    """Send ``tensor`` to the next stage's rank holding the same TP shard (blocking)."""
-    dst = ctx.next_stage_rank
-    if dst is None:
-        raise ValueError("the last pipeline stage has no next stage to send to")
+class PendingSend:
+    """An asynchronous send in flight: keeps its buffers alive until :meth:`wait`."""
+
+    def __init__(self, works: list[Any], buffers: tuple[torch.Tensor, ...]) -> None:
+        self._works, self._buffers = works, buffers
+
+    def wait(self) -> None:
+        for work in self._works:
+            work.wait()
+        self._works, self._buffers = [], ()
+
+
+def send_tensor(tensor: torch.Tensor, dst: int, group: Any = None) -> PendingSend:
+    """Start sending ``tensor`` (header, then payload) to global rank ``dst``; the caller
+    may compute the next micro-batch and :meth:`~PendingSend.wait` later. ``group`` (one
+    holding both ranks; default the world) sets the timeout a stuck peer runs into."""
     if tensor.dtype not in _DTYPES or tensor.dim() > _HEADER - 2:
         raise ValueError(f"cannot send a {tensor.dtype} tensor of {tensor.dim()} dimensions")
     header = torch.zeros(_HEADER, dtype=torch.int64)
     header[0], header[1] = tensor.dim(), _DTYPES.index(tensor.dtype)
     header[2 : 2 + tensor.dim()] = torch.tensor(tensor.shape, dtype=torch.int64)
-    dist.send(header.to(tensor.device), dst=dst)
-    dist.send(tensor.contiguous(), dst=dst)
+    header, payload = header.to(tensor.device), tensor.contiguous()
+    works = [dist.isend(header, dst=dst, group=group), dist.isend(payload, dst=dst, group=group)]
+    return PendingSend([w for w in works if w is not None], (header, payload))
+
+
+def recv_tensor(src: int, device: torch.device, group: Any = None) -> torch.Tensor:
+    """Receive the tensor global rank ``src`` sent with :func:`send_tensor` (blocking)."""
+    header = torch.zeros(_HEADER, dtype=torch.int64, device=device)
+    dist.recv(header, src=src, group=group)
+    ndim, code = int(header[0]), int(header[1])
+    shape = [int(n) for n in header[2 : 2 + ndim]]
+    out = torch.empty(shape, dtype=_DTYPES[code], device=device)
+    dist.recv(out, src=src, group=group)
+    return out
+
+
+def send_activations(tensor: torch.Tensor, ctx: ParallelContext) -> None:
+    """Send ``tensor`` to the next stage's rank holding the same TP shard (blocking)."""
+    dst = ctx.next_stage_rank
+    if dst is None:
+        raise ValueError("the last pipeline stage has no next stage to send to")
+    send_tensor(tensor, dst, ctx.pp.group).wait()
 
 
 def recv_activations(ctx: ParallelContext) -> torch.Tensor:
@@ -73,10 +107,4 @@ def recv_activations(ctx: ParallelContext) -> torch.Tensor:
     src = ctx.prev_stage_rank
     if src is None:
         raise ValueError("the first pipeline stage has no previous stage to receive from")
-    header = torch.zeros(_HEADER, dtype=torch.int64, device=ctx.device)
-    dist.recv(header, src=src)
-    ndim, code = int(header[0]), int(header[1])
-    shape = [int(n) for n in header[2 : 2 + ndim]]
-    out = torch.empty(shape, dtype=_DTYPES[code], device=ctx.device)
-    dist.recv(out, src=src)
-    return out
+    return recv_tensor(src, ctx.device, ctx.pp.group)

@@ -15,7 +15,9 @@ from ..backends.options import (
     TritonEngineOptions,
     VLLMEngineOptions,
 )
-from ..capabilities import CPU_MAX_TENSOR_PARALLEL, NATIVE
+from ..capabilities import NATIVE, PARALLEL_QUANTIZATIONS
+from ..checkpoint.config import ConfigError, DeepseekConfig
+from ..checkpoint.model_config import load_model_config
 from ..checkpoint.quantization import QUANTIZATION_CHOICES
 from .config import ServerConfig
 
@@ -24,25 +26,19 @@ def check_native_supported(config: ServerConfig) -> None:
     """Refuse what the native engine cannot honour (ValueError, exit 2), never ignore it.
 
     The limits are :data:`deepseek_runtime.capabilities.NATIVE`, the table the operator's
-    planner reads too.
+    planner reads too, and the checkpoint's own shape (``config.json``, when the model
+    directory has one): a layout the model cannot be split into is refused here, before
+    any rank starts.
     """
     use_vllm = "; --engine vllm serves it"
-    _check_native_tensor_parallel(config, use_vllm)
-    if config.tensor_parallel_size > 1 and config.quantization in ("int8", "int4"):
+    ranks = config.tensor_parallel_size * config.pipeline_parallel_size
+    if ranks > 1 and config.quantization not in (None, *PARALLEL_QUANTIZATIONS):
         raise ValueError(
-            f"--quantization {config.quantization} with --tensor-parallel-size "
-            f"{config.tensor_parallel_size}: the native engine's tensor-parallel ranks load "
-            f"dense or FP8-block weights only; use --quantization auto or none{use_vllm}"
+            f"--quantization {config.quantization} with {ranks} parallel ranks: the native "
+            f"engine's ranks load dense or FP8-block weights only; use --quantization auto "
+            f"or none{use_vllm}"
         )
-    if config.pipeline_parallel_size > NATIVE.max_pipeline_parallel:
-        raise ValueError(
-            f"--pipeline-parallel-size {config.pipeline_parallel_size}: the native engine runs "
-            f"at most {NATIVE.max_pipeline_parallel} pipeline stage(s) today{use_vllm}"
-        )
-    if config.enable_expert_parallel and not NATIVE.expert_parallel:
-        raise ValueError(
-            f"--enable-expert-parallel: the native engine has no expert parallelism yet{use_vllm}"
-        )
+    _check_multi_node(config, ranks)
     if config.kv_cache_dtype not in NATIVE.kv_cache_dtypes:
         raise ValueError(
             f"--kv-cache-dtype {config.kv_cache_dtype}: the native engine caches in the model "
@@ -53,19 +49,55 @@ def check_native_supported(config: ServerConfig) -> None:
             f"--quantization {config.quantization}: the native engine takes "
             f"{', '.join(QUANTIZATION_CHOICES)}"
         )
+    if (Path(config.model) / "config.json").is_file():
+        _check_layout_fits_model(config)
 
 
-def _check_native_tensor_parallel(config: ServerConfig, use_vllm: str) -> None:
-    """TP above :data:`NATIVE`'s limit runs on CPU only, up to ``CPU_MAX_TENSOR_PARALLEL``."""
-    tp = config.tensor_parallel_size
-    if tp <= NATIVE.max_tensor_parallel:
-        return
-    if config.device != "cpu" or tp > CPU_MAX_TENSOR_PARALLEL:
+def _check_multi_node(config: ServerConfig, ranks: int) -> None:
+    if config.node_rank >= config.nnodes:
         raise ValueError(
-            f"--tensor-parallel-size {tp}: the native engine runs at most "
-            f"{NATIVE.max_tensor_parallel} tensor-parallel rank(s) on a GPU today, and up to "
-            f"{CPU_MAX_TENSOR_PARALLEL} with --device cpu (gloo){use_vllm}"
+            f"--node-rank {config.node_rank}: a group of --nnodes {config.nnodes} has node "
+            f"ranks 0 .. {config.nnodes - 1}"
         )
+    if ranks % config.nnodes:
+        raise ValueError(
+            f"--nnodes {config.nnodes} must divide the group's {ranks} ranks "
+            f"(--tensor-parallel-size {config.tensor_parallel_size} x "
+            f"--pipeline-parallel-size {config.pipeline_parallel_size})"
+        )
+
+
+def _check_layout_fits_model(config: ServerConfig) -> None:
+    """TP must divide the heads, the vocabulary and (with EP) the routed experts; PP may
+    not be deeper than the layers."""
+    try:
+        model = load_model_config(config.model)
+    except (ConfigError, ValueError):
+        return  # the loader reports a broken config.json with its own message
+    tp, pp = config.tensor_parallel_size, config.pipeline_parallel_size
+    if pp > model.num_hidden_layers:
+        raise ValueError(
+            f"--pipeline-parallel-size {pp} is deeper than the model's "
+            f"{model.num_hidden_layers} layers; use at most {model.num_hidden_layers} stages"
+        )
+    sizes = {
+        "num_attention_heads": model.num_attention_heads,
+        "vocab_size": model.vocab_size,
+        "intermediate_size": model.intermediate_size,
+    }
+    if isinstance(model, DeepseekConfig) and model.n_routed_experts:
+        key = "n_routed_experts" if config.enable_expert_parallel else "moe_intermediate_size"
+        sizes[key] = (
+            model.n_routed_experts
+            if config.enable_expert_parallel
+            else int(model.moe_intermediate_size or 0)
+        )
+    for field, size in sizes.items():
+        if size % tp:
+            raise ValueError(
+                f"--tensor-parallel-size {tp} does not divide the model's {field} ({size}); "
+                f"choose a divisor of {size}"
+            )
 
 
 def backend_options(config: ServerConfig) -> BackendOptions:
@@ -116,4 +148,9 @@ def backend_options(config: ServerConfig) -> BackendOptions:
         quantization_group_size=config.quantization_group_size,
         tensor_parallel_size=config.tensor_parallel_size,
         enable_expert_parallel=config.enable_expert_parallel,
+        pipeline_parallel_size=config.pipeline_parallel_size,
+        nnodes=config.nnodes,
+        node_rank=config.node_rank,
+        master_addr=config.master_addr,
+        master_port=config.group_master_port,
     )
