@@ -4,7 +4,8 @@ Signals: the first SIGTERM (or SIGINT) starts the drain — ``/ready`` answers 5
 requests get 503 with Retry-After, in-flight ones run to completion for up to
 ``--drain-timeout`` seconds — and then the server stops and the process exits 0. A
 second signal stops at once. Called by the ``deepseek-runtime`` dispatcher
-(``add_arguments`` / ``run``).
+(``add_arguments`` / ``run``). On the worker nodes of a multi-node native group
+(``--node-rank`` above 0) ``serve`` runs that node's ranks and answers health probes only.
 """
 
 from __future__ import annotations
@@ -196,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
             )
         if not Path(config.model).is_dir():
             raise ValueError(f"--model {config.model}: no such directory")
+        if config.engine == "native" and config.node_rank > 0:
+            from ..backends.native import serve_worker_node  # noqa: PLC0415
+
+            return serve_worker_node(options, config.host, config.port)  # type: ignore[arg-type]
         return asyncio.run(serve(config, options, faults))
     except (EngineUnavailable, ValueError) as exc:
         print(f"deepseek-runtime serve: {exc}", file=sys.stderr)

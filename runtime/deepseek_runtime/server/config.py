@@ -28,6 +28,13 @@ from ..engine.config import (
 from ..engine.kv_sizing import DEFAULT_CPU_KV_CACHE_FRACTION, DEFAULT_GPU_MEMORY_UTILIZATION
 
 ENV_PREFIX = "DSR_"
+LWS_DEFAULTS = {
+    "nnodes": "LWS_GROUP_SIZE",
+    "node_rank": "LWS_WORKER_INDEX",
+    "master_addr": "LWS_LEADER_ADDRESS",
+}
+"""Fields whose default comes from the LeaderWorkerSet's environment (after ``DSR_*``)."""
+MULTI_NODE_MASTER_PORT = 29500
 
 
 class ServerConfig(BaseModel):
@@ -128,22 +135,42 @@ class ServerConfig(BaseModel):
         None, description="principals and roles file (YAML/JSON, hot-reloaded)"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
-    # parallelism (native: one rank today, anything more exits 2; vLLM: passed through)
+    # parallelism (native: serve spawns and supervises the ranks; vLLM: passed through)
     tensor_parallel_size: int = Field(1, ge=1, description="tensor-parallel ranks per layer")
     pipeline_parallel_size: int = Field(1, ge=1, description="pipeline stages")
     enable_expert_parallel: bool = Field(
         False, description="spread routed experts over the tensor-parallel ranks"
     )
+    nnodes: int = Field(
+        1, ge=1, description="nodes of one serving group (default: $LWS_GROUP_SIZE, else 1)"
+    )
+    node_rank: int = Field(
+        0,
+        ge=0,
+        description="this node's index; 0 serves the API, the others health only "
+        "(default: $LWS_WORKER_INDEX, else 0)",
+    )
+    master_addr: str = Field(
+        "127.0.0.1",
+        description="node 0's address, where the group meets (default: $LWS_LEADER_ADDRESS)",
+    )
+    master_port: int | None = Field(
+        None,
+        ge=1,
+        le=65534,
+        description="node 0's torch.distributed port; the next port carries the nodes' "
+        "liveness link (default: 29500 with --nnodes > 1, else a free port)",
+    )
     quantization: str | None = Field(
         None,
-        description="weights in memory; native: auto (the checkpoint's own, the default), "
-        "none, int8, int4 or fp8; vLLM: its quantization method (e.g. fp8)",
+        description="weights in memory: auto (the checkpoint's own, the default), none, "
+        "int8, int4 or fp8; --engine vllm takes its own method names too",
     )
     quantization_group_size: int | None = Field(
         None, ge=1, description="native --quantization int4: input columns per scale (128)"
     )
     kv_cache_dtype: str = Field(
-        "auto", description="KV cache dtype: auto (the model's; native), or vLLM's fp8, ..."
+        "auto", description="KV cache dtype: auto (the model's); --engine vllm also fp8"
     )
     gpu_memory_utilization: float = Field(
         DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -171,6 +198,13 @@ class ServerConfig(BaseModel):
         if any(v is not None for v in jwt) and any(v is None for v in jwt):
             raise ValueError("set --jwt-jwks, --jwt-issuer and --jwt-audience together")
         return self
+
+    @property
+    def group_master_port(self) -> int | None:
+        """``master_port``, or the multi-node default (None: a free port, one node)."""
+        if self.master_port is None and self.nnodes > 1:
+            return MULTI_NODE_MASTER_PORT
+        return self.master_port
 
     @property
     def model_name(self) -> str:
@@ -205,6 +239,8 @@ def config_from_args(
         value = getattr(args, name, None)
         if value is None:
             value = environ.get(ENV_PREFIX + name.upper())
+            if value in (None, "") and name in LWS_DEFAULTS:
+                value = environ.get(LWS_DEFAULTS[name])
             if value == "":
                 value = None
         if value is not None:
