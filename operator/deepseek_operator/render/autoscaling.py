@@ -21,7 +21,8 @@ from typing import Any, Final
 from deepseek_operator.api.resource import DeepSeekDeployment
 from deepseek_operator.api.scaling import ScalingMetric
 from deepseek_operator.planning.plan import Plan
-from deepseek_operator.render.common import metadata, pod_name_regex, workload_name
+from deepseek_operator.render.common import metadata, workload_name
+from deepseek_operator.render.monitoring import gpu_utilization
 
 HPA_METRICS: Final = {
     "QueueDepth": "vllm_num_requests_waiting",
@@ -65,8 +66,7 @@ def keda_query(dsd: DeepSeekDeployment, metric: ScalingMetric) -> tuple[str, str
             f"(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[2m])))",
             "Value",
         )
-    pods = f'namespace="{dsd.namespace}",pod=~"{pod_name_regex(dsd)}"'
-    return f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}})", "Value"
+    return f"avg({gpu_utilization(dsd)})", "Value"
 
 
 def _behavior(dsd: DeepSeekDeployment) -> dict[str, Any]:

@@ -12,8 +12,11 @@ DeepSeekCircuitOpen        5xx responses above 5 % over one minute (critical)
 =========================  ====================================================
 
 Metrics: vLLM-compatible names the runtime and vLLM both serve (``vllm:*``,
-``http_requests_total{status}``), DCGM's ``DCGM_FI_DEV_GPU_UTIL``, and the runtime's
+``http_requests_total{status}``), DCGM's ``DCGM_FI_DEV_GPU_UTIL`` (with the workload in
+``namespace``/``pod`` or, when dcgm-exporter is scraped with ``honorLabels: false``, in
+``exported_namespace``/``exported_pod``: :func:`gpu_utilization`), and the runtime's
 ``dsr:kv_cache_fragmentation_perc`` (share of allocated KV slots left unused, 0-1).
+``tests/operator/test_alert_rules_promtool.py`` proves every alert with ``promtool``.
 
 Pure; called by :func:`deepseek_operator.render.render_children`.
 """
@@ -58,6 +61,21 @@ def service_monitor(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
     }
 
 
+def gpu_utilization(dsd: DeepSeekDeployment) -> str:
+    """DCGM GPU utilisation series of this DSD's pods, however dcgm-exporter is scraped.
+
+    With ``honorLabels: true`` dcgm-exporter's own ``namespace``/``pod`` labels (the GPU's
+    workload) are kept; with ``honorLabels: false`` (a common install) the target's labels
+    win and the workload's arrive as ``exported_namespace``/``exported_pod``. The union
+    covers both; one scrape config yields only one shape, so no GPU is counted twice.
+    """
+    regex = pod_name_regex(dsd)
+    return (
+        f'(DCGM_FI_DEV_GPU_UTIL{{namespace="{dsd.namespace}",pod=~"{regex}"}} or '
+        f'DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{dsd.namespace}",exported_pod=~"{regex}"}})'
+    )
+
+
 def _error_ratio(sel: str, window: str) -> str:
     return (
         f'sum(rate(http_requests_total{{{sel},status=~"5.."}}[{window}])) / '
@@ -93,13 +111,12 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> dict[str, Any] | None:
         return None
     t = alerts.thresholds
     sel = f'namespace="{dsd.namespace}",service="{dsd.name}"'
-    pods = f'namespace="{dsd.namespace}",pod=~"{pod_name_regex(dsd)}"'
     circuit = dsd.spec.resilience.circuit_breaker.error_rate_percent
     rules = [
         _rule(
             dsd,
             ALERTS[0],
-            f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}}) > {t.gpu_utilization_percent:g}",
+            f"avg({gpu_utilization(dsd)}) > {t.gpu_utilization_percent:g}",
             (t.gpu_utilization_for, "warning"),
             f"GPU utilisation above {t.gpu_utilization_percent:g}%",
         ),
