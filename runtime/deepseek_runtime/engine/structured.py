@@ -94,9 +94,9 @@ class StructuredOutputs:
             return self._compiler.compile_regex(spec)
         if kind == "choice":
             return self._compiler.compile_regex(_choice_regex(json.loads(spec)))
-        if kind == "structural_tag":
-            grammar = xgr.Grammar.from_structural_tag(spec)
-            return self._compiler.compile_grammar(_strict_strings(str(grammar)))
+        if kind == "structural_tag":  # its token markers resolve against the vocabulary
+            tagged = self._compiler.compile_structural_tag(spec)
+            return self._compiler.compile_grammar(_strict_strings(str(tagged.grammar)))
         raise EngineError(f"unknown structured output kind {kind!r}")
 
     def compile(self, guided: GuidedDecoding) -> xgr.CompiledGrammar:

@@ -43,6 +43,7 @@ from .reasoning import THINK_END
 from .responses import ResponseHead
 from .state import LoadedModel, RequestContext, ServerState
 from .tokenize_routes import build_tokenize_router
+from .tool_grammar import MARKERS
 
 
 def think_end_id(tok: ServerTokenizer) -> int | None:
@@ -53,6 +54,11 @@ def think_end_id(tok: ServerTokenizer) -> int | None:
     """
     ids = tok.encode(THINK_END, add_special_tokens=False)
     return ids[0] if len(ids) == 1 and not tok.decode(ids) else None
+
+
+def single_token_markers(tok: ServerTokenizer) -> frozenset[str]:
+    """The tool-call and reasoning markers this vocabulary has as one token each."""
+    return frozenset(m for m in MARKERS if len(tok.encode(m, add_special_tokens=False)) == 1)
 
 
 def model_list(name: str, max_model_len: int | None) -> dict[str, Any]:
@@ -121,7 +127,8 @@ def build_openai_router(state: ServerState) -> APIRouter:
             tok, lim = model.tokenizer, limits(model)
             options = chat_options(body, tok)
             batch = passed(ctx, read_chat_prompt(body, tok, lim, state.content_filter))
-            plan = plan_chat(body, batch, lim, reasoning=options.reasoning)
+            markers = single_token_markers(tok) if body.tools else frozenset()
+            plan = plan_chat(body, batch, lim, reasoning=options.reasoning, token_markers=markers)
             args = (head(ctx), tok.token_text, plan.params.logprobs, options)
             return await driver.answer(
                 request, ctx, model, plan, ChatBody(*args), ChatChunks(*args)

@@ -298,19 +298,25 @@ def read_chat_prompt(
 
 
 def plan_chat(
-    body: ChatCompletionRequest, batch: PromptBatch, limits: Limits, *, reasoning: bool = False
+    body: ChatCompletionRequest,
+    batch: PromptBatch,
+    limits: Limits,
+    *,
+    reasoning: bool = False,
+    token_markers: frozenset[str] = frozenset(),
 ) -> GenerationPlan:
     """Budget (``max_completion_tokens`` wins over ``max_tokens``), logprobs and sampling.
 
     A forced ``tool_choice`` (``required`` / a named function) becomes the request's
-    grammar (``server.tool_grammar``); ``reasoning``: the answer thinks first (R1).
+    grammar (``server.tool_grammar``); ``reasoning``: the answer thinks first (R1);
+    ``token_markers``: the tool-call markers that are single tokens of the vocabulary.
     """
     param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
     max_tokens = resolve_max_tokens(
         body.requested_max_tokens(), batch.token_ids, limits.max_model_len, None, param
     )
     top = (body.top_logprobs or 0) if body.logprobs else None
-    forced = tool_choice_constraint(body, reasoning=reasoning)
+    forced = tool_choice_constraint(body, reasoning=reasoning, token_markers=token_markers)
     plan = _plan(body, batch.token_ids, max_tokens, top, limits.max_n)
     if forced is None:
         return plan

@@ -36,6 +36,9 @@ from .tool_calls import CALL_BEGIN, CALL_END, CALLS_BEGIN, CALLS_END, SEP
 CALL_SEPARATOR = "\n"  # between calls, as DeepSeek-V3's template writes them
 _ARGS_OPEN = "\n```json\n"
 _ARGS_CLOSE = "\n```"
+MARKERS = (CALLS_BEGIN, CALLS_END, CALL_BEGIN, CALL_END, SEP)
+"""Required as single tokens where the vocabulary has them so. ``</think>`` stays text:
+xgrammar's free-text region does not end on a token-form end marker (it swallows it)."""
 
 
 def _parameters_schema(tool: Tool) -> dict[str, Any]:
@@ -43,16 +46,41 @@ def _parameters_schema(tool: Tool) -> dict[str, Any]:
     return tool.function.parameters if tool.function.parameters is not None else {"type": "object"}
 
 
-def _call_tag(tool: Tool) -> dict[str, Any]:
-    return {
-        "type": "tag",
-        "begin": CALL_BEGIN + "function" + SEP + tool.function.name + _ARGS_OPEN,
-        "content": {
+Marker = str | dict[str, Any]
+
+
+def _marker(text: str, token_markers: frozenset[str]) -> Marker:
+    """A marker as one token where the vocabulary has it as one, else as a string.
+
+    As a string the grammar would also let the model spell it out byte by byte (a weak
+    model does), which parses the same but costs dozens of tokens; as a token it is one.
+    """
+    return {"type": "token", "token": text} if text in token_markers else text
+
+
+def _piece(text: str, token_markers: frozenset[str]) -> dict[str, Any]:
+    """A sequence element: the marker token, or the literal text."""
+    marker = _marker(text, token_markers)
+    return marker if isinstance(marker, dict) else {"type": "const_string", "value": marker}
+
+
+def _call_tag(tool: Tool, token_markers: frozenset[str]) -> dict[str, Any]:
+    body = [
+        {"type": "const_string", "value": "function"},
+        _piece(SEP, token_markers),
+        {"type": "const_string", "value": tool.function.name + _ARGS_OPEN},
+        {
             "type": "json_schema",
             "json_schema": _parameters_schema(tool),
             "max_whitespace_cnt": 1,
         },
-        "end": _ARGS_CLOSE + CALL_END,
+        {"type": "const_string", "value": _ARGS_CLOSE},
+    ]
+    return {
+        "type": "tag",
+        "begin": _marker(CALL_BEGIN, token_markers),
+        "content": {"type": "sequence", "elements": body},
+        "end": _marker(CALL_END, token_markers),
     }
 
 
@@ -69,30 +97,46 @@ def forced_tools(body: ChatCompletionRequest) -> list[Tool] | None:
 
 
 def tool_call_structural_tag(
-    tools: list[Tool], *, parallel: bool, reasoning_first: bool
+    tools: list[Tool],
+    *,
+    parallel: bool,
+    reasoning_first: bool,
+    token_markers: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The structural tag (xgrammar's JSON form) of a forced DeepSeek-V3 tool-call answer."""
+    """The structural tag (xgrammar's JSON form) of a forced DeepSeek-V3 tool-call answer.
+
+    ``token_markers``: the markers (``MARKERS``) that are single tokens of the served
+    vocabulary, required as those tokens.
+    """
     calls = {
         "type": "tags_with_separator",
-        "tags": [_call_tag(t) for t in tools],
+        "tags": [_call_tag(t, token_markers) for t in tools],
         "separator": CALL_SEPARATOR,
         "at_least_one": True,
         "stop_after_first": not parallel,
     }
     block: dict[str, Any] = {
         "type": "tag",
-        "begin": CALLS_BEGIN,
+        "begin": _marker(CALLS_BEGIN, token_markers),
         "content": calls,
-        "end": CALLS_END,
+        "end": _marker(CALLS_END, token_markers),
     }
     if reasoning_first:
-        thinking = {"type": "tag", "begin": "", "content": {"type": "any_text"}, "end": THINK_END}
+        thinking = {
+            "type": "tag",
+            "begin": "",
+            "content": {"type": "any_text"},
+            "end": THINK_END,
+        }
         block = {"type": "sequence", "elements": [thinking, block]}
     return {"type": "structural_tag", "format": block}
 
 
 def tool_choice_constraint(
-    body: ChatCompletionRequest, *, reasoning: bool
+    body: ChatCompletionRequest,
+    *,
+    reasoning: bool,
+    token_markers: frozenset[str] = frozenset(),
 ) -> GuidedDecoding | None:
     """The grammar that enforces ``required`` / a named function; None for ``auto``/``none``.
 
@@ -117,6 +161,9 @@ def tool_choice_constraint(
             code="invalid_value",
         )
     tag = tool_call_structural_tag(
-        tools, parallel=body.parallel_tool_calls, reasoning_first=reasoning
+        tools,
+        parallel=body.parallel_tool_calls,
+        reasoning_first=reasoning,
+        token_markers=token_markers,
     )
     return GuidedDecoding("structural_tag", json.dumps(tag, sort_keys=True))

@@ -3,8 +3,9 @@ random weights write under it.
 
 The grammar is compiled by the engine's real xgrammar path over a make-tiny tokenizer
 that has DeepSeek-V3's tool-call tokens, then walked token by token; the engine test
-samples a random-weight model under it and reads the answers back with the server's
-own tool-call parser, validating the arguments against the tools' schemas.
+samples a model that knows nothing (random embeddings, an all-zero ``lm_head``: every
+token the grammar allows is equally likely) and reads the answers back with the
+server's own tool-call parser, validating the arguments against the tools' schemas.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 import torch
-from chain_model import TOOL_TOKENS, V3_TOOL_TEMPLATE, copy_with_tokens
+from chain_model import TOOL_TOKENS, V3_TOOL_TEMPLATE, copy_with_tokens, write_chain_weights
 from tokenizers import Tokenizer
 
 from deepseek_runtime.backends.native import NativeEngineOptions, build_engine
@@ -34,11 +35,12 @@ from deepseek_runtime.server.tool_calls import (
     SEP,
     parse_tool_calls,
 )
-from deepseek_runtime.server.tool_grammar import forced_tools, tool_choice_constraint
+from deepseek_runtime.server.tool_grammar import MARKERS, forced_tools, tool_choice_constraint
 
 pytestmark = pytest.mark.unit
 
 EOS = 1
+TOKEN_MARKERS = frozenset(MARKERS)  # the checkpoint below has each as one token
 WEATHER_PARAMS: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -74,6 +76,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = make_tiny_checkpoint(tmp_path_factory.mktemp("base") / "v3", "v3", seed=5)
     out = tmp_path_factory.mktemp("tools") / "tiny-v3-tools"
     copy_with_tokens(base, out, [*TOOL_TOKENS, "function", "</think>"], V3_TOOL_TEMPLATE)
+    write_chain_weights(out, [])  # vocabulary grown to the new tokens; lm_head all zero
     return out
 
 
@@ -97,7 +100,9 @@ def accepts(tok: Tokenizer, guided: GuidedDecoding, text: str) -> bool:
 
 
 def forced(reasoning: bool = False, **extra: Any) -> GuidedDecoding:
-    guided = tool_choice_constraint(body(tools=[WEATHER, CLOCK], **extra), reasoning=reasoning)
+    guided = tool_choice_constraint(
+        body(tools=[WEATHER, CLOCK], **extra), reasoning=reasoning, token_markers=TOKEN_MARKERS
+    )
     assert guided is not None and guided.kind == "structural_tag"
     return guided
 
@@ -157,6 +162,14 @@ def test_required_accepts_exactly_calls_to_offered_tools(tokenizer: Tokenizer) -
         assert not accepts(tokenizer, guided, text), name
 
 
+def test_markers_that_are_not_tokens_are_matched_as_text(tokenizer: Tokenizer) -> None:
+    as_text = tool_choice_constraint(
+        body(tools=[CLOCK], tool_choice="required"), reasoning=False, token_markers=frozenset()
+    )
+    assert as_text is not None
+    assert accepts(tokenizer, as_text, CALLS_BEGIN + call("get_time", '{"zone":"utc"}') + CALLS_END)
+
+
 def test_a_named_choice_and_single_calls(tokenizer: Tokenizer) -> None:
     named = forced(tool_choice={"type": "function", "function": {"name": "get_time"}})
     time_call = CALLS_BEGIN + call("get_time", '{"zone":"cet"}') + CALLS_END
@@ -183,18 +196,21 @@ def test_random_weights_under_the_grammar_always_call_a_tool(checkpoint: Path) -
         NativeEngineOptions(model_dir=checkpoint, dtype="float32", device="cpu")
     )
     prompt = [0, 40, 41, 42, 43]
-    cases = [
-        ("required", None),
-        ({"type": "function", "function": {"name": "get_weather"}}, "get_weather"),
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    cases = [("required", None)] * 3 + [(named, "get_weather")] * 3
+    params = [
+        SamplingParams(
+            max_tokens=120,
+            temperature=1.0,
+            seed=seed,
+            guided=forced(tool_choice=choice, parallel_tool_calls=False),
+        )
+        for seed, (choice, _) in enumerate(cases)
     ]
-    for choice, only in cases:
-        guided = forced(tool_choice=choice, parallel_tool_calls=False)
-        params = [
-            SamplingParams(max_tokens=200, temperature=1.0, seed=s, guided=guided) for s in range(4)
-        ]
-        for out in engine.generate([prompt] * len(params), params):
-            content, calls = parse_tool_calls(tok.decode(out), set(SCHEMAS))
-            assert content == "" and len(calls) == 1, tok.decode(out)
-            (parsed,) = calls
-            assert only is None or parsed.name == only
-            jsonschema.validate(json.loads(parsed.arguments), SCHEMAS[parsed.name])
+    outs = engine.generate([prompt] * len(params), params)  # one batch, one compile per choice
+    for out, (_, only) in zip(outs, cases, strict=True):
+        content, calls = parse_tool_calls(tok.decode(out), set(SCHEMAS))
+        assert content == "" and len(calls) == 1, tok.decode(out)
+        (parsed,) = calls
+        assert only is None or parsed.name == only
+        jsonschema.validate(json.loads(parsed.arguments), SCHEMAS[parsed.name])
