@@ -20,10 +20,12 @@ Prometheus of the live data plane (:mod:`e2e.live.harness`), which scrapes real
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.devcluster import ClusterInfo
 from e2e.live.harness import LiveDataPlane
 from e2e.operator_harness import Kube, OperatorProcess, dsd, get_dsd, wait_current, wait_for
 
@@ -218,3 +220,49 @@ def test_unreachable_prometheus_is_a_condition_and_an_event_not_a_silent_no_op(
     warned = [e for e in events(kube, namespace, "blind") if e["reason"] == "PrometheusUnreachable"]
     assert warned and warned[0]["type"] == "Warning"
     assert scale(kube, namespace, "blind") == 1  # nothing scaled on no data
+
+
+def test_unschedulable_pods_stop_further_scale_up_with_an_event(
+    *,
+    kube: Kube,
+    operator: OperatorProcess,
+    namespace: str,
+    cluster: ClusterInfo,
+    tiny_model: Path,
+    tmp_path: Path,
+) -> None:
+    # a pool of one node with two GPUs: the third replica cannot be scheduled
+    with LiveDataPlane(
+        cluster.kubeconfig, tmp_path / "small", tiny_model, nodes=1, gpus_per_node=2
+    ) as small:
+        small.watch(namespace)
+        autoscaling = {
+            "provider": "native",
+            "minReplicas": 3,
+            "maxReplicas": 6,
+            "metrics": [{"type": "QueueDepth", "target": 0.1}],
+            "native": {"interval": "2s", "stableWindow": "6s", "panicWindow": "3s"},
+        }
+        engine = {"kind": "native", "args": ["--max-num-seqs", "1"]}
+        kube.apply(
+            live_dsd(small, "full", replicas=None, autoscaling=autoscaling, engine=engine),
+            namespace,
+        )
+        wait_for("minReplicas written", lambda: scale(kube, namespace, "full") == 3, 90)
+        small.wait_runtimes(namespace, 2, timeout=120)
+        with small.load(namespace, "full", MODEL, concurrency=4, max_tokens=32, duration=120):
+            wait_for(
+                "ScaleUpBlocked",
+                lambda: "ScaleUpBlocked" in reasons(kube, namespace, "full"),
+                90,
+            )
+        blocked = next(
+            e for e in events(kube, namespace, "full") if e["reason"] == "ScaleUpBlocked"
+        )
+        assert blocked["type"] == "Warning"
+        assert "1 pod(s) cannot be scheduled (no free GPUs)" in blocked["message"]
+        assert scale(kube, namespace, "full") == 3  # held: nothing more was added
+        st = get_dsd(kube, namespace, "full")["status"]["autoscaler"]
+        assert st["reason"] in {"NoCapacity", "Panic", "Hold"}
+        small.unwatch(namespace)
+        kube("delete", "dsd", "full", "-n", namespace, "--wait=true", check=False)
