@@ -179,7 +179,7 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     assert env["DSR_TENSOR_PARALLEL_SIZE"] == "8" and env["DSR_PIPELINE_PARALLEL_SIZE"] == "2"
     # the layout scaled to the tiny model (4 heads): one pipeline stage per node
     env |= {"DSR_TENSOR_PARALLEL_SIZE": "1", "DSR_PIPELINE_PARALLEL_SIZE": "2"}
-    env |= {"DSR_NUM_BLOCKS": "64", "DSR_DTYPE": "float32", "HOME": os.environ.get("HOME", "/")}
+    env |= {"DSR_NUM_BLOCKS": "1100", "DSR_DTYPE": "float32", "HOME": os.environ.get("HOME", "/")}
     env.pop("XDG_CACHE_HOME", None)
     return env
 
