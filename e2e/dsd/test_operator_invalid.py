@@ -85,11 +85,6 @@ UNPLANNABLE: dict[str, tuple[dict[str, Any], list[str]]] = {
         _with(dsd("x", R1, products=["H200"]), "parallelism", {"tensor": 16}),
         ["tensor", "To fit"],
     ),
-    # the native engine serves one GPU per replica today: an explicit native R1 is refused
-    "native-multi-gpu": (
-        _with(dsd("x", R1, products=["H100"]), "engine", {"kind": "native"}),
-        ["engine.kind native", "one GPU per replica", "use engine.kind auto or vllm"],
-    ),
     "native-fp8-kv-cache": (
         _with(BASE, "engine", {"kind": "native", "kvCache": {"dtype": "fp8"}}),
         ["engine.kind native", "KV only as auto", "spec.engine.kvCache.dtype"],
