@@ -3,6 +3,9 @@ metrics, the audit line.
 
 - While draining (after SIGTERM) every route but the probes and ``/metrics`` gets 503.
 - A body beyond ``max_body_bytes`` gets 413 (by Content-Length, or while it streams in).
+- Guarded routes (``server.auth.endpoint_of``) are authenticated and authorized here,
+  from the headers, before the body is read: 401 / 403 come before any 400 or 413 by
+  body size, and a stranger cannot probe request validation.
 - ``ServerState.inflight`` counts API requests until their last byte is sent, so the
   drain waits for streams to end.
 - ``http_requests_total`` / ``http_request_duration_seconds`` by route template.
@@ -22,7 +25,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body
+from .errors import APIError, error_body
 from .state import SCOPE_CONTEXT, SCOPE_PRINCIPAL, ServerState
 
 EXEMPT = frozenset(
@@ -78,6 +81,14 @@ class ServingMiddleware:
                     )
                     state.write_audit("unrouted", 413, None, None)
                     return
+        try:
+            state.authenticate_scope(scope)
+        except APIError as exc:
+            await _send_error(send, exc.status, exc.message, exc.code or "auth", exc.headers)
+            if not exempt:
+                principal = scope.get("state", {}).get(SCOPE_PRINCIPAL)
+                state.write_audit(path[:200], exc.status, None, principal)
+            return
         seen = 0
         status_holder: dict[str, Any] = {"status": 500, "started": False}
 

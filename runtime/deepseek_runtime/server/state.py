@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from starlette.types import Scope
 
 from ..backends import LoadedModel
 from ..engine.api import EngineStats
@@ -31,9 +32,11 @@ from .roles import Principal
 
 __all__ = ["LoadedModel", "RequestContext", "ServerState"]  # LoadedModel: what ServerState holds
 
+_AUTH_HEADERS = (b"authorization", b"x-api-key")
 _ID_PREFIX = {"/v1/completions": "cmpl", "/v1/chat/completions": "chatcmpl"}
 SCOPE_CONTEXT = "dsr_context"  # request.state keys the audit middleware reads
 SCOPE_PRINCIPAL = "dsr_principal"
+SCOPE_AUTHORIZED = "dsr_authorized"  # the middleware authorized the route before the body
 
 
 @dataclass(slots=True)
@@ -99,8 +102,29 @@ class ServerState:
             raise APIError(503, msg, code="not_ready", headers=self.retry_headers())
         return self.model
 
+    def authenticate_scope(self, scope: Scope) -> Principal | None:
+        """Authenticate and authorize a guarded route from its headers, before its body is
+        read (so a stranger gets 401, not a validation error); None: not guarded."""
+        endpoint = endpoint_of(scope["path"])
+        if endpoint is None or (endpoint == "metrics" and not self.auth.metrics_guarded()):
+            return None
+        headers = {k: v for k, v in scope.get("headers", []) if k in _AUTH_HEADERS}
+        authorization, api_key = (headers.get(h) for h in _AUTH_HEADERS)
+        principal = self.auth.authenticate(
+            authorization.decode("latin-1") if authorization else None,
+            api_key.decode("latin-1") if api_key else None,
+        )
+        state = scope.setdefault("state", {})
+        state[SCOPE_PRINCIPAL] = principal
+        self.auth.authorize(principal, endpoint, self.model_name)
+        state[SCOPE_AUTHORIZED] = True
+        return principal
+
     def authenticate(self, request: Request) -> Principal:
         """The caller's principal (401), allowed on this route and model (403)."""
+        principal = getattr(request.state, SCOPE_PRINCIPAL, None)
+        if principal is not None and getattr(request.state, SCOPE_AUTHORIZED, False):
+            return principal  # type: ignore[no-any-return]
         principal = self.auth.authenticate(
             request.headers.get("authorization"), request.headers.get("x-api-key")
         )
