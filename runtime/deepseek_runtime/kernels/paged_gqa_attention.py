@@ -11,15 +11,27 @@ and KV manager do not know which layer kind they page. ``num_heads / kv_heads`` 
 heads share each KV head (GQA; 1 is ordinary multi-head attention).
 
 The same :class:`~deepseek_runtime.kernels.paged_attention.PagedAttentionMetadata` drives
-it: single-token (decode) queries are batched into one padded gather over their block
-tables; each multi-token chunk attends causally over its own context.
+it. What costs time on a CPU is moving the context, not the few multiply-adds per cached
+value, so:
+
+* decode (single-token) queries are sorted by context length and cut into tiles
+  (:mod:`~deepseek_runtime.kernels.gqa_decode_plan`, once per step for all layers), each
+  padded only to its own longest context; a tile gathers its whole blocks once
+  (``index_select``, contiguous block rows) and every KV head's keys and values are
+  strided views of that one copy, fed to ``bmm`` as they are. Queries are grouped as
+  ``[rows, kv_heads, group, d]``, so KV heads are never repeated per query head;
+* each multi-token (prefill) chunk gathers its context slots once and runs one
+  ``scaled_dot_product_attention`` with GQA (no score matrix materialised), masked
+  causally from the chunk's offset in its sequence.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from deepseek_runtime.kernels.paged_attention import SCORE_BUDGET, PagedAttentionMetadata
+from deepseek_runtime.kernels.gqa_decode_plan import DecodePlanner, DecodeTile, plan_decode
+from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata
 
 
 def paged_gqa_attention(
@@ -29,6 +41,7 @@ def paged_gqa_attention(
     *,
     num_kv_heads: int,
     scale: float,
+    planner: DecodePlanner | None = None,
 ) -> torch.Tensor:
     """Attention output ``[T, H, head_dim]`` (before ``o_proj``).
 
@@ -39,49 +52,73 @@ def paged_gqa_attention(
         meta: where each query reads its context.
         num_kv_heads: KV heads; ``H`` must be a multiple of it.
         scale: softmax scale (``head_dim ** -0.5``).
+        planner: shares one decode tiling between the layers of a step (the model's
+            layers pass the same one); None plans afresh.
     """
     n_tokens, n_heads, head_dim = q.shape
-    group = n_heads // num_kv_heads
-    out = q.new_zeros(n_tokens, n_heads, head_dim)
-    # [T, kv_heads, group, d]: query head h reads KV head h // group (transformers' repeat_kv)
-    grouped = q.view(n_tokens, num_kv_heads, group, head_dim)
-    if meta.decode_idx.numel():
-        rows, tables, valid = meta.decode_view()
-        paged = cache.view(-1, meta.block_size, cache.shape[-1])
-        for b0, b1 in _tiles(rows.numel(), valid.shape[1] * (cache.shape[-1] + n_heads)):
-            ctx = paged[tables[b0:b1]].flatten(1, 2)  # [B, L, 2 * kvh * d]
-            keys, values = _split(ctx, num_kv_heads, head_dim)  # [B, L, kvh, d]
-            qb = grouped.index_select(0, rows[b0:b1]).to(cache.dtype)
-            scores = torch.einsum("bkgd,blkd->bkgl", qb, keys) * scale
-            probs = _softmax(scores, valid[b0:b1][:, None, None, :], cache.dtype)
-            attn = torch.einsum("bkgl,blkd->bkgd", probs, values)
-            out[rows[b0:b1]] = attn.reshape(-1, n_heads, head_dim).to(out.dtype)
+    if n_heads % num_kv_heads or cache.shape[-1] != 2 * num_kv_heads * head_dim:
+        raise ValueError(
+            f"{n_heads} query heads, {num_kv_heads} KV heads of {head_dim} and cache rows "
+            f"of {cache.shape[-1]} do not fit together"
+        )
+    # every query row belongs to exactly one decode chunk or prefill span
+    out = q.new_empty(n_tokens, n_heads, head_dim)
+    per_slot = cache.shape[-1] + n_heads
+    tiles = plan_decode(meta, per_slot) if planner is None else planner.tiles(meta, per_slot)
+    paged = cache.view(-1, meta.block_size, cache.shape[-1])
+    for tile in tiles:
+        attn = _decode_tile(q, paged, tile, num_kv_heads, scale)
+        out.index_copy_(0, tile.rows, attn.to(out.dtype))
     for index, (_, q_start, q_end, _) in enumerate(meta.prefill_spans):
-        ctx_slots, mask = meta.span_context(index)
-        keys, values = _split(cache[ctx_slots], num_kv_heads, head_dim)  # [L, kvh, d]
-        q_len, ctx_len = q_end - q_start, keys.shape[0]
-        for t0, t1 in _tiles(q_len, n_heads * ctx_len):
-            a, b = q_start + t0, q_start + t1
-            qs = grouped[a:b].to(cache.dtype)
-            scores = torch.einsum("tkgd,lkd->kgtl", qs, keys) * scale
-            probs = _softmax(scores, mask[t0:t1][None, None], cache.dtype)
-            attn = torch.einsum("kgtl,lkd->tkgd", probs, values)
-            out[a:b] = attn.reshape(b - a, n_heads, head_dim).to(out.dtype)
+        if q_end > q_start:
+            out[q_start:q_end] = _prefill_span(q[q_start:q_end], cache, meta, index, scale)
     return out
 
 
-def _split(rows: torch.Tensor, kv_heads: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    half = kv_heads * head_dim
-    k, v = rows[..., :half], rows[..., half:]
-    shape = (*rows.shape[:-1], kv_heads, head_dim)
-    return k.reshape(shape), v.reshape(shape)
+def _decode_tile(
+    q: torch.Tensor, paged: torch.Tensor, tile: DecodeTile, kv_heads: int, scale: float
+) -> torch.Tensor:
+    """``[rows, H, d]`` for one tile of single-token queries.
+
+    Shapes (``b`` rows, ``L`` = tile width in slots, ``g`` query heads per KV head)::
+
+        ctx   [b, L, 2, kv_heads, d]   one gathered copy of the tile's blocks
+        k_j   ctx[:, :, 0, j]  [b, L, d]   (strided view, rows 2 * kv_heads * d apart)
+        q_j   [b, g, d]  ->  scores [b, g, L]  ->  probs @ v_j  ->  [b, g, d]
+    """
+    rows, (_, block_size, width) = tile.rows.numel(), paged.shape
+    head_dim = width // (2 * kv_heads)
+    slots = tile.tables.shape[1] * block_size
+    ctx = paged.index_select(0, tile.tables.reshape(-1)).view(rows, slots, 2, kv_heads, head_dim)
+    grouped = q.index_select(0, tile.rows).to(paged.dtype)
+    grouped = grouped.view(rows, kv_heads, -1, head_dim)
+    out = torch.empty_like(grouped)
+    scores = grouped.new_empty(rows, grouped.shape[2], slots)
+    for j in range(kv_heads):
+        keys_t = ctx[:, :, 0, j].transpose(1, 2)
+        scores.baddbmm_(grouped[:, j], keys_t, beta=0.0, alpha=scale)  # beta 0: old ignored
+        scores.masked_fill_(tile.padding, float("-inf"))
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(paged.dtype)
+        out[:, j] = torch.bmm(probs, ctx[:, :, 1, j])
+    return out.view(rows, -1, head_dim)
 
 
-def _softmax(scores: torch.Tensor, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    scores = scores.masked_fill(~allowed, float("-inf"))
-    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(dtype)
-
-
-def _tiles(rows: int, per_row: int) -> list[tuple[int, int]]:
-    step = max(1, SCORE_BUDGET // max(1, per_row))
-    return [(i, min(i + step, rows)) for i in range(0, rows, step)]
+def _prefill_span(
+    q: torch.Tensor, cache: torch.Tensor, meta: PagedAttentionMetadata, index: int, scale: float
+) -> torch.Tensor:
+    """``[t, H, d]`` for prefill span ``index``: its queries against its whole context."""
+    n_heads, head_dim = q.shape[1], q.shape[2]
+    ctx_slots, allowed = meta.span_context(index)
+    ctx = cache.index_select(0, ctx_slots).view(ctx_slots.numel(), 2, -1, head_dim)
+    keys = ctx[:, 0].transpose(0, 1).unsqueeze(0)  # [1, kv_heads, L, d]
+    values = ctx[:, 1].transpose(0, 1).unsqueeze(0)
+    queries = q.to(cache.dtype).transpose(0, 1).unsqueeze(0)  # [1, H, t, d]
+    attn = F.scaled_dot_product_attention(
+        queries,
+        keys,
+        values,
+        attn_mask=allowed,
+        scale=scale,
+        enable_gqa=keys.shape[1] != n_heads,
+    )
+    return attn[0].transpose(0, 1).to(q.dtype)

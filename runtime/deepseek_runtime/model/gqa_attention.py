@@ -23,6 +23,7 @@ import torch
 
 from deepseek_runtime.checkpoint.dense_config import DenseConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.gqa_decode_plan import DecodePlanner
 from deepseek_runtime.kernels.kv_cache import write_kv
 from deepseek_runtime.kernels.linear import concat_rows, linear
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata
@@ -42,7 +43,10 @@ class GQAAttention:
         store: WeightStore,
         prefix: str,
         ctx: ParallelContext | None = None,
+        planner: DecodePlanner | None = None,
     ) -> None:
+        # the model's layers share one planner: a step's decode tiling is made once
+        self.planner = planner or DecodePlanner()
         self.n_heads, self.n_kv_heads = config.num_attention_heads, config.num_kv_heads
         self.head_dim = config.attn_head_dim
         self.scale = self.head_dim**-0.5
@@ -114,7 +118,9 @@ class GQAAttention:
         q = rope.apply(q.view(n_tokens, self.n_heads, self.head_dim), cos, sin)
         k = rope.apply(k.view(n_tokens, self.n_kv_heads, self.head_dim), cos, sin)
         write_kv(cache, meta.slot_mapping, k, v.view(n_tokens, self.n_kv_heads, self.head_dim))
-        out = paged_gqa_attention(q, cache, meta, num_kv_heads=self.n_kv_heads, scale=self.scale)
+        out = paged_gqa_attention(
+            q, cache, meta, num_kv_heads=self.n_kv_heads, scale=self.scale, planner=self.planner
+        )
         if self.o_parallel is not None:
             return self.o_parallel(out.reshape(n_tokens, -1))
         return linear(out.reshape(n_tokens, -1), self.o_proj, self.o_bias)
