@@ -14,8 +14,12 @@ import torch
 def write_latent(
     cache: torch.Tensor, slots: torch.Tensor, c_kv: torch.Tensor, k_pe: torch.Tensor
 ) -> None:
-    """Store MLA latents ``c_kv`` ``[T, rank]`` and rotated ``k_pe`` ``[T, rope]``."""
-    cache[slots] = torch.cat((c_kv, k_pe), dim=-1).to(cache.dtype)
+    """Store MLA latents ``c_kv`` ``[T, rank]`` and rotated ``k_pe`` ``[T, rope]``.
+
+    ``index_copy_`` (one row copy per slot; slots of a step are distinct) rather than an
+    advanced-index assignment, which goes through the general ``index_put_`` kernel.
+    """
+    cache.index_copy_(0, slots, torch.cat((c_kv, k_pe), dim=-1).to(cache.dtype))
 
 
 def write_kv(cache: torch.Tensor, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
