@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import kopf
 import pytest
 from dsd_factory import dsd
 
 from deepseek_operator.api.scaling import ScalingMetric
-from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.autoscaling.decide import PodCounts
-from deepseek_operator.controllers import autoscaler, circuit_breaker
+from deepseek_operator.controllers import autoscaler, circuit_breaker, loops
 
 NATIVE: dict[str, Any] = {
     "replicas": None,
@@ -82,17 +82,13 @@ def test_error_rate_query_per_track() -> None:
 
 
 def test_rounds_are_due_by_the_spec_interval() -> None:
-    d = dsd(**NATIVE)
-    assert autoscaler.due(d, "2026-01-01T00:00:00Z")  # never decided
-    d.status = DeepSeekDeploymentStatus.model_validate(
-        {"autoscaler": {"lastTime": "2026-01-01T00:00:00Z"}}
-    )
-    assert not autoscaler.due(d, "2026-01-01T00:00:05Z")
-    assert autoscaler.due(d, "2026-01-01T00:00:10Z")
-    assert not autoscaler.due(dsd(), "2026-01-01T00:00:10Z")  # not a native autoscaler
-    c = dsd(traffic={"istio": {}})  # circuitBreaker.interval defaults to 30s
-    c.status = DeepSeekDeploymentStatus.model_validate(
-        {"circuit": {"lastTime": "2026-01-01T00:00:00Z"}}
-    )
-    assert not circuit_breaker.due(c, "2026-01-01T00:00:20Z")
-    assert circuit_breaker.due(c, "2026-01-01T00:00:30Z")
+    memo = kopf.Memo()
+    interval = autoscaler.interval_seconds(dsd(**NATIVE))
+    assert interval == 10.0
+    assert loops.due(memo, "k", interval, 100.0)  # never ran: at once, and booked
+    assert not loops.due(memo, "k", interval, 105.0)
+    assert loops.due(memo, "k", interval, 110.0)
+    assert not loops.due(kopf.Memo(), "k", None, 0.0)  # nothing to run
+    assert autoscaler.interval_seconds(dsd()) is None  # not a native autoscaler
+    assert circuit_breaker.interval_seconds(dsd()) is None  # no VirtualService to steer
+    assert circuit_breaker.interval_seconds(dsd(traffic={"istio": {}})) == 30.0

@@ -162,7 +162,8 @@ class AutoscalerStatus(StatusModel):
     message: str | None = None
     """The last decision's numbers, for humans."""
     last_time: str | None = None
-    """When the last decision was made (RFC 3339)."""
+    """When this decision was recorded (RFC 3339); rounds that change nothing (same
+    replicas, reason, metric and panic) are not written."""
     last_scale_time: str | None = None
     """When replicas last changed (RFC 3339)."""
     panic_until: str | None = None
@@ -182,7 +183,7 @@ class TrackCircuit(StatusModel):
     since: str | None = None
     """When the circuit entered ``state`` (RFC 3339)."""
     error_rate_percent: float | None = None
-    """Error rate measured at the last evaluation (absent without traffic)."""
+    """Error rate measured when this state was recorded (absent without traffic)."""
     message: str | None = None
     """Why the circuit is in this state."""
 
@@ -200,7 +201,8 @@ class CircuitStatus(StatusModel):
     )
     """One entry per evaluated track."""
     last_time: str | None = None
-    """When the error rates were last evaluated (RFC 3339)."""
+    """When the states were last recorded (RFC 3339); evaluations that change no state
+    are not written."""
     error: str | None = None
     """Why the last evaluation could not run (Prometheus unreachable...); absent when
     it ran."""

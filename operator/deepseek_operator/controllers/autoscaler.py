@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import structlog
@@ -105,18 +105,12 @@ def _rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(round(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def due(dsd: DeepSeekDeployment, now: str) -> bool:
-    """True when the last decision is older than ``autoscaling.native.interval``."""
+def interval_seconds(dsd: DeepSeekDeployment) -> float | None:
+    """``autoscaling.native.interval`` in seconds; None without a native autoscaler."""
     a = dsd.spec.autoscaling
     if a is None or not native(a):
-        return False
-    last = dsd.status.autoscaler.last_time if dsd.status and dsd.status.autoscaler else None
-    if last is None:
-        return True
-    return (
-        parse_time(now).timestamp() - parse_time(last).timestamp()
-        >= duration_seconds(a.native.interval) - 0.5
-    )
+        return None
+    return duration_seconds(a.native.interval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +202,10 @@ def _events(previous: AutoscalerStatus | None, decision: Decision) -> list[Event
     return events
 
 
+RECORDED: Final = ("desired_replicas", "reason", "metric", "panic_until")
+"""What makes a decision worth a status write; the rest (message, history) rides along."""
+
+
 def _write(
     kube: Kube,
     dsd: DeepSeekDeployment,
@@ -215,14 +213,16 @@ def _write(
     active: tuple[bool, str, str],
     now: str,
 ) -> None:
+    """Record the decision and ``ScalingActive``; no request when neither changed."""
     generation = dsd.metadata.generation
 
     def compute(cur: DeepSeekDeploymentStatus | None) -> DeepSeekDeploymentStatus | None:
         out = (cur or DeepSeekDeploymentStatus()).model_copy(deep=True)
-        if autoscaler is not None:
+        old = out.autoscaler
+        if autoscaler is not None and (
+            old is None or any(getattr(old, k) != getattr(autoscaler, k) for k in RECORDED)
+        ):
             out.autoscaler = autoscaler
-        elif out.autoscaler is not None:
-            out.autoscaler.last_time = now
         out.set_condition("ScalingActive", active[0], active[1], active[2], generation, now=now)
         out.keep_conditions()
         return out
@@ -238,13 +238,20 @@ def run_autoscaler(
     *,
     query: Query | None = None,
     prometheus_url: str | None = None,
+    history: tuple[Recommendation, ...] | None = None,
 ) -> Decision | None:
     """One native autoscaling round for ``dsd``; returns the decision (None: none made).
+
+    Status is written only when the decision's replicas, reason, metric or panic
+    changed (or ``ScalingActive`` did), so a steady DSD costs no writes; the caller keeps
+    the newest recommendations between rounds (``history``), and ``status.autoscaler``
+    holds them as of the last write for a restarted operator.
 
     Args:
         query: the Prometheus query function (default: the HTTP API at ``prometheus_url``,
             else ``monitoring.prometheusAddress``).
         prometheus_url: the operator's configured Prometheus, overriding the DSD's.
+        history: the recommendations the previous round returned (None: from status).
     """
     a = dsd.spec.autoscaling
     if a is None or not native(a):
@@ -275,10 +282,11 @@ def run_autoscaler(
             emit(EventSpec("Warning", "PrometheusUnreachable", reason[:1000]))
         _write(kube, dsd, None, (False, "PrometheusUnreachable", reason[:1000]), now)
         return None
-    history = tuple(
-        Recommendation(parse_time(r.time).timestamp(), r.replicas)
-        for r in (previous.recommendations if previous else [])
-    )
+    if history is None:
+        history = tuple(
+            Recommendation(parse_time(r.time).timestamp(), r.replicas)
+            for r in (previous.recommendations if previous else [])
+        )
     decision = decide(
         DecisionInputs(
             now=parse_time(now).timestamp(),

@@ -72,13 +72,20 @@ def tracks(dsd: DeepSeekDeployment) -> list[str]:
     return ["stable", "canary"] if canary_active(dsd, canary) else ["stable"]
 
 
-def due(dsd: DeepSeekDeployment, now: str) -> bool:
-    """True when the last evaluation is older than ``circuitBreaker.interval``."""
-    last = dsd.status.circuit.last_time if dsd.status and dsd.status.circuit else None
-    if last is None:
-        return True
-    interval = duration_seconds(dsd.spec.resilience.circuit_breaker.interval)
-    return parse_time(now).timestamp() - parse_time(last).timestamp() >= interval - 0.5
+def interval_seconds(dsd: DeepSeekDeployment) -> float | None:
+    """``circuitBreaker.interval`` in seconds; None without a VirtualService to steer."""
+    if not guarded(dsd):
+        return None
+    return duration_seconds(dsd.spec.resilience.circuit_breaker.interval)
+
+
+def _same(a: CircuitStatus, b: CircuitStatus) -> bool:
+    """Equal states, ``since`` and error: nothing worth a status write."""
+
+    def key(c: CircuitStatus) -> tuple[object, ...]:
+        return (c.error, sorted((t.track, t.state, t.since) for t in c.tracks))
+
+    return key(a) == key(b)
 
 
 def _split(dsd: DeepSeekDeployment, circuit: CircuitStatus) -> str:
@@ -123,8 +130,8 @@ def evaluate(
         log.warning("circuit_prometheus_failed", namespace=dsd.namespace, name=dsd.name)
         if recorded.error is None:
             emit(EventSpec("Warning", "CircuitEvaluationFailed", error[:1000]))
-        out = recorded.model_copy(update={"last_time": now, "error": error[:1000]})
-        _write(kube, dsd, out)
+        if recorded.error is None:  # the first failed round is recorded, not every one
+            _write(kube, dsd, recorded.model_copy(update={"last_time": now, "error": error[:1000]}))
         return False
     changed = False
     for track in serving:
@@ -160,7 +167,8 @@ def evaluate(
         split=split,
         changed=changed,
     )
-    _write(kube, dsd, out)
+    if changed or not recorded.tracks or not _same(recorded, out):
+        _write(kube, dsd, out)  # steady and healthy: no write at all
     return changed
 
 

@@ -10,6 +10,7 @@ on the DSDs its filter selects and works only when the DSD's own interval is due
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
@@ -36,35 +37,66 @@ def native_autoscaling(*, spec: kopf.Spec, **_: Any) -> bool:
     return bool(scaling) and scaling.get("provider") == "native"
 
 
+def due(memo: kopf.Memo, key: str, interval: float | None, now: float) -> bool:
+    """True (and the round is booked) when ``interval`` passed since the last round.
+
+    Kopf's memo is per object, so ``memo[key]`` is this DSD's last round; a restarted
+    operator starts with an empty memo and runs a round at once.
+    """
+    if interval is None:
+        return False
+    last = memo.get(key)
+    if isinstance(last, float) and now - last < interval - 0.25:
+        return False
+    memo[key] = now
+    return True
+
+
+def _typed(body: dict[str, Any]) -> Dsd | None:
+    try:
+        return Dsd.model_validate(body)
+    except (ValidationError, ValueError):
+        return None  # the reconcile pass reports an invalid spec
+
+
 def _planned(ctx: HandlerContext, namespace: str, name: str) -> tuple[dict[str, Any], Dsd] | None:
     """The live DSD (raw and typed) once it has been planned, else None."""
     raw = live_body(ctx, namespace, name)
-    if raw is None:
-        return None
-    try:
-        dsd = Dsd.model_validate(raw)
-    except (ValidationError, ValueError):
-        return None  # the reconcile pass reports an invalid spec
-    if dsd.status is None or not dsd.status.planned():
+    dsd = _typed(raw) if raw is not None else None
+    if raw is None or dsd is None or dsd.status is None or not dsd.status.planned():
         return None
     return raw, dsd
 
 
-def autoscale_tick(*, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+def autoscale_tick(
+    *, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     """Native autoscaling: when the DSD's interval is due, read Prometheus and scale."""
+    seen = _typed(dict(body))  # kopf's copy decides whether a round is due: no request
+    if seen is None or not due(
+        memo, "autoscaler_last", autoscaler.interval_seconds(seen), time.monotonic()
+    ):
+        return
     ctx = from_memo(memo)
     found = _planned(ctx, namespace, name)
-    now = now_rfc3339()
-    if found is None or not autoscaler.due(found[1], now):
+    if found is None:
         return
     raw, dsd = found
+    history = memo.get("autoscaler_history")
     with ctx.lock(namespace, name):
         try:
-            autoscaler.run_autoscaler(
-                ctx.kube, dsd, emitter(raw), now, prometheus_url=ctx.prometheus_url
+            decision = autoscaler.run_autoscaler(
+                ctx.kube,
+                dsd,
+                emitter(raw),
+                now_rfc3339(),
+                prometheus_url=ctx.prometheus_url,
+                history=history if isinstance(history, tuple) else None,
             )
         except KubeError as exc:
             raise retry_later(exc) from exc
+    if decision is not None:
+        memo["autoscaler_history"] = decision.history
 
 
 def istio_routed(*, spec: kopf.Spec, **_: Any) -> bool:
@@ -73,19 +105,29 @@ def istio_routed(*, spec: kopf.Spec, **_: Any) -> bool:
 
 
 def circuit_tick(
-    *, namespace: str, name: str, memo: kopf.Memo, gpu_nodes: NodeIndex, **_: Any
+    *,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    gpu_nodes: NodeIndex,
+    **_: Any,
 ) -> None:
     """Circuit breaker: when due, judge each track's error rate; re-render on a change."""
+    seen = _typed(dict(body))
+    if seen is None or not due(
+        memo, "circuit_last", circuit_breaker.interval_seconds(seen), time.monotonic()
+    ):
+        return
     ctx = from_memo(memo)
     found = _planned(ctx, namespace, name)
-    now = now_rfc3339()
-    if found is None or not circuit_breaker.due(found[1], now):
+    if found is None:
         return
     raw, dsd = found
     with ctx.lock(namespace, name):
         try:
             changed = circuit_breaker.evaluate(
-                ctx.kube, dsd, emitter(raw), now, prometheus_url=ctx.prometheus_url
+                ctx.kube, dsd, emitter(raw), now_rfc3339(), prometheus_url=ctx.prometheus_url
             )
         except KubeError as exc:
             raise retry_later(exc) from exc
