@@ -46,6 +46,16 @@ for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
 done
 [[ $only == all || $only == etcd ]] && write_simple etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3
 [[ $only == all || $only == kwok ]] && write_simple kwok "sigs.k8s.io/kwok@$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+if [[ $only == all || $only == keda ]]; then
+  write_simple keda "github.com/kedacore/keda/v2@$KEDA_VERSION" \
+    github.com/kedacore/keda/v2/cmd/operator github.com/kedacore/keda/v2/cmd/adapter
+  # A dependency's replace/exclude directives do not apply to its users: copy KEDA's.
+  mod="$(go env GOMODCACHE)/github.com/kedacore/keda/v2@$KEDA_VERSION/go.mod"
+  (cd "$here/keda" \
+    && awk '$1 == "replace" {print "-replace=" $2 "@" $3 "=" $5 "@" $6}
+            $1 == "exclude" {print "-exclude=" $2 "@" $3}' "$mod" | xargs go mod edit \
+    && go mod tidy)
+fi
 [[ $only == all || $only == helm ]] && write_simple helm "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 # kstatus: main.go is ours (a small CLI over cli-utils' kstatus); only the pin is regenerated.
 [[ $only == all || $only == kstatus ]] && (cd "$here/kstatus" && go mod edit -require="sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION" && go mod tidy)
