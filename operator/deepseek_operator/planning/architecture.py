@@ -45,6 +45,10 @@ class ModelArchitecture:
     unquantized_params: int = 0
     """Weights outside embeddings that every format keeps in the model dtype: MoE
     routers and MLA's ``kv_b_proj`` (the runtime splits it into absorbed ``W_uk``/``W_uv``)."""
+    mlp_width: int = 0
+    """Widest MLP intermediate one token runs through: the dense ``intermediate_size``,
+    or the routed top-k plus shared experts' ``moe_intermediate_size`` (sizes the
+    step's activations, see ``memory.activation_bytes``)."""
 
     @property
     def is_moe(self) -> bool:
@@ -173,4 +177,8 @@ def architecture_from_config(
         expert_params=expert_params,
         embedding_params=embedding,
         unquantized_params=layers * kv_b + moe_layers * hidden * experts,
+        mlp_width=max(
+            intermediate if dense_layers else 0,
+            (topk + shared) * moe_inter if moe_layers else 0,
+        ),
     )

@@ -7,6 +7,9 @@
                                                            └─ must hold maxModelLen ×
                                                               minSequences tokens
 
+The runtime sizes its cache by the same rule (``deepseek_runtime.engine.kv_sizing``),
+with the weights and activations measured instead of estimated.
+
 Weights: linear weights at the width deepseek-runtime holds them in (see
 :func:`linear_bytes_per_param`); embeddings, the LM head, MoE routers and MLA's
 ``kv_b_proj`` stay bf16 in every format, as in the runtime. Attention and dense MLP are
@@ -58,7 +61,11 @@ def linear_bytes_per_param(fmt: WeightFormat, in_features: int, device: Device =
 
 
 RUNTIME_OVERHEAD_BYTES: Final = 2 * GIB  # CUDA context, NCCL buffers, CUDA graphs
-ACTIVATION_FACTOR: Final = 16  # live hidden-sized bf16 buffers per batched token
+HIDDEN_BUFFERS: Final = 8
+"""Hidden-sized bf16 buffers live per batched token at the step's peak (residual, norm
+output, attention projections and output)."""
+MLP_BUFFERS: Final = 3
+"""MLP-intermediate-sized bf16 buffers per batched token (gate|up output, activation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +135,18 @@ def kv_bytes_per_token(arch: ModelArchitecture, s: Sharding, kv_dtype_bytes: int
     return arch.kv_elements_per_token_layer(s.tensor) * layers * kv_dtype_bytes
 
 
-def activation_bytes(arch: ModelArchitecture, batched_tokens: int, max_seqs: int) -> int:
-    """Peak activation bytes per GPU: batched hidden states plus fp32 logits."""
-    hidden = batched_tokens * arch.hidden_size * 2 * ACTIVATION_FACTOR
+def activation_bytes(
+    arch: ModelArchitecture, batched_tokens: int, max_seqs: int, tensor: int = 1
+) -> int:
+    """Peak activation bytes per GPU: the batched tokens' hidden-sized buffers and this
+    rank's slice of the widest MLP intermediate, plus fp32 logits.
+
+    What the runtime's max-size dummy batch measures (``backends.kv_profile``);
+    ``tests/contract/test_planner_kv_tokens.py`` holds the two within 10 % of tokens.
+    """
+    width = HIDDEN_BUFFERS * arch.hidden_size + MLP_BUFFERS * arch.mlp_width // tensor
     logits = max_seqs * arch.vocab_size * 4
-    return hidden + logits
+    return batched_tokens * width * COMPUTE_DTYPE_BYTES + logits
 
 
 def gpu_memory(
@@ -150,7 +164,8 @@ def gpu_memory(
     return GpuMemory(
         usable=int(gpu_memory_bytes * utilization),
         weights=weight_bytes_per_gpu(arch, fmt, s),
-        overhead=RUNTIME_OVERHEAD_BYTES + activation_bytes(arch, batched_tokens, max_seqs),
+        overhead=RUNTIME_OVERHEAD_BYTES
+        + activation_bytes(arch, batched_tokens, max_seqs, s.tensor),
         kv_bytes_per_token=kv_bytes_per_token(arch, s, kv_dtype_bytes),
     )
 

@@ -5,14 +5,13 @@ activations (``engine.kv_sizing``); the activations are measured, not guessed, b
 one step of ``max_num_batched_tokens`` prompt tokens spread over ``max_num_seqs``
 sequences (vLLM's profile run) and reading ``torch.cuda.max_memory_allocated``. The
 dummy batch itself is device-neutral, so its shape and its run are tested on CPU;
-:func:`peak_rss_growth` is the CPU counterpart of the CUDA peak (Linux's ``VmHWM``), used
-where a test wants a measured CPU figure. Called by ``backends.kv_setup``.
+:func:`peak_cpu_allocation` is the CPU counterpart of the CUDA peak (torch's own
+allocation events), used where a test wants a measured CPU figure. Called by ``backends.kv_setup``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -87,17 +86,22 @@ def profile_cuda(
     )
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise ValueError(f"/proc/self/status has no {field}")
-
-
-def peak_rss_growth(fn: Callable[[], None]) -> int:
-    """Bytes the resident set peaked above its size at the start while ``fn`` ran
-    (Linux: reset ``VmHWM`` through ``/proc/self/clear_refs``, then read it back)."""
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
-    fn()
-    return max(0, _status_kib("VmHWM") - before) * 1024
+def peak_cpu_allocation(fn: Callable[[], None]) -> int:
+    """Peak bytes torch allocated on the CPU above the starting point while ``fn`` ran:
+    the CPU counterpart of ``torch.cuda.max_memory_allocated``, from the allocation
+    events of ``torch.profiler`` with ``profile_memory`` (replayed in time order)."""
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
+        fn()
+    events = prof.profiler.kineto_results.events() if prof.profiler is not None else []
+    deltas = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in events
+        if e.name() == "[memory]" and e.device_type() == torch.profiler.DeviceType.CPU
+    )
+    live = peak = 0
+    for _, nbytes in deltas:
+        live += nbytes
+        peak = max(peak, live)
+    return peak

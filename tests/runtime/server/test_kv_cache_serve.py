@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from server_harness import REPO, ServerProcess, metric_value
 
@@ -86,3 +87,26 @@ def test_unknown_kv_dtype_exits_2(tiny_model: Path) -> None:
     done = _serve_exit(tiny_model, "--kv-cache-dtype", "int3")
     assert done.returncode == 2
     assert "--kv-cache-dtype int3" in done.stderr
+
+
+def test_tensor_parallel_ranks_agree_on_the_memory_sized_cache(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    # no --num-blocks: rank 0 sizes the cache once every shard is loaded and the workers
+    # allocate the agreed count (a worker holding fewer blocks would fail the step)
+    args = ["--device", "cpu", "--dtype", "float32", "--max-num-seqs", "2"]
+    proc = ServerProcess(tiny_model, args=[*args, "--tensor-parallel-size", "2"])
+    proc.start(tmp_path)
+    try:
+        entry = _allocated(proc.log())
+        reply = httpx.post(
+            proc.url + "/v1/completions",
+            timeout=120,
+            json={"model": "tiny-v3", "prompt": "x " * 600, "max_tokens": 8, "ignore_eos": True},
+        )
+    finally:
+        proc.stop()
+    assert entry["source"] == "cpu_kv_cache_fraction"
+    assert entry["num_blocks"] == 2 * 2048 // 16
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["completion_tokens"] == 8
