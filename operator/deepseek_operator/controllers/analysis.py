@@ -31,7 +31,9 @@ def builtin_query(dsd: DeepSeekDeployment, builtin: str) -> str:
     """PromQL of a builtin metric over the canary pods of ``dsd`` (percent or seconds)."""
     pods = f'namespace="{dsd.namespace}",pod=~"{canary_pod_regex(dsd)}"'
     if builtin == "error-rate":
-        errors = f'sum(rate(http_requests_total{{{pods},status=~"5.."}}[1m]))'
+        # A healthy revision has no 5xx series at all: ``or vector(0)`` makes that 0 %,
+        # while no requests at all (empty denominator) still reads as "no data".
+        errors = f'(sum(rate(http_requests_total{{{pods},status=~"5.."}}[1m])) or vector(0))'
         total = f"sum(rate(http_requests_total{{{pods}}}[1m]))"
         return f"100 * {errors} / {total}"
     series = {
