@@ -4,11 +4,15 @@ so, and routing-only fields do not change the spec revision."""
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, cast
 
 from dsd_factory import dsd
+from test_controller_reconcile import NODES, FakeKube, _dsd
 
 from deepseek_operator.api.status import CircuitStatus, TrackCircuit
+from deepseek_operator.controllers import reconcile as rc
+from deepseek_operator.controllers.kube import Kube
 from deepseek_operator.controllers.status import PlanOutcome, WorkloadState, compute_status
 from deepseek_operator.render import spec_revision
 from deepseek_operator.render.istio import route_weights, virtual_service
@@ -115,3 +119,24 @@ def test_degraded_while_a_circuit_is_not_closed() -> None:
     assert _degraded(circuit(stable="Closed")) == ("False", "AsExpected", "Ready")
     assert _degraded(circuit(stable="Open")) == ("True", "CircuitOpen", "Degraded")
     assert _degraded(circuit(canary="HalfOpen")) == ("True", "CircuitHalfOpen", "Degraded")
+
+
+def test_a_resumed_pass_keeps_the_recorded_circuit_routing() -> None:
+    """A restarted operator's resume pass renders from ``status.circuit``: traffic stays
+    on the fallback instead of snapping back to the failing track."""
+    fake = FakeKube()
+    body = _dsd(fake, ["H200"])
+    body["spec"]["traffic"] = {"istio": {}}
+    body["spec"]["resilience"] = {"circuitBreaker": {"fallback": "r1-distill"}}
+    fake.objects[("DeepSeekDeployment", "ns", "r1")] = copy.deepcopy(body)
+    rc.reconcile(body, NODES, cast(Kube, fake), lambda _: None)
+    stored = fake.objects[("DeepSeekDeployment", "ns", "r1")]
+    stored["status"]["circuit"] = circuit(stable="Open").to_k8s()
+    rc.reconcile(copy.deepcopy(stored), NODES, cast(Kube, fake), lambda _: None)  # resume
+    route = fake.objects[("VirtualService", "ns", "r1")]["spec"]["http"][0]["route"]
+    assert [(r["destination"]["host"].split(".")[0], r["weight"]) for r in route] == [
+        ("r1", 0),
+        ("r1-distill", 100),
+    ]
+    degraded = next(c for c in stored["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "CircuitOpen"
