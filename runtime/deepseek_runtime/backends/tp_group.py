@@ -169,6 +169,8 @@ class WorkerSupervisor:
         self.launch = launch
         self.failed = threading.Event()
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._leaving = False
         self._on_exit = on_exit or _exit_after_grace
         self.procs: list[tuple[int, subprocess.Popen[bytes]]] = []
 
@@ -194,9 +196,11 @@ class WorkerSupervisor:
 
     def fail(self, why: str, **fields: object) -> None:
         """The group cannot go on: stop the local workers and leave (``on_exit(1)``)."""
-        if self.failed.is_set():
-            return
-        self.failed.set()
+        with self._lock:  # the watcher and a node link may both report the loss
+            if self._leaving:
+                return
+            self._leaving = True
+        self.failed.set()  # the executor may have set it already (a failed step)
         log.error(f"{why}; stopping the group", extra=fields)
         self.stop()
         self._on_exit(1)
