@@ -16,7 +16,12 @@ from pydantic import AfterValidator, Field
 
 from deepseek_operator.api import defaults
 from deepseek_operator.api.base import ApiModel
-from deepseek_operator.api.validation import unique_items
+from deepseek_operator.api.validation import QUANTITY_PATTERN, unique_items
+
+CPU_PATTERN = r"^[0-9]+(\.[0-9]+)?m?$"
+"""A CPU quantity: cores (``16``, ``0.5``) or millicores (``500m``). Without it, a DSD
+with ``cpu: x1`` passed the apiserver and then every Deployment patch failed (found by
+the spec fuzzer, ``e2e/reliability/spec_fuzz.py``)."""
 
 EngineKind = Literal["auto", "native", "vllm", "triton"]
 
@@ -48,9 +53,9 @@ class KVCacheSpec(ApiModel):
 class ResourceSpec(ApiModel):
     """CPU and memory for the engine container (GPUs come from the plan)."""
 
-    cpu: Annotated[str, Field(max_length=32)] | None = None
-    """CPU request and limit, e.g. ``16``; 4 per GPU when omitted."""
-    memory: Annotated[str, Field(max_length=32)] | None = None
+    cpu: Annotated[str, Field(max_length=32, pattern=CPU_PATTERN)] | None = None
+    """CPU request and limit, e.g. ``16`` or ``500m``; 4 per GPU when omitted."""
+    memory: Annotated[str, Field(max_length=32, pattern=QUANTITY_PATTERN)] | None = None
     """Memory request and limit, e.g. ``256Gi``; sized from the checkpoint when omitted."""
 
 
