@@ -72,10 +72,13 @@ def keda_query(dsd: DeepSeekDeployment, metric: ScalingMetric) -> tuple[str, str
 def _behavior(dsd: DeepSeekDeployment) -> dict[str, Any]:
     a = dsd.spec.autoscaling
     window = a.scale_down_stabilization_seconds if a else 300
+    # One replica removed per period; a short stabilization window asks for a quicker
+    # scale-down, so the period follows it (15-120 s).
+    period = min(120, max(15, window))
     return {
         "scaleDown": {
             "stabilizationWindowSeconds": window,
-            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": period}],
         },
         "scaleUp": {
             "stabilizationWindowSeconds": 0,
