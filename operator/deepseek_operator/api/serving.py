@@ -1,36 +1,89 @@
 """``spec.serving`` and ``spec.monitoring``: API protection and observability.
 
-Serving settings reach the runtime as environment variables; monitoring renders a
+Serving settings reach the runtime as environment variables (and files: API keys, the
+JWKS and the roles file are mounted from their Secret or ConfigMap, so the runtime's
+hot-reload sees their updates); monitoring renders a
 ServiceMonitor and a PrometheusRule (``monitoring.coreos.com/v1``) whose alerts link to
 the runbooks under ``docs/runbooks/``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from deepseek_operator.api import defaults
 from deepseek_operator.api.base import ApiModel
 from deepseek_operator.api.model import KubeName, SecretKeyReference
 from deepseek_operator.api.scaling import Duration
+from deepseek_operator.api.validation import Rule
+
+JWT_RULES: tuple[Rule, ...] = (
+    Rule(
+        rule="has(self.jwksSecretRef) != has(self.jwksUri)",
+        message="serving.auth.jwt needs exactly one of jwksSecretRef and jwksUri",
+    ),
+)
+
+
+class JwtAuthSpec(ApiModel):
+    """Bearer JWT (OIDC access token) verification by the runtime: RS256, ES256 or EdDSA
+    signatures, ``iss``, ``aud``, ``exp`` / ``nbf`` with 30 s of leeway, keys by ``kid``."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = JWT_RULES
+
+    issuer: Annotated[str, Field(min_length=1, max_length=512)]
+    """Required ``iss`` claim (the identity provider's issuer URL)."""
+    audience: Annotated[str, Field(min_length=1, max_length=512)]
+    """Required ``aud`` claim (this API's client or resource id)."""
+    jwks_secret_ref: SecretKeyReference | None = None
+    """Secret key holding the provider's JWKS (JSON; key ``jwks.json`` by default), mounted
+    under /etc/deepseek/jwks; an updated Secret is picked up without a restart."""
+    jwks_uri: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = None
+    """The provider's JWKS URL (``jwks_uri`` of its OIDC discovery document), fetched every
+    5 minutes and on a token with an unknown ``kid``."""
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtAuthSpec:
+        if (self.jwks_secret_ref is None) == (self.jwks_uri is None):
+            raise ValueError(JWT_RULES[0].message)
+        return self
+
+
+class RolesReference(ApiModel):
+    """A ConfigMap or Secret key holding the runtime's roles file."""
+
+    kind: Literal["ConfigMap", "Secret"] = "ConfigMap"
+    """Kind of the object holding the file."""
+    name: KubeName
+    """Name of the ConfigMap or Secret."""
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "roles.yaml"
+    """Key holding the roles file (YAML or JSON)."""
 
 
 class AuthSpec(ApiModel):
-    """API key authentication."""
+    """Authentication (API keys, JWTs) and authorization (roles) in the runtime."""
 
     api_keys_secret_ref: SecretKeyReference | None = None
-    """Secret key holding accepted API keys, one per line. Open access when omitted."""
+    """Secret key holding accepted API keys, one per line. Open access when omitted (and
+    no ``jwt`` or ``rolesRef`` is set)."""
+    jwt: JwtAuthSpec | None = None
+    """Accept bearer JWTs besides API keys. Enforced by deepseek-runtime: needs
+    ``engine.kind`` native or triton."""
+    roles_ref: RolesReference | None = None
+    """Principals and roles (docs/security.md): which keys and JWT claims may call which
+    endpoints and models, with per-principal request and token limits. Mounted under
+    /etc/deepseek/roles and hot-reloaded. Needs ``engine.kind`` native or triton."""
 
 
 class RateLimitSpec(ApiModel):
-    """Per-key rate limits enforced by the runtime."""
+    """Per-principal rate limits enforced by the runtime (the roles file may set its own)."""
 
     requests_per_second: Annotated[float, Field(gt=0, le=1000000)] | None = None
-    """Requests per second per key."""
+    """Requests per second per key or principal."""
     tokens_per_minute: Annotated[int, Field(ge=1)] | None = None
-    """Prompt plus completion tokens per minute per key."""
+    """Prompt plus completion tokens per minute per key or principal."""
 
 
 class FilterPolicyReference(ApiModel):
@@ -54,7 +107,7 @@ class ServingSpec(ApiModel):
     """API protection in the runtime."""
 
     auth: AuthSpec = Field(default_factory=AuthSpec)
-    """API keys."""
+    """API keys, JWTs and roles."""
     rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
     """Rate limits."""
     content_filter: ContentFilterSpec = Field(default_factory=ContentFilterSpec)

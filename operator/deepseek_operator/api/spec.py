@@ -60,6 +60,9 @@ class DeepSeekDeploymentSpec(ApiModel):
             raise ValueError(SPEC_RULES[0].message)
         if self.rollout.strategy == "Canary" and self.traffic.istio is None:
             raise ValueError(SPEC_RULES[1].message)
+        auth = self.serving.auth
+        if (auth.jwt or auth.roles_ref) and self.engine.kind not in ("native", "triton"):
+            raise ValueError(SPEC_RULES[2].message)
         return self
 
     def desired_replicas(self) -> int:

@@ -83,6 +83,15 @@ SPEC_RULES: Final = (
         message="rollout.strategy Canary splits traffic with Istio: set spec.traffic.istio",
         field_path=".rollout.strategy",
     ),
+    Rule(
+        rule="!has(self.serving) || !has(self.serving.auth) "
+        "|| !(has(self.serving.auth.jwt) || has(self.serving.auth.rolesRef)) "
+        "|| (has(self.engine) && has(self.engine.kind) "
+        "&& (self.engine.kind == 'native' || self.engine.kind == 'triton'))",
+        message="serving.auth.jwt and serving.auth.rolesRef are enforced by deepseek-runtime: "
+        "set engine.kind native or triton",
+        field_path=".serving.auth",
+    ),
 )
 
 AUTOSCALING_RULES: Final = (

@@ -38,6 +38,9 @@ RAY_PORT: Final = 6379
 DIST_PORT: Final = 29500
 API_KEYS_DIR: Final = "/etc/deepseek/auth"
 FILTER_DIR: Final = "/etc/deepseek/filter"
+JWKS_DIR: Final = "/etc/deepseek/jwks"
+ROLES_DIR: Final = "/etc/deepseek/roles"
+JWKS_KEY: Final = "jwks.json"
 
 
 def engine_image(dsd: DeepSeekDeployment, plan: Plan) -> str:
@@ -124,6 +127,14 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
     policy = s.serving.content_filter.config_map_ref
     if policy is not None:
         pairs.append(("DSR_CONTENT_FILTER", f"{FILTER_DIR}/{policy.key}"))
+    jwt = s.serving.auth.jwt
+    if jwt is not None:
+        jwks = jwt.jwks_uri or f"{JWKS_DIR}/{JWKS_KEY}"
+        pairs += [("DSR_JWT_JWKS", jwks), ("DSR_JWT_ISSUER", jwt.issuer)]
+        pairs.append(("DSR_JWT_AUDIENCE", jwt.audience))
+    roles = s.serving.auth.roles_ref
+    if roles is not None:
+        pairs.append(("DSR_AUTH_ROLES", f"{ROLES_DIR}/{roles.key}"))
     return [{"name": k, "value": v} for k, v in pairs]
 
 

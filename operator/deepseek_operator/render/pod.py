@@ -7,7 +7,9 @@
   ``/health`` every 30 s, restart after 3 failures; readiness on ``/ready`` (vLLM:
   ``/health``).
 * Volumes: the model, ``/dev/shm`` (memory emptyDir for NCCL), ``/tmp`` (the root
-  filesystem is read-only), API keys and content-filter rules when configured.
+  filesystem is read-only), API keys, the JWKS, the roles file and content-filter rules
+  when configured (whole-volume mounts, no subPath, so Secret and ConfigMap updates
+  reach the runtime, which reloads them).
 * Security: restricted Pod Security Standard (non-root, no privilege escalation,
   read-only root, RuntimeDefault seccomp, all capabilities dropped).
 
@@ -28,6 +30,9 @@ from deepseek_operator.render.common import LABEL_DEPLOYMENT, LABEL_REVISION, LA
 from deepseek_operator.render.engine import (
     API_KEYS_DIR,
     FILTER_DIR,
+    JWKS_DIR,
+    JWKS_KEY,
+    ROLES_DIR,
     container_command,
     engine_image,
 )
@@ -124,6 +129,29 @@ def _scheduling(dsd: DeepSeekDeployment, plan: Plan) -> dict[str, Any]:
     return out
 
 
+def _auth_volumes(dsd: DeepSeekDeployment) -> tuple[list[Any], list[Any]]:
+    """Volumes and mounts of the JWKS Secret and the roles ConfigMap or Secret."""
+    auth = dsd.spec.serving.auth
+    volumes: list[Any] = []
+    mounts: list[Any] = []
+    if auth.jwt is not None and auth.jwt.jwks_secret_ref is not None:
+        ref = auth.jwt.jwks_secret_ref
+        items = [{"key": ref.key or JWKS_KEY, "path": JWKS_KEY}]
+        volumes.append({"name": "jwks", "secret": {"secretName": ref.name, "items": items}})
+        mounts.append({"name": "jwks", "mountPath": JWKS_DIR, "readOnly": True})
+    if auth.roles_ref is not None:
+        r = auth.roles_ref
+        items = [{"key": r.key, "path": r.key}]
+        source = (
+            {"secret": {"secretName": r.name, "items": items}}
+            if r.kind == "Secret"
+            else {"configMap": {"name": r.name, "items": items}}
+        )
+        volumes.append({"name": "auth-roles", **source})
+        mounts.append({"name": "auth-roles", "mountPath": ROLES_DIR, "readOnly": True})
+    return volumes, mounts
+
+
 def pod_template(
     dsd: DeepSeekDeployment, plan: Plan, labels: dict[str, str], role: str, revision: str
 ) -> dict[str, Any]:
@@ -160,6 +188,9 @@ def pod_template(
             }
         )
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+    volumes_auth, mounts_auth = _auth_volumes(dsd)
+    volumes += volumes_auth
+    mounts += mounts_auth
     if serving.content_filter.config_map_ref is not None:
         volumes.append(
             {
