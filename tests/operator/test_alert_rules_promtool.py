@@ -217,3 +217,33 @@ def test_an_alert_that_should_fire_but_does_not_fails_promtool(tmp_path: Path) -
         _promtool(
             tmp_path, groups, [_case("DeepSeekHighErrorRate", _requests(1000, 0), True, rule)]
         )
+
+
+def test_canary_error_rate_builtin_is_zero_without_5xx_and_no_data_without_traffic(
+    tmp_path: Path,
+) -> None:
+    """The canary's built-in ``error-rate``: 0 % when a revision answered no 5xx at all (no
+    ``status=~"5.."`` series exists), the share when it did, nothing when it served nothing."""
+    from deepseek_operator.controllers.analysis import builtin_query  # noqa: PLC0415
+
+    d = dsd(NAME, NS, model={"name": MODEL})
+    query = builtin_query(d, "error-rate")
+    canary = "r1-canary-7c9d8b6f4d-q8w2e"
+
+    def only_ok(pod: str) -> list[dict[str, str]]:
+        return [s for s in _requests(60, 0, pod) if 'status="500"' not in s["series"]]
+
+    cases = [
+        (only_ok(canary), [{"labels": "{}", "value": 0.0}]),
+        (_requests(54, 6, canary), [{"labels": "{}", "value": 10.0}]),
+        (_requests(54, 6, POD), []),  # stable pods only: the canary has no data
+    ]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [{"expr": query, "eval_time": "10m", "exp_samples": samples}],
+        }
+        for series, samples in cases
+    ]
+    assert "SUCCESS" in _promtool(tmp_path, [], tests)
