@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from deepseek_runtime.checkpoint.dense_config import DenseConfig
 from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.gqa_decode_plan import DecodePlanner
 from deepseek_runtime.model.decoder import DecoderStack, PreNormBlock, lm_head_name, stage_range
 from deepseek_runtime.model.gqa_attention import GQAAttention
 from deepseek_runtime.model.mlp import DenseMLP
@@ -35,12 +36,13 @@ class DenseDecoderLayer(PreNormBlock):
         store: WeightStore,
         index: int,
         ctx: ParallelContext | None = None,
+        planner: DecodePlanner | None = None,
     ) -> None:
         prefix = f"model.layers.{index}"
         hidden, eps = config.hidden_size, config.rms_norm_eps
         self.input_norm = RMSNorm.load(store, f"{prefix}.input_layernorm", hidden, eps)
         self.post_attn_norm = RMSNorm.load(store, f"{prefix}.post_attention_layernorm", hidden, eps)
-        self.attn = GQAAttention(config, store, f"{prefix}.self_attn", ctx)
+        self.attn = GQAAttention(config, store, f"{prefix}.self_attn", ctx, planner)
         inter = config.intermediate_size
         self.mlp: DenseMLP | ParallelMLP = (
             DenseMLP(store, f"{prefix}.mlp", hidden, inter)
@@ -57,8 +59,9 @@ class DenseModel(DecoderStack):
     ) -> None:
         self.config = config
         self.ctx = ctx
+        planner = DecodePlanner()  # a step's decode tiling, made once for all layers
         self.layers = [
-            DenseDecoderLayer(config, store, i, ctx)
+            DenseDecoderLayer(config, store, i, ctx, planner)
             for i in stage_range(config.num_hidden_layers, ctx)
         ]
         self.norm = RMSNorm.load(store, "model.norm", config.hidden_size, config.rms_norm_eps)

@@ -112,12 +112,12 @@ class GQAAttention:
         """``x`` ``[T, hidden]`` -> ``[T, hidden]``; writes the T new K/V rows into ``cache``."""
         n_tokens = x.shape[0]
         qkv = linear(x, self.qkv, self.qkv_bias)
-        q_end, k_end = self.q_out, self.q_out + self.kv_out
-        q, k, v = qkv[:, :q_end], qkv[:, q_end:k_end], qkv[:, k_end:]
-        cos, sin = cos_sin
-        q = rope.apply(q.view(n_tokens, self.n_heads, self.head_dim), cos, sin)
-        k = rope.apply(k.view(n_tokens, self.n_kv_heads, self.head_dim), cos, sin)
-        write_kv(cache, meta.slot_mapping, k, v.view(n_tokens, self.n_kv_heads, self.head_dim))
+        k_end = self.q_out + self.kv_out
+        # q and k heads sit side by side in the fused output: one rotation for both
+        qk = qkv[:, :k_end].view(n_tokens, self.n_heads + self.n_kv_heads, self.head_dim)
+        qk = rope.apply(qk, *cos_sin)
+        q, k = qk[:, : self.n_heads], qk[:, self.n_heads :]
+        write_kv(cache, meta.slot_mapping, k, qkv[:, k_end:].view_as(k))
         out = paged_gqa_attention(
             q, cache, meta, num_kv_heads=self.n_kv_heads, scale=self.scale, planner=self.planner
         )
