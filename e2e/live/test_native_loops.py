@@ -266,3 +266,24 @@ def test_unschedulable_pods_stop_further_scale_up_with_an_event(
         assert st["reason"] in {"NoCapacity", "Panic", "Hold"}
         small.unwatch(namespace)
         kube("delete", "dsd", "full", "-n", namespace, "--wait=true", check=False)
+
+
+def test_a_spec_change_keeps_the_replicas_the_autoscaler_wrote(
+    kube: Kube, operator: OperatorProcess, namespace: str, live: LiveDataPlane
+) -> None:
+    # no runtimes (namespace not watched): no metric data, so the autoscaler only brings
+    # the workload up to minReplicas through the scale subresource
+    autoscaling = {"provider": "native", "minReplicas": 2, "native": {"interval": "2s"}}
+    kube.apply(live_dsd(live, "keep", replicas=None, autoscaling=autoscaling), namespace)
+    wait_for("minReplicas written", lambda: scale(kube, namespace, "keep") == 2, 60)
+    generation = kube.json("get", "deployment", "keep", "-n", namespace)["metadata"]["generation"]
+    patch = {"spec": {"engine": {"kind": "native", "args": ["--max-num-seqs", "4"]}}}
+    kube("patch", "dsd", "keep", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+    def rolled() -> bool:
+        d = kube.json("get", "deployment", "keep", "-n", namespace)
+        args = d["spec"]["template"]["spec"]["containers"][0].get("args") or []
+        return d["metadata"]["generation"] > generation and "--max-num-seqs" in args
+
+    wait_for("the new pod template applied", rolled, 60)
+    assert scale(kube, namespace, "keep") == 2  # server-side apply left replicas alone
