@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from ..engine.kv_sizing import (
+    KVCacheOptionError,
     KVCacheSizing,
     KVSource,
     blocks_for,
@@ -121,6 +122,12 @@ def size_kv_cache(
     :class:`~deepseek_runtime.engine.kv_sizing.KVCacheTooSmallError`.
     """
     follows = group and options.num_blocks is None and options.kv_cache_memory_bytes is None
+    if follows and device == "cuda":  # the dummy batch would need every rank to join it
+        raise KVCacheOptionError(
+            "--gpu-memory-utilization with several ranks: the native engine measures one "
+            "GPU's activations only today; give --kv-cache-memory-bytes (per rank) or "
+            "--num-blocks"
+        )
     if follows:
         dist.barrier()  # every shard is loaded: the host memory read next is what is left
     sizing = decide(runner, options, device)

@@ -40,7 +40,11 @@ KVSource = Literal[
 ]
 
 
-class KVCacheTooSmallError(ValueError):
+class KVCacheOptionError(ValueError):
+    """A KV cache option the engine cannot honour (``serve`` exits 2 with the message)."""
+
+
+class KVCacheTooSmallError(KVCacheOptionError):
     """The KV budget cannot serve the configuration; the message says what would."""
 
 

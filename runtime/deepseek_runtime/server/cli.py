@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from ..engine.kv_sizing import KVCacheTooSmallError
+from ..engine.kv_sizing import KVCacheOptionError
 from .config import ServerConfig, add_config_arguments, config_from_args
 from .fault_injection import FaultSpec, install_fault_injection, parse_fault_spec
 from .pii import RedactingFilter
@@ -125,8 +125,8 @@ class DrainingServer(uvicorn.Server):
 
     def fail(self, exc: BaseException) -> None:
         """The model failed to load: stop with a non-zero exit code (2 for a KV cache
-        the options leave too small: an option the engine cannot honour)."""
-        self.exit_code = 2 if isinstance(exc, KVCacheTooSmallError) else 1
+        option the engine cannot honour, such as a budget too small for one sequence)."""
+        self.exit_code = 2 if isinstance(exc, KVCacheOptionError) else 1
         self.should_exit = True
 
 
