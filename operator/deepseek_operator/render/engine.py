@@ -109,6 +109,10 @@ def _native_env(dsd: DeepSeekDeployment, plan: Plan) -> list[dict[str, Any]]:
         ("DSR_BLOCK_SIZE", str(e.kv_cache.block_size)),
         ("DSR_ENABLE_PREFIX_CACHING", "true" if e.kv_cache.prefix_caching else "false"),
     ]
+    if plan.engine == "native" and plan.gpus_per_replica > 1:
+        # the runtime sizes a one-GPU cache from a dummy batch; a group gets the planner's
+        # per-GPU KV budget instead (the two agree within 10 %: tests/contract)
+        pairs.append(("DSR_KV_CACHE_MEMORY_BYTES", str(plan.kv_cache_bytes_per_gpu)))
     if s.model.quantization in ("fp8", "int8", "int4"):  # auto/none: the checkpoint's own
         pairs.append(("DSR_QUANTIZATION", s.model.quantization))
     if plan.reasoning_parser:
