@@ -160,3 +160,16 @@ def test_v3_gets_the_tool_call_parser_and_no_reasoning_parser() -> None:
 def test_models_outside_r1_and_v3_get_no_parser() -> None:
     env = _env(_engine_container(model_name=V2_LITE, nodes=pool(A100, 1)))
     assert "DSR_REASONING_PARSER" not in env and "DSR_TOOL_CALL_PARSER" not in env
+
+
+def test_explicit_native_multi_node_renders_one_command_and_the_planned_kv_budget() -> None:
+    container = _engine_container(engine={"kind": "native"}, nodes=pool(H100, 2))
+    assert container["command"] == ["deepseek-runtime", "serve"]
+    args = container["args"]
+    assert args[args.index("--nnodes") + 1] == "2" and args[args.index("--master-port") + 1]
+    env = _env(container)
+    plan = plan_deployment(spec(engine={"kind": "native"}), inventory(pool(H100, 2)))
+    # a group cannot size its cache from one GPU's dummy batch: the plan's budget is passed
+    assert env["DSR_KV_CACHE_MEMORY_BYTES"] == str(plan.kv_cache_bytes_per_gpu)
+    one = _env(_engine_container(model_name=QWEN_14B, nodes=pool(A100, 1)))
+    assert "DSR_KV_CACHE_MEMORY_BYTES" not in one  # one GPU: sized from its memory

@@ -177,6 +177,9 @@ def _localise(container: dict[str, Any], model: Path, port: int, master: int) ->
 def _env(container: dict[str, Any]) -> dict[str, str]:
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
     assert env["DSR_TENSOR_PARALLEL_SIZE"] == "8" and env["DSR_PIPELINE_PARALLEL_SIZE"] == "2"
+    # a group's KV cache is the planner's per-GPU budget (tens of GiB here): the tiny
+    # model gets a fixed block count instead
+    assert int(env.pop("DSR_KV_CACHE_MEMORY_BYTES")) > 1 << 30
     # the layout scaled to the tiny model (4 heads): one pipeline stage per node
     env |= {"DSR_TENSOR_PARALLEL_SIZE": "1", "DSR_PIPELINE_PARALLEL_SIZE": "2"}
     env |= {"DSR_NUM_BLOCKS": "1100", "DSR_DTYPE": "float32", "HOME": os.environ.get("HOME", "/")}
