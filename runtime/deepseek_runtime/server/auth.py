@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -52,8 +53,14 @@ _PATH_ENDPOINTS = (
 )
 
 
+_V2_PROBE = re.compile(r"^/v2(/health/(live|ready)|/models/[^/]+/ready)?$")
+
+
 def endpoint_of(path: str) -> str | None:
-    """The roles-file endpoint name of a route path (None: not a guarded endpoint)."""
+    """The roles-file endpoint name of a route path (None: not guarded, as the probes and
+    KServe v2's health, server-metadata and model-ready routes are not)."""
+    if _V2_PROBE.match(path):
+        return None
     for prefix, name in _PATH_ENDPOINTS:
         if path == prefix or path.startswith(prefix if prefix.endswith("/") else prefix + "/"):
             return name

@@ -201,7 +201,10 @@ def test_metrics_need_the_metrics_endpoint_when_protected(env: Env) -> None:
     scraper = {"Authorization": f"Bearer {env.token('scraper', groups=['monitoring'])}"}
     r = httpx.get(url, headers=scraper)
     assert r.status_code == 200 and "vllm:num_requests_running" in r.text
-    assert httpx.get(env.proc.url + "/ready").status_code == 200  # probes stay open
+    for probe in ("/ready", "/health", "/v2/health/live", "/v2/health/ready"):
+        assert httpx.get(env.proc.url + probe).status_code == 200, probe  # probes stay open
+    assert httpx.get(env.proc.url + "/v2/models/tiny-v3/ready").status_code == 200
+    assert httpx.get(env.proc.url + "/v2/models/tiny-v3").status_code == 401  # metadata: v2
 
 
 def test_requests_per_minute_429_with_retry_after(env: Env) -> None:
