@@ -104,7 +104,8 @@ def decide(runner: ModelRunner, options: NativeEngineOptions, device: str) -> KV
         budget = gpu_kv_budget(profile, options.gpu_memory_utilization)
         return sized(blocks_for(budget, per_block), "gpu_memory_utilization", budget)
     available = read_host_memory()
-    budget = cpu_kv_budget(available, options.cpu_kv_cache_fraction, options.tensor_parallel_size)
+    ranks = options.tensor_parallel_size * options.pipeline_parallel_size
+    budget = cpu_kv_budget(available, options.cpu_kv_cache_fraction, ranks // options.nnodes)
     max_len = options.max_model_len or int(runner.config.max_position_embeddings)
     cap = scheduler_cap_blocks(options.max_num_seqs, max_len, bs)
     blocks = blocks_for(budget, per_block)
