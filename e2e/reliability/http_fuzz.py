@@ -24,8 +24,8 @@ import httpx
 from .server import RuntimeServer
 
 PROBES = ("/health", "/ready", "/version", "/metrics", "/v2/health/")
-OPEN = frozenset({"/v2"})
-"""Open like the probes: KServe v2 server metadata (name, version, extensions)."""
+OPEN = frozenset({"/v2", "/v2/models/{name}/ready"})
+"""Open like the probes: KServe v2 server metadata and model readiness."""
 
 
 def prepare_schema(schema: dict[str, Any], model: str) -> dict[str, Any]:
