@@ -95,7 +95,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     def _key(self, context: Any) -> Principal:
         md = {k: v for k, v in (context.invocation_metadata() or ())}
-        return self.state.authenticate_headers(md.get("authorization"), md.get("x-api-key"))
+        try:
+            return self.state.authenticate_headers(md.get("authorization"), md.get("x-api-key"))
+        except APIError as exc:  # refused before a context exists: audit it here
+            self.state.write_audit("grpc/ModelStreamInfer", exc.status, None, None)
+            raise
 
     async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802
         return pb.ServerLiveResponse(live=True)
