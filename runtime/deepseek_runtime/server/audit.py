@@ -9,7 +9,8 @@ Fields: ``time`` (RFC 3339, UTC), ``request_id``, ``principal`` (the roles-file 
 Prompt text is absent unless ``--log-prompts`` is on. That switch is sensitive: even
 redacted, prompts are user content; when on, :func:`server.pii.redact` replaces e-mail
 addresses, phone numbers (with mainland-China mobiles), card numbers (Luhn), resident ID
-numbers (check digit), IP addresses and API-key-like strings before the line is written.
+numbers (check digit), IP addresses and API-key-like strings before the line is written,
+and keeps the first :data:`PROMPT_CHARS` characters.
 
 Written by ``server.middleware`` (HTTP, after the last byte) and ``server.state`` (gRPC).
 """
@@ -27,6 +28,17 @@ from .pii import redact
 
 redact_pii = redact  # the name older callers and tests import
 
+PROMPT_CHARS = 16384
+"""Most prompt characters an audit line keeps (redaction runs on the line's path)."""
+_OVERLAP = 256  # redacted past the cut, so PII straddling it is not left half-visible
+
+
+def audit_prompt(prompt: str) -> str:
+    """``prompt`` redacted, cut to :data:`PROMPT_CHARS` (marked when cut)."""
+    if len(prompt) <= PROMPT_CHARS:
+        return redact(prompt)
+    return redact(prompt[: PROMPT_CHARS + _OVERLAP])[:PROMPT_CHARS] + " [truncated]"
+
 
 class AuditLog:
     """Thread-safe JSON-lines writer; ``path`` '-' means stdout."""
@@ -43,7 +55,7 @@ class AuditLog:
         entry: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds")}
         entry.update(fields)
         if self.log_prompts and prompt is not None:
-            entry["prompt"] = redact(prompt)
+            entry["prompt"] = audit_prompt(prompt)
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
         with self._lock:
             self._stream.write(line + "\n")

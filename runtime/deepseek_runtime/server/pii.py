@@ -61,6 +61,10 @@ class _Detector:
     pattern: re.Pattern[str]
     valid: Callable[[str], bool] | None = None
     group: int = 0  # the group that is redacted (a ``password=`` rule keeps its name)
+    before: str = ""  # characters that may not stand right before a match
+    gate: str = ""  # a substring the text must contain for this detector to run
+    digits: bool = False  # runs only inside runs of digits (``_DIGIT_RUN``)
+    words: tuple[str, ...] = ()  # runs only if the lower-cased text has one of these
 
 
 def _digits(text: str) -> str:
@@ -140,89 +144,154 @@ def _random_token(text: str) -> bool:
     return mixed and _entropy(body) > 4.0
 
 
-_NOT_TOKEN_BEFORE = r"(?<![A-Za-z0-9_+/=-])"
+_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+/=-"
 _NOT_TOKEN_AFTER = r"(?![A-Za-z0-9_+/=-])"
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_DIGITS = "0123456789"
 
+# Each pattern starts with a literal or a character class, so the regex engine skips
+# ahead to candidate positions quickly; what may not stand right before a match is
+# checked in Python (``before``) instead of by a leading lookbehind, which would make the
+# engine try every position. ``gate``: a substring the text must contain at all.
 _DETECTORS: tuple[_Detector, ...] = (
     _Detector(
         "api_key",
         re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+        gate="-----BEGIN",
     ),
     _Detector(
         "api_key",
         re.compile(
-            _NOT_TOKEN_BEFORE + r"(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}"
+            r"(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}"
             r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abprs]-[A-Za-z0-9-]{10,}"
             r"|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}"
             r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})" + _NOT_TOKEN_AFTER
         ),
+        before=_TOKEN_CHARS,
     ),
     _Detector(
         "api_key",
         re.compile(
-            r"(?i)(?<![A-Za-z0-9])(?:api[_-]?key|secret|access[_-]?token|auth[_-]?token"
+            r"(?i)(?:api[_-]?key|secret|access[_-]?token|auth[_-]?token"
             r"|password|passwd)[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{8,})"
         ),
         group=1,
+        before=_ALNUM,
+        words=("key", "secret", "token", "passw"),
     ),
     _Detector(
         "api_key",
-        re.compile(_NOT_TOKEN_BEFORE + r"[A-Za-z0-9_+/-]{32,}={0,2}" + _NOT_TOKEN_AFTER),
+        re.compile(r"[A-Za-z0-9_+/-]{32,}={0,2}" + _NOT_TOKEN_AFTER),
         _random_token,
+        before=_TOKEN_CHARS,
     ),
     _Detector(
         "email",
         re.compile(
-            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-            r"\.[A-Za-z]{2,}(?![A-Za-z])"
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z])"
         ),
+        before="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-",
+        gate="@",
     ),
-    _Detector("cn_id", re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])"), cn_id_ok),
+    _Detector(
+        "cn_id",
+        re.compile(r"\d{17}[0-9Xx](?![0-9A-Za-z])"),
+        cn_id_ok,
+        before=_ALNUM,
+        digits=True,
+    ),
     _Detector(
         "card",
-        re.compile(r"(?<![\d.-])\d(?:[ -]?\d){12,18}(?![\d]|[.-]\d)"),
+        re.compile(r"\d(?:[ -]?\d){12,18}(?![\d]|[.-]\d)"),
         card_ok,
+        before=_DIGITS + ".-",
+        digits=True,
     ),
     _Detector(
         "cn_mobile",
-        re.compile(r"(?<![\d+])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)"),
+        re.compile(r"(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)"),
+        before=_DIGITS + "+",
+        digits=True,
     ),
     _Detector(
         "phone",
-        re.compile(
-            r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){1,5}(?!\d)"
-            r"|(?<![\w(])(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)"
-            r"|(?<![\w+-])0\d{1,4}[ -](?:\d{3,4}[ -]\d{3,4}|\d{6,8})(?!\d)"
-        ),
+        re.compile(r"\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){1,5}(?!\d)"),
         _phone_ok,
+        before=_ALNUM + "_+",
+        gate="+",
+        digits=True,
+    ),
+    _Detector(
+        "phone",
+        re.compile(r"(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)"),
+        _phone_ok,
+        before=_ALNUM + "_(",
+        digits=True,
+    ),
+    _Detector(
+        "phone",
+        re.compile(r"0\d{1,4}[ -](?:\d{3,4}[ -]\d{3,4}|\d{6,8})(?!\d)"),
+        _phone_ok,
+        before=_ALNUM + "_+-",
+        digits=True,
     ),
     _Detector(
         "ipv6",
         re.compile(
-            r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
+            r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
             r"(?:%[A-Za-z0-9]+)?(?![\w:]|\.\d)"
         ),
         _ip_ok,
+        before=_ALNUM + "_:.",
+        gate=":",
     ),
     _Detector(
         "ipv4",
-        re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)"),
+        re.compile(r"(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)"),
         _ip_ok,
+        before=_DIGITS + ".",
+        gate=".",
+        digits=True,
     ),
 )
+
+# Where the digit-based detectors can match: runs of digits and separators holding at
+# least 4 digits (an IPv4 address has 4). Scanning only these keeps prose fast.
+_DIGIT_RUN = re.compile(r"[+(]?\d(?:[ ().+Xx-]*\d){3,}[ ().+Xx-]*")
+
+
+def _windows(text: str) -> list[tuple[int, int]]:
+    n = len(text)
+    return [(m.start(), min(n, m.end() + 1)) for m in _DIGIT_RUN.finditer(text)]  # +1: lookahead
 
 
 def find_pii(text: str) -> list[Finding]:
     """Every PII span of ``text``, in text order, non-overlapping."""
     claimed: list[Finding] = []
+    windows: list[tuple[int, int]] | None = None
+    lowered: str | None = None
     for det in _DETECTORS:
-        for m in det.pattern.finditer(text):
-            start, end = m.span(det.group)
-            if start == end or any(start < f.end and f.start < end for f in claimed):
+        if det.gate and det.gate not in text:
+            continue
+        if det.words:
+            lowered = text.lower() if lowered is None else lowered
+            if not any(w in lowered for w in det.words):
                 continue
-            if det.valid is not None and not det.valid(m.group(det.group)):
-                continue
-            claimed.append(Finding(det.kind, start, end))
+        if det.digits:
+            windows = _windows(text) if windows is None else windows
+            spans = windows
+        else:
+            spans = [(0, len(text))]
+        for pos, endpos in spans:
+            for m in det.pattern.finditer(text, pos, endpos):
+                if m.start() > 0 and text[m.start() - 1] in det.before:
+                    continue
+                start, end = m.span(det.group)
+                if start == end or any(start < f.end and f.start < end for f in claimed):
+                    continue
+                if det.valid is not None and not det.valid(m.group(det.group)):
+                    continue
+                claimed.append(Finding(det.kind, start, end))
     return sorted(claimed, key=lambda f: f.start)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from deepseek_runtime.server.audit import PROMPT_CHARS, audit_prompt
 from deepseek_runtime.server.pii import RedactingFilter, card_ok, cn_id_ok, find_pii, redact
 
 pytestmark = pytest.mark.unit
@@ -110,3 +111,12 @@ def test_log_filter_redacts_messages_and_extras() -> None:
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "user [EMAIL] said hi"
     assert record.client == "[IP]"
+
+
+def test_audit_prompt_is_cut_without_leaving_half_a_number() -> None:
+    card = "4111 1111 1111 1111"
+    text = "x" * (PROMPT_CHARS - 8) + card + " tail"
+    out = audit_prompt(text)
+    assert out.endswith(" [truncated]") and "4111" not in out and "1111" not in out
+    assert len(out) == PROMPT_CHARS + len(" [truncated]")
+    assert audit_prompt("mail a@b.io") == "mail [EMAIL]"
