@@ -7,7 +7,8 @@ Runs the suites of ``e2e/reliability`` (the pytest tests there run the same func
 with CI-sized settings) and prints one JSON object, one key per suite:
 
 - ``slow_clients``: 3 attackers of each kind (slowloris, idle, huge headers, oversized
-  and chunked bodies, trickled body, unread stream) against the default limits, with
+  and chunked bodies, trickled body, unread stream) against 5/10/10 s header/body/send
+  limits, with
   victims' latency quiet vs. under attack;
 - ``overload``: 10x capacity (engine 4 running + 4 waiting) for ``--overload-seconds``;
 - ``sigterm``: SIGTERM under load, admitted requests lost;
@@ -60,9 +61,11 @@ def _served(model: Path, work: Path, args: list[str], **kw: Any) -> RuntimeServe
 
 
 def slow_clients(model: Path, work: Path, _: argparse.Namespace) -> dict[str, Any]:
-    server = _served(model, work, [])
+    # limits shorter than the defaults so that every cut lands inside the attack window
+    limits = ["--header-timeout", "5", "--body-timeout", "10", "--send-timeout", "10"]
+    server = _served(model, work, limits)
     try:
-        report = asyncio.run(run_slow_clients(server, per_kind=3, deadline_s=45, drip=1.0))
+        report = asyncio.run(run_slow_clients(server, per_kind=3, deadline_s=30, drip=1.0))
         return report.to_json()
     finally:
         server.stop()

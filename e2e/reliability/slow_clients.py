@@ -194,7 +194,7 @@ async def _attack(
                 # the echoed prompt's logprobs make megabytes at once: the buffers fill
                 "prompt": [2 + (i * 7) % 500 for i in range(1000)],
                 "echo": True,
-                "max_tokens": 1000,
+                "max_tokens": 300,
                 "n": 8,
                 "logprobs": 20,
                 "stream": True,

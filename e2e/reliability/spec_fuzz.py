@@ -224,7 +224,7 @@ class SpecFuzzer:
                 ending = "undeletable"
         self.report.endings[ending] += 1
         if ending not in ("rejected", "refused", "planned"):
-            self.report.problems.append(f"{ending}: {json.dumps(spec)[:400]}")
+            self.report.problems.append(f"{ending}: {json.dumps(spec)[:4000]}")
         return ending
 
     def run(self, examples: int, rng_seed: int = 13) -> SpecFuzzReport:
