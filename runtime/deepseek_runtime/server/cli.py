@@ -28,7 +28,12 @@ import uvicorn
 
 from ..engine.kv_sizing import KVCacheOptionError
 from .config import ServerConfig, add_config_arguments, config_from_args
-from .fault_injection import FaultSpec, install_fault_injection, parse_fault_spec
+from .fault_injection import (
+    FaultSpec,
+    install_fault_injection,
+    parse_fault_spec,
+    slowed_loader,
+)
 from .pii import RedactingFilter
 
 if TYPE_CHECKING:
@@ -142,7 +147,8 @@ async def serve(
     def on_failure(exc: BaseException) -> None:
         holder["server"].fail(exc)
 
-    app = build_app(config, functools.partial(load_model, options), on_failure)
+    loader = functools.partial(load_model, options)
+    app = build_app(config, slowed_loader(loader, faults) if faults else loader, on_failure)
     if faults is not None:
         install_fault_injection(app, faults)
     state = serving_state(app)
