@@ -31,7 +31,10 @@ from .server import RuntimeServer
 
 COMPLETED = "completed"
 ERROR_ANSWER = "error_answer"  # a non-200 answer with a JSON error body
-ERROR_IN_ANSWER = "error_in_answer"  # a 200 answer that says it failed (error event/finish)
+ERROR_IN_ANSWER = "error_in_answer"  # a 200 stream that says it failed (error event/finish)
+# a 200 whole (non-streamed) answer that says it failed: the server could still have sent
+# an error status, and should have (the suites allow it nowhere)
+ERROR_IN_WHOLE_ANSWER = "error_in_whole_answer"
 TRUNCATED = "truncated"  # a 200 answer cut short without saying why
 RESET_BEFORE_ANSWER = "reset_before_answer"
 CONNECT_REFUSED = "connect_refused"
@@ -117,7 +120,7 @@ def _judge(status: int, raw: bytes, stream: bool) -> str:
     if not stream:
         text = raw.decode(errors="replace")
         if _reports_error(text):
-            return ERROR_IN_ANSWER
+            return ERROR_IN_WHOLE_ANSWER
         try:
             doc = json.loads(text)
         except ValueError:

@@ -7,7 +7,8 @@ Every OpenAI path (completion or chat, whole or streamed) goes through here::
     answer   whole or stream, as the plan says
     start    rate limit (admit), then Generation.start: a refusal is still a 400/429,
              since nothing has been sent yet
-    whole    collect every choice, watching the client (gone: 499)
+    whole    collect every choice, watching the client (gone: 499); a choice the engine
+             failed (finish reason ``error``) makes the answer a 503, not a failed 200
     stream   SSE chunks, the usage chunk if asked for, then [DONE]
     owned    whole and stream run inside it; its finally, once: Generation.close
              (aborts what still runs), count the tokens, write the audit line
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ..engine.api import EngineError
+from ..engine.api import EngineError, FinishReason
 from .errors import APIError
 from .generation import Generation
 from .preparation import GenerationPlan, engine_refusal
@@ -175,14 +176,34 @@ class GenerationDriver:
             except ClientGone:
                 return Response(status_code=CLIENT_CLOSED)
             ctx.finish_reason = _overall_reason(bufs)
+            if any(b.finish_reason == FinishReason.ERROR.value for b in bufs):
+                # nothing is sent yet, so say so with a status, not a 200 that failed
+                outcome.status = 503
+                raise self._engine_failed()
             outcome.status = 200
         return JSONResponse(render.body(bufs, gen.prompt_tokens, gen.completion_tokens))
+
+    def _engine_failed(self) -> APIError:
+        return APIError(
+            503,
+            "the engine failed while generating this answer (e.g. a worker of its parallel "
+            "group stopped); retry",
+            code="engine_error",
+            headers={"Retry-After": str(self._state.config.retry_after_seconds)},
+        )
 
     async def _stream(
         self, ctx: RequestContext, model: LoadedModel, plan: GenerationPlan, render: StreamRenderer
     ) -> StreamingResponse:
-        """SSE: the renderer's chunks, the usage chunk if asked for, then ``[DONE]``."""
+        """SSE: the renderer's chunks, the usage chunk if asked for, then ``[DONE]``.
+
+        A stream whose first update is already the engine's failure is a 503 instead
+        (the status line has not gone out yet); later failures are error events.
+        """
         gen = await self.start(ctx, model, plan)
+        if gen.failed_at_start:
+            await gen.close()
+            raise self._engine_failed()
 
         async def events() -> AsyncIterator[bytes]:
             async with self.owned(ctx, gen) as outcome:

@@ -213,5 +213,12 @@ class Generation:
                 await self._abort(seq)
 
     @property
+    def failed_at_start(self) -> bool:
+        """A sequence's first update is already the engine's failure (nothing streamed yet)."""
+        return any(
+            s.first is not None and s.first.finish_reason is FinishReason.ERROR for s in self._seqs
+        )
+
+    @property
     def completion_tokens(self) -> int:
         return sum(s.completion_tokens for s in self._seqs)
