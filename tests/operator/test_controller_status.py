@@ -109,6 +109,19 @@ def test_plan_failure_on_update_keeps_serving_and_is_degraded() -> None:
     assert st["plan"] == OK.plan  # the plan that still serves
 
 
+def test_a_refused_child_is_degraded_and_not_ready_with_the_apiserver_message() -> None:
+    refused = "the apiserver refused a child object: POST deployments: 403 exceeded quota"
+    st = _status(None, 1, OK, [], now=T0, apply_error=refused)
+    assert st["phase"] == "Degraded"
+    assert _cond(st, "Planned")["status"] == "True"  # the plan is fine; applying it is not
+    for ctype in ("Degraded", "Ready"):
+        cond = _cond(st, ctype)
+        assert cond["reason"] == "ApplyFailed" and cond["message"] == refused
+    assert _cond(st, "Degraded")["status"] == "True" and _cond(st, "Ready")["status"] == "False"
+    healed = _status(st, 1, OK, [_w(2)], now=T1)  # the next pass applies
+    assert healed["phase"] == "Ready" and _cond(healed, "Degraded")["status"] == "False"
+
+
 def test_unchanged_inputs_give_an_empty_patch_and_keep_transition_times() -> None:
     first = _status(None, 1, OK, [_w(2)], now=T0)
     again = _status(first, 1, OK, [_w(2)], now=T1)

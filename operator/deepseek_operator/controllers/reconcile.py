@@ -36,7 +36,7 @@ from .kinds import (
     owned_by,
     owner_selector,
 )
-from .kube import Kube
+from .kube import Kube, KubeError
 from .model_config import config_map_key
 from .planning_step import PlanResult, missing_apis, plan_events, plan_outcome
 from .semantic import needs_apply, stamp
@@ -185,8 +185,16 @@ def reconcile(
         ]
         if unserved:  # the plan cannot run here: deploy nothing of it
             result = missing_apis(result, unserved)
+    apply_failure: KubeError | None = None
     if result.outcome.ok and result.dsd is not None and result.plan is not None:
-        live = apply_children(kube, desired, report, first=first)
+        try:
+            live = apply_children(kube, desired, report, first=first)
+        except KubeError as exc:  # recorded below, then raised again so kopf retries
+            apply_failure = exc
+    if apply_failure is not None:
+        workloads = list_workloads(kube, namespace, name, uid)
+        events.append(EventSpec("Warning", "ApplyFailed", str(apply_failure)[:1000]))
+    elif result.outcome.ok and result.dsd is not None and result.plan is not None:
         keep = set(live)
         held = stable_held(result.dsd, rollout)
         if held:  # the stable workload serves until promotion
@@ -218,6 +226,7 @@ def reconcile(
             endpoint=url,
             selector=selector,
             canary=record,
+            apply_error=_apply_message(apply_failure),
         ),
     )
     for event in events:
@@ -234,7 +243,16 @@ def reconcile(
         pruned=len(report.pruned),
         status_written=report.status_written,
     )
+    if apply_failure is not None:
+        raise apply_failure
     return report
+
+
+def _apply_message(failure: KubeError | None) -> str | None:
+    """The condition message of a refused child: the apiserver's own words, bounded."""
+    if failure is None:
+        return None
+    return f"the apiserver refused a child object: {str(failure)[:800]}"
 
 
 def delete_children(kube: Kube, namespace: str, name: str, uid: str) -> list[str]:

@@ -118,6 +118,7 @@ def compute_status(
     endpoint: str | None = None,
     selector: str | None = None,
     canary: CanaryStatus | None = None,
+    apply_error: str | None = None,
 ) -> DeepSeekDeploymentStatus:
     """Compute the full status from the live one and this pass's facts.
 
@@ -133,6 +134,9 @@ def compute_status(
             recorded one is kept, else the first workload's.
         canary: the next ``status.canary`` (:mod:`.canary`); None keeps the recorded one.
             A running canary sets Progressing=True; a failed one Degraded=True.
+        apply_error: the apiserver refused a child this pass (``ApplyFailed``): Degraded
+            and Ready say so with its message, instead of the DSD looking merely slow
+            while the operator retries.
     """
     previous = current or DeepSeekDeploymentStatus()
     out = previous.model_copy(deep=True)
@@ -195,7 +199,9 @@ def compute_status(
     a_msg = f"{ready} replica(s) serving" if ready else "no replica is ready yet"
     add("Available", available, "ReplicasReady" if available else "NoReadyReplicas", a_msg)
 
-    if workloads and not planned_ok:
+    if apply_error is not None:
+        deg = (True, "ApplyFailed", apply_error)
+    elif workloads and not planned_ok:
         deg = (True, "PlanFailed", f"serving the previous plan; {p_msg}")
     elif stalled:
         deg = (True, "ProgressDeadlineExceeded", "a workload stopped making rollout progress")
@@ -211,6 +217,8 @@ def compute_status(
 
     if not planned_ok:
         ready_cond = (False, p_reason, p_msg)
+    elif apply_error is not None:
+        ready_cond = (False, "ApplyFailed", apply_error)
     elif complete:
         ready_cond = (True, "Ready", f"{ready}/{desired} replicas ready")
     else:
