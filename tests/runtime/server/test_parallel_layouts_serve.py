@@ -57,12 +57,24 @@ LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 
 
 def rank_bytes(log: str) -> dict[int, int]:
-    """``rank -> resident weight bytes`` from the ranks' "rank loaded" log lines."""
+    """``rank -> resident weight bytes`` from the ranks' "rank loaded" log lines.
+
+    The ranks share one log file, so a line may hold another process's record right
+    after this one (no newline between two writers): every JSON object on the line is read.
+    """
     found: dict[int, int] = {}
+    decoder = json.JSONDecoder()
     for line in log.splitlines():
-        if '"tensor-parallel rank loaded"' in line:
-            entry = json.loads(line[line.index("{") :])
-            found[int(entry["rank"])] = int(entry["weight_bytes"])
+        at = line.find("{")
+        while at != -1:
+            try:
+                entry, end = decoder.raw_decode(line, at)
+            except json.JSONDecodeError:
+                at = line.find("{", at + 1)
+                continue
+            if isinstance(entry, dict) and entry.get("message") == "tensor-parallel rank loaded":
+                found[int(entry["rank"])] = int(entry["weight_bytes"])
+            at = line.find("{", end)
     return found
 
 
