@@ -85,6 +85,7 @@ def test_beyond_the_inflight_bound_is_a_503_with_retry_after(
         refused, served = asyncio.run(scenario())
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["connection"] == "close"  # its unread body ends the connection
         assert "error" in refused.json()
         assert served.status_code == 200, served.text  # the bound frees with its requests
         text = server.metrics()

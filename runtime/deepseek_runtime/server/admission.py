@@ -48,6 +48,9 @@ class AdmissionMiddleware:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(self._body)).encode()),
             (b"retry-after", str(retry_after).encode()),
+            # the request's body is never read, so the connection cannot carry another
+            # request: say so, or a keep-alive client reuses it and meets a bare close
+            (b"connection", b"close"),
         ]
         self._refused = Counter(
             "dsr:requests_refused",
