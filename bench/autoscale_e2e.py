@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.autoscale_native import load_step as native_load_step  # noqa: E402
+from bench.autoscale_native import measure_load_step, replicas  # noqa: E402
 from e2e.devcluster import ensure_cluster  # noqa: E402
 from e2e.devcluster.toolchain import cache_dir  # noqa: E402
 from e2e.live.harness import LiveDataPlane, tiny_checkpoint  # noqa: E402
@@ -73,11 +72,6 @@ def keda_spec(live: LiveDataPlane, max_replicas: int) -> dict[str, Any]:
     )
 
 
-def _replicas(kube: Kube, namespace: str) -> int:
-    dep = kube.json("get", "deployment", NAME, "-n", namespace)
-    return int(dep["spec"].get("replicas") or 0)
-
-
 def keda_load_step(
     kube: Kube,
     live: LiveDataPlane,
@@ -91,41 +85,22 @@ def keda_load_step(
     live.watch(namespace)
     kube.apply(keda_spec(live, max_replicas), namespace)
     wait_current(kube, namespace, NAME, timeout=180)
-    wait_for("KEDA's HPA", lambda: _replicas(kube, namespace) == MIN_REPLICAS, 120)
+    wait_for("KEDA's HPA", lambda: replicas(kube, namespace, NAME) == MIN_REPLICAS, 120)
     live.wait_runtimes(namespace, MIN_REPLICAS, timeout=180)
-    before = {r.pod for r in live.runtimes(namespace)}
-    peak, first_scale, first_ready = MIN_REPLICAS, None, None
-    t0 = time.monotonic()
-    with live.load(namespace, NAME, MODEL, concurrency=concurrency, max_tokens=64, duration=hold):
-        while time.monotonic() - t0 < hold:
-            n = _replicas(kube, namespace)
-            if n > MIN_REPLICAS and first_scale is None:
-                first_scale = time.monotonic() - t0
-            peak = max(peak, n)
-            ready = [
-                r.ready_at
-                for r in live.runtimes(namespace)
-                if r.pod not in before and r.ready_at is not None
-            ]
-            if ready and first_ready is None:
-                first_ready = min(ready) - t0
-            time.sleep(0.5)
-    t_stop = time.monotonic()
-    wait_for("scale-down", lambda: _replicas(kube, namespace) == MIN_REPLICAS, 300)
-    scale_down = time.monotonic() - t_stop
-    needed = min(max_replicas, math.ceil(concurrency / 2))
+    result = measure_load_step(
+        kube,
+        live,
+        namespace,
+        name=NAME,
+        provider="keda",
+        min_replicas=MIN_REPLICAS,
+        concurrency=concurrency,
+        hold=hold,
+        max_replicas=max_replicas,
+        scale_down_timeout=300,
+    )
     live.unwatch(namespace)
-    return {
-        "provider": "keda",
-        "concurrency": concurrency,
-        "hold_s": hold,
-        "first_scale_up_s": None if first_scale is None else round(first_scale, 1),
-        "first_new_replica_ready_s": None if first_ready is None else round(first_ready, 1),
-        "replicas_at_peak": peak,
-        "replicas_needed": needed,
-        "overshoot": round(peak / needed, 2),
-        "scale_down_s": round(scale_down, 1),
-    }
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,8 +70,67 @@ def native_spec(live: LiveDataPlane, max_replicas: int) -> dict[str, Any]:
     )
 
 
-def _replicas(kube: Kube, namespace: str) -> int:
-    return int(kube.json("get", "deployment", NAME, "-n", namespace)["spec"]["replicas"])
+def replicas(kube: Kube, namespace: str, name: str) -> int:
+    """The Deployment ``name``'s desired replicas (what the autoscaler last wrote)."""
+    dep = kube.json("get", "deployment", name, "-n", namespace)
+    return int(dep["spec"].get("replicas") or 0)
+
+
+def measure_load_step(
+    kube: Kube,
+    live: LiveDataPlane,
+    namespace: str,
+    *,
+    name: str,
+    provider: str,
+    min_replicas: int,
+    concurrency: int,
+    hold: float,
+    max_replicas: int,
+    scale_down_timeout: float,
+) -> dict[str, Any]:
+    """Load step on a DSD already serving ``min_replicas``: the figures as a dict.
+
+    Shared by every provider's bench (``bench/autoscale_e2e.py`` runs KEDA with it), so
+    the numbers are measured the same way: time to the first scale-up and to the first
+    new runtime ready, peak against needed replicas, and time back to ``min_replicas``.
+    """
+    before = {r.pod for r in live.runtimes(namespace)}
+    peak, first_scale, first_ready = min_replicas, None, None
+    t0 = time.monotonic()
+    with live.load(namespace, name, MODEL, concurrency=concurrency, max_tokens=64, duration=hold):
+        while time.monotonic() - t0 < hold:
+            n = replicas(kube, namespace, name)
+            if n > min_replicas and first_scale is None:
+                first_scale = time.monotonic() - t0
+            peak = max(peak, n)
+            ready = [
+                r.ready_at
+                for r in live.runtimes(namespace)
+                if r.pod not in before and r.ready_at is not None
+            ]
+            if ready and first_ready is None:
+                first_ready = min(ready) - t0
+            time.sleep(0.5)
+    t_stop = time.monotonic()
+    wait_for(
+        "scale-down",
+        lambda: replicas(kube, namespace, name) == min_replicas,
+        scale_down_timeout,
+    )
+    scale_down = time.monotonic() - t_stop
+    needed = min(max_replicas, math.ceil(concurrency / 2))
+    return {
+        "provider": provider,
+        "concurrency": concurrency,
+        "hold_s": hold,
+        "first_scale_up_s": None if first_scale is None else round(first_scale, 1),
+        "first_new_replica_ready_s": None if first_ready is None else round(first_ready, 1),
+        "replicas_at_peak": peak,
+        "replicas_needed": needed,
+        "overshoot": round(peak / needed, 2),
+        "scale_down_s": round(scale_down, 1),
+    }
 
 
 def load_step(
@@ -88,39 +147,20 @@ def load_step(
     kube.apply(native_spec(live, max_replicas), namespace)
     wait_current(kube, namespace, NAME, timeout=180)
     live.wait_runtimes(namespace, 1, timeout=180)
-    before = {r.pod for r in live.runtimes(namespace)}
-    peak, first_scale, first_ready = 1, None, None
-    t0 = time.monotonic()
-    with live.load(namespace, NAME, MODEL, concurrency=concurrency, max_tokens=64, duration=hold):
-        while time.monotonic() - t0 < hold:
-            n = _replicas(kube, namespace)
-            if n > 1 and first_scale is None:
-                first_scale = time.monotonic() - t0
-            peak = max(peak, n)
-            ready = [
-                r.ready_at
-                for r in live.runtimes(namespace)
-                if r.pod not in before and r.ready_at is not None
-            ]
-            if ready and first_ready is None:
-                first_ready = min(ready) - t0
-            time.sleep(0.5)
-    t_stop = time.monotonic()
-    wait_for("scale-down", lambda: _replicas(kube, namespace) == 1, 240)
-    scale_down = time.monotonic() - t_stop
-    needed = min(max_replicas, math.ceil(concurrency / 2))
+    result = measure_load_step(
+        kube,
+        live,
+        namespace,
+        name=NAME,
+        provider="native",
+        min_replicas=1,
+        concurrency=concurrency,
+        hold=hold,
+        max_replicas=max_replicas,
+        scale_down_timeout=240,
+    )
     live.unwatch(namespace)
-    return {
-        "provider": "native",
-        "concurrency": concurrency,
-        "hold_s": hold,
-        "first_scale_up_s": None if first_scale is None else round(first_scale, 1),
-        "first_new_replica_ready_s": None if first_ready is None else round(first_ready, 1),
-        "replicas_at_peak": peak,
-        "replicas_needed": needed,
-        "overshoot": round(peak / needed, 2),
-        "scale_down_s": round(scale_down, 1),
-    }
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
