@@ -105,6 +105,10 @@ def run_hf(
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    # Our side's ignore_eos (vLLM's meaning) keeps going past EOS but may still pick it;
+    # min_new_tokens would instead mask EOS to -inf, so whenever EOS is the argmax the two
+    # continue from different tokens. No EOS id: generate neither stops on it nor bans it.
+    model.generation_config.eos_token_id = None
     pad = 0
     outputs: list[list[int]] = []
     generated = 0
@@ -124,7 +128,6 @@ def run_hf(
                 attention_mask=mask,
                 do_sample=False,
                 max_new_tokens=max_new,
-                min_new_tokens=max_new,
                 pad_token_id=pad,
             )
         new = out[:, width:].tolist()
@@ -139,6 +142,29 @@ def run_hf(
         "padding_tokens": generated - useful,
         "outputs": outputs,
     }
+
+
+def first_divergences(ours: list[list[int]], theirs: list[list[int]]) -> list[dict[str, int]]:
+    """Where each differing request's greedy tokens first part: step and both tokens there.
+
+    Reported so a mismatch can be told apart at a glance: the same token on one side at
+    every divergence (say EOS) points at differing decoding rules, not at numerics.
+    """
+    out = []
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if a == b:
+            continue
+        step = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+        step = min(len(a), len(b)) if step is None else step
+        out.append(
+            {
+                "request": i,
+                "step": step,
+                "ours": a[step] if step < len(a) else -1,
+                "hf": b[step] if step < len(b) else -1,
+            }
+        )
+    return out
 
 
 REAL_MLA_WIDTHS = {"kv_lora_rank": 512, "qk_rope_head_dim": 64}
@@ -240,6 +266,7 @@ def run_shape(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, 
                 "hf_padding_tokens": hf["padding_tokens"],
                 "ratio": round(ours["tokens_per_s"] / hf["tokens_per_s"], 2),
                 "greedy_identical_requests": f"{same}/{len(workload)}",
+                "greedy_first_divergences": first_divergences(ours["outputs"], hf["outputs"]),
             }
         )
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
