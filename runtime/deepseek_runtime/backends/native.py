@@ -134,6 +134,7 @@ def build_sized_engine(
             else options.quantization_group_size
         ),
         parallel=None if group is None else group[1],
+        cpu_kernels=options.cpu_kernels,
     )
     sizing = size_kv_cache(runner, options, device, group=group is not None)
     executor: ModelExecutor = runner

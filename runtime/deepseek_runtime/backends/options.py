@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from ..checkpoint.cpu_kernels import DEFAULT_CPU_KERNELS, CpuKernels
 from ..engine.config import (
     DEFAULT_ENABLE_PREFIX_CACHING,
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -82,6 +83,9 @@ class NativeEngineOptions:
     quantization_group_size: int | None = None
     """Input columns per int4 scale (the CPU kernel takes 32, 64, 128 or 256); None: the
     int4 kernel's default (``kernels.quant.int4.DEFAULT_GROUP_SIZE``, 128)."""
+    cpu_kernels: CpuKernels = DEFAULT_CPU_KERNELS
+    """fp32 on CPU: ``auto`` / ``packed`` run the linears and routed experts on the native
+    CPU kernels (``kernels.cpu``), ``torch`` on torch's GEMMs; see ``checkpoint.cpu_kernels``."""
     tensor_parallel_size: int = 1
     """Tensor-parallel ranks on this node: ``serve`` is rank 0 and spawns the others
     (``backends.tp_group``)."""

@@ -29,6 +29,7 @@ from deepseek_runtime.checkpoint.quantization import (
     quantize_linear,
     resident_bytes,
 )
+from deepseek_runtime.kernels.cpu.packed import PackedWeight
 from deepseek_runtime.kernels.fp8 import FP8_DTYPE, Fp8Weight, dequantize_fp8_blocks
 from deepseek_runtime.kernels.linear import Weight
 
@@ -82,8 +83,12 @@ class WeightStore:
         device: torch.device | str = "cpu",
         quantization: LoadQuantization | None = None,
         compressed: ct.CompressedTensorsConfig | None = None,
+        pack_cpu_kernels: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.pack_cpu_kernels = pack_cpu_kernels
+        """Hold dense fp32 linears panel-packed for the native CPU kernels
+        (:mod:`deepseek_runtime.checkpoint.cpu_kernels` decides)."""
         self.dtype = dtype
         self.fp8_block = fp8_block
         self.quantization = quantization or LoadQuantization()
@@ -232,10 +237,22 @@ class WeightStore:
             if self.keep_fp8 and self.raw(name).dtype == FP8_DTYPE:
                 weight = self._fp8_linear(name, shape)
             else:
-                dense = self._load(name, shape)
-                weight = quantize_linear(name, dense, self.quantization, self.dtype)
+                weight = self.hold_linear(name, self._load(name, shape))
         self.resident.linear += resident_bytes(weight)
         self.resident.linear_bf16_equivalent += 2 * shape[0] * shape[1]
+        return weight
+
+    def hold_linear(self, name: str, dense: torch.Tensor) -> Weight:
+        """A dense ``[out, in]`` weight as it is held: quantized as the store's
+        :class:`LoadQuantization` says, then panel-packed when ``pack_cpu_kernels``."""
+        weight = quantize_linear(name, dense, self.quantization, self.dtype)
+        if (
+            self.pack_cpu_kernels
+            and isinstance(weight, torch.Tensor)
+            and weight.dtype == torch.float32
+            and weight.device.type == "cpu"
+        ):
+            return PackedWeight.pack(weight)
         return weight
 
     def _compressed_module(self, name: str, shape: tuple[int, ...]) -> Weight | None:

@@ -2,8 +2,10 @@
 
 The seam for quantized / fused GEMMs: layers in :mod:`deepseek_runtime.model` call
 :func:`linear` and :func:`silu_and_mul` rather than ``torch.nn.functional`` directly. A
-weight is a plain tensor, an :class:`~deepseek_runtime.kernels.fp8.Fp8Weight` (kept in
-FP8; dequantized on use on CPU), or any other
+weight is a plain tensor, a :class:`~deepseek_runtime.kernels.cpu.packed.PackedWeight`
+(fp32 in the native CPU kernels' panel layout), an
+:class:`~deepseek_runtime.kernels.fp8.Fp8Weight` (kept in FP8; dequantized on use on
+CPU), or any other
 :class:`~deepseek_runtime.kernels.quant.base.QuantizedWeight` (int8 / int4), whose own
 ``apply`` picks the packed CPU matmul or the Triton kernel.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from deepseek_runtime.kernels.cpu.packed import PackedWeight
 from deepseek_runtime.kernels.fp8 import Fp8Weight
 from deepseek_runtime.kernels.quant.base import QuantizedWeight
 from deepseek_runtime.kernels.quant.int4 import Int4Weight, int4_from_values
@@ -25,6 +28,8 @@ def linear(x: torch.Tensor, weight: Weight, bias: torch.Tensor | None = None) ->
     """``x @ weight.T + bias`` with ``weight`` shaped ``[out, in]`` (Hugging Face layout)."""
     if isinstance(weight, torch.Tensor):
         return F.linear(x, weight, bias)
+    if isinstance(weight, PackedWeight):
+        return weight.apply(x, bias)
     if isinstance(weight, Fp8Weight) and x.device.type == "cpu":
         return F.linear(x, weight.dequantize(), bias)
     y = weight.apply(x)
@@ -37,6 +42,8 @@ def _dense(w: Weight) -> torch.Tensor:
 
 def concat_rows(a: Weight, b: Weight) -> Weight:
     """Stack two ``[out_i, in]`` weights into one (to fuse two GEMMs into one)."""
+    if isinstance(a, PackedWeight) and isinstance(b, PackedWeight):
+        return PackedWeight.pack(torch.cat((a.dequantize(), b.dequantize())))
     if isinstance(a, Fp8Weight) and isinstance(b, Fp8Weight):
         fused = a.concat_rows(b)
         if fused is not None:

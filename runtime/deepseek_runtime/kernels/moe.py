@@ -15,17 +15,20 @@ from collections.abc import Sequence
 
 import torch
 
+from deepseek_runtime.kernels.cpu.packed import StackedPackedWeights
 from deepseek_runtime.kernels.dispatch import backend_for
 from deepseek_runtime.kernels.linear import Weight, linear, silu_and_mul
 from deepseek_runtime.kernels.quant.experts import StackedInt4Weights, StackedInt8Weights
+
+ExpertWeights = Sequence[Weight] | torch.Tensor | StackedPackedWeights
 
 
 def fused_moe(
     x: torch.Tensor,
     topk_ids: torch.Tensor,
     topk_weights: torch.Tensor,
-    w_gate_up: Sequence[Weight] | torch.Tensor,
-    w_down: Sequence[Weight] | torch.Tensor,
+    w_gate_up: ExpertWeights,
+    w_down: ExpertWeights,
 ) -> torch.Tensor:
     """Mixture-of-experts forward.
 
@@ -70,15 +73,26 @@ def moe_forward(
     x: torch.Tensor,
     topk_ids: torch.Tensor,
     topk_weights: torch.Tensor,
-    w_gate_up: Sequence[Weight] | torch.Tensor,
-    w_down: Sequence[Weight] | torch.Tensor,
+    w_gate_up: ExpertWeights,
+    w_down: ExpertWeights,
 ) -> torch.Tensor:
-    """:func:`fused_moe`, run as the Triton grouped GEMM when ``x`` is on CUDA.
+    """:func:`fused_moe`, run as the Triton grouped GEMM when ``x`` is on CUDA, or as
+    the native CPU kernel's single call when the experts are panel-packed.
 
     The Triton path needs each projection stacked per layer (a ``[E, out, in]`` tensor or
     a :mod:`~deepseek_runtime.kernels.quant.experts` stack); a plain list of per-expert
     weights always takes the reference loop.
     """
+    if isinstance(w_gate_up, StackedPackedWeights) and isinstance(w_down, StackedPackedWeights):
+        routed: torch.Tensor = torch.ops.dsr_cpu.moe_packed(
+            x.contiguous(),
+            topk_ids.to(torch.int64).contiguous(),
+            topk_weights.to(torch.float32).contiguous(),
+            w_gate_up.panels,
+            w_down.panels,
+            w_down.in_features,
+        )
+        return routed
     stacked = (torch.Tensor, StackedInt8Weights, StackedInt4Weights)
     if (
         isinstance(w_gate_up, stacked)

@@ -63,6 +63,7 @@ class PagedAttentionMetadata:
     decode_blocks: int  # block-table width the decode chunks need
     prefill_spans: tuple[tuple[int, int, int, int], ...]  # (chunk, q_start, q_end, seq_len)
     decode_lens: tuple[int, ...] = ()  # host copy of seq_lens[decode_idx]
+    native_cpu: bool = False  # decode through torch.ops.dsr_cpu (the runner loaded it)
 
     def host_decode_lens(self) -> list[int]:
         """The decode chunks' context lengths as host ints."""
@@ -91,9 +92,17 @@ class PagedAttentionMetadata:
 
 
 def build_metadata(
-    chunks: list[tuple[int, int, list[int]]], block_size: int, device: torch.device | None = None
+    chunks: list[tuple[int, int, list[int]]],
+    block_size: int,
+    device: torch.device | None = None,
+    *,
+    native_cpu: bool = False,
 ) -> PagedAttentionMetadata:
     """Metadata for ``(start_pos, n_new, block_table)`` chunks in batch order.
+
+    ``native_cpu``: the decode rows of fp32 CPU caches read their blocks in place through
+    the native kernel (``torch.ops.dsr_cpu.mla_decode``; the runner sets it when it loaded
+    the CPU kernels) instead of gathering them into tiles.
 
     Called by the model runner every step (and by kernel tests). Pure host-side list work
     plus a handful of small tensor constructions; nothing per token beyond the slot list.
@@ -137,6 +146,7 @@ def build_metadata(
         decode_blocks=decode_blocks,
         prefill_spans=tuple(spans),
         decode_lens=tuple(decode_lens),
+        native_cpu=native_cpu,
     )
 
 
@@ -241,6 +251,7 @@ def _tiles(rows: int, per_row: int) -> list[tuple[int, int]]:
 _Weights = tuple[float, torch.Tensor, torch.Tensor]  # scale, w_uk, w_uv
 
 
+NATIVE_RANK_MULTIPLE = 16  # the native kernel sums latents 16 columns at a time
 DECODE_TILE_BUDGET = 1 << 19  # gathered latent elements per decode tile (2 MiB in fp32)
 
 
@@ -281,6 +292,14 @@ def _decode_tiled(
     an additive ``-inf`` bias, exactly zero weight after the softmax).
     """
     (q_nope, q_pe), (scale, w_uk, w_uv) = q, weights
+    if (
+        meta.native_cpu
+        and cache.dtype == torch.float32
+        and cache.device.type == "cpu"
+        and w_uk.shape[2] % NATIVE_RANK_MULTIPLE == 0
+    ):
+        _decode_native(out, q, cache, meta, weights)
+        return
     lens = meta.host_decode_lens()
     order = sorted(range(len(lens)), key=lens.__getitem__)
     lens = [lens[i] for i in order]
@@ -305,6 +324,28 @@ def _decode_tiled(
         torch.bmm(probs, keys[..., :rank], out=latent[first:end])
         del keys
     values = torch.bmm(latent.to(w_uv.dtype).transpose(0, 1), w_uv.transpose(1, 2))
+    out.index_copy_(0, rows, values.transpose(0, 1).to(out.dtype))
+
+
+def _decode_native(
+    out: torch.Tensor,
+    q: tuple[torch.Tensor, torch.Tensor],
+    cache: torch.Tensor,
+    meta: PagedAttentionMetadata,
+    weights: _Weights,
+) -> None:
+    """:func:`_decode_tiled`'s math with the latent attention in one native call that
+    reads each row's blocks where they are (no gather, no padding, no mask)."""
+    (q_nope, q_pe), (scale, w_uk, w_uv) = q, weights
+    rows = meta.query_start_loc.index_select(0, meta.decode_idx)
+    tables = meta.block_tables.index_select(0, meta.decode_idx)
+    seq_lens = meta.seq_lens.index_select(0, meta.decode_idx)
+    q_lat = torch.bmm(q_nope.index_select(0, rows).transpose(0, 1), w_uk).transpose(0, 1)
+    q_full = torch.cat((q_lat, q_pe.index_select(0, rows)), dim=-1) * scale
+    latent = torch.ops.dsr_cpu.mla_decode(
+        q_full.contiguous(), cache, tables, seq_lens, meta.block_size, w_uk.shape[2]
+    )
+    values = torch.bmm(latent.transpose(0, 1), w_uv.transpose(1, 2))
     out.index_copy_(0, rows, values.transpose(0, 1).to(out.dtype))
 
 

@@ -26,15 +26,13 @@ the shared experts are column- then row-parallel, and one all-reduce sums both p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from deepseek_runtime.checkpoint.config import DeepseekConfig
-from deepseek_runtime.checkpoint.quantization import quantize_linear
 from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.cpu.packed import PackedWeight, StackedPackedWeights
 from deepseek_runtime.kernels.linear import Weight, concat_rows, linear
-from deepseek_runtime.kernels.moe import moe_forward
+from deepseek_runtime.kernels.moe import ExpertWeights, moe_forward
 from deepseek_runtime.kernels.quant.experts import StackedInt8Weights, stack_int4
 from deepseek_runtime.kernels.quant.int4 import Int4Weight
 from deepseek_runtime.kernels.quant.int8 import Int8Weight
@@ -133,18 +131,14 @@ class ParallelMoE:
 
 def _load_experts(
     store: WeightStore, prefix: str, experts: int, hidden: int, inter: int
-) -> tuple[Sequence[Weight] | torch.Tensor, Sequence[Weight] | torch.Tensor]:
+) -> tuple[ExpertWeights, ExpertWeights]:
     """Per-expert weights (DeepSeek layout) or transformers' fused 3-D layout."""
     if store.has(f"{prefix}.gate_up_proj"):
         gate_up = store.get(f"{prefix}.gate_up_proj", (experts, 2 * inter, hidden))
         down = store.get(f"{prefix}.down_proj", (experts, hidden, inter))
         return (
-            stack_experts(
-                [quantize_linear(prefix, w, store.quantization, store.dtype) for w in gate_up]
-            ),
-            stack_experts(
-                [quantize_linear(prefix, w, store.quantization, store.dtype) for w in down]
-            ),
+            stack_experts([store.hold_linear(prefix, w) for w in gate_up]),
+            stack_experts([store.hold_linear(prefix, w) for w in down]),
         )
     gate_up_list: list[Weight] = []
     down_list: list[Weight] = []
@@ -156,9 +150,12 @@ def _load_experts(
     return stack_experts(gate_up_list), stack_experts(down_list)
 
 
-def stack_experts(weights: list[Weight]) -> Sequence[Weight] | torch.Tensor:
+def stack_experts(weights: list[Weight]) -> ExpertWeights:
     """One ``[E, out, in]`` stack per projection when every expert has the same format
-    (dense, int8 or int4), so a grouped GEMM reads them as one operand; else the list."""
+    (dense, panel-packed, int8 or int4), so a grouped GEMM reads them as one operand; else
+    the list."""
+    if all(isinstance(w, PackedWeight) for w in weights):
+        return StackedPackedWeights.stack([w for w in weights if isinstance(w, PackedWeight)])
     if all(isinstance(w, torch.Tensor) for w in weights):
         return torch.stack(weights)  # type: ignore[arg-type]
     if all(isinstance(w, Int8Weight) for w in weights):

@@ -23,6 +23,7 @@ order: the layers' collectives pair up across ranks. ``None`` is the single proc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,12 @@ import torch
 
 from deepseek_runtime.checkpoint import compressed_tensors
 from deepseek_runtime.checkpoint.config import ConfigError
+from deepseek_runtime.checkpoint.cpu_kernels import (
+    DEFAULT_CPU_KERNELS,
+    CpuKernelDecision,
+    decide,
+    ineligible_reason,
+)
 from deepseek_runtime.checkpoint.model_config import ModelConfig, load_model_config
 from deepseek_runtime.checkpoint.quantization import (
     LoadQuantization,
@@ -39,12 +46,15 @@ from deepseek_runtime.checkpoint.quantization import (
     resolve_quantization,
 )
 from deepseek_runtime.checkpoint.weights import ResidentBytes, WeightStore
+from deepseek_runtime.kernels.cpu import build as cpu_kernel_build
 from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata, build_metadata
 from deepseek_runtime.kernels.quant.int4 import DEFAULT_GROUP_SIZE
 from deepseek_runtime.model.decoder import cached_layers
 from deepseek_runtime.model.registry import CausalLM, build_model, kv_token_width
 from deepseek_runtime.model.resident import resident_bytes
 from deepseek_runtime.parallel.groups import ParallelContext
+
+log = logging.getLogger("deepseek_runtime.model.runner")
 
 DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
 
@@ -105,6 +115,8 @@ class ModelRunner:
         """How linear weights are held (set by :meth:`from_pretrained`)."""
         self.weight_bytes = ResidentBytes()
         """Resident weight bytes by kind, as loaded (set by :meth:`from_pretrained`)."""
+        self.cpu_kernels = CpuKernelDecision(False, "not loaded by from_pretrained")
+        """Whether the linears are packed for the native CPU kernels, and why."""
         self.config = config
         self.model = model
         self.dtype = dtype
@@ -136,6 +148,7 @@ class ModelRunner:
         quantization: str = "auto",
         quantization_group_size: int = DEFAULT_GROUP_SIZE,
         parallel: ParallelContext | None = None,
+        cpu_kernels: str = DEFAULT_CPU_KERNELS,
     ) -> ModelRunner:
         """Load a Hugging Face checkpoint and allocate the KV cache.
 
@@ -153,7 +166,9 @@ class ModelRunner:
         rank's shard (dense or DeepSeek FP8-block weights; ``ConfigError`` for int8 /
         int4 / compressed-tensors, which the parallel layers do not shard yet) and
         sizes the cache by this rank's bytes per block, so every rank of a group gets
-        the same block count.
+        the same block count. ``cpu_kernels`` (``auto``, ``packed``, ``torch``) says
+        whether dense fp32 CPU linears are panel-packed for the native CPU kernels
+        (:mod:`deepseek_runtime.checkpoint.cpu_kernels`); the decision is logged.
         """
         target = _check_device(device)
         config = load_model_config(model_dir, config_overrides)
@@ -171,6 +186,7 @@ class ModelRunner:
             if stored == "compressed-tensors"
             else None
         )
+        kernels = _decide_cpu_kernels(cpu_kernels, target, dtype, spec, parallel)
         with WeightStore(
             model_dir,
             dtype=dtype,
@@ -178,6 +194,7 @@ class ModelRunner:
             device=target,
             quantization=spec,
             compressed=compressed,
+            pack_cpu_kernels=kernels.packed,
         ) as store:
             model = build_model(config, store, parallel)
             resident = store.resident
@@ -202,6 +219,7 @@ class ModelRunner:
             parallel=parallel,
         )
         runner.quantization, runner.weight_bytes = spec, resident
+        runner.cpu_kernels = kernels
         return runner
 
     @staticmethod
@@ -291,7 +309,7 @@ class ModelRunner:
             last_rows.append(len(tokens) - 1)
             described.append((chunk.start_pos, n, list(chunk.block_table[: (end + bs - 1) // bs])))
         device = self.device
-        meta = build_metadata(described, bs, device)
+        meta = build_metadata(described, bs, device, native_cpu=self.cpu_kernels.packed)
 
         def tensor(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)
@@ -320,6 +338,30 @@ class ModelRunner:
             raise ValueError(
                 f"chunk {index}: block id {bad_blocks[0]} outside [0, {self.num_blocks})"
             )
+
+
+def _decide_cpu_kernels(
+    requested: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    spec: LoadQuantization,
+    parallel: ParallelContext | None,
+) -> CpuKernelDecision:
+    """``--cpu-kernels`` for this load: builds the library only when it would be used."""
+    dense = spec.method == "none" and not spec.decode_stored and not spec.keep_stored_fp8
+    ineligible = ineligible_reason(
+        device, dtype, dense_weights=dense, parallel=parallel is not None
+    )
+    failure = None
+    if ineligible is None and requested != "torch":
+        library = cpu_kernel_build.load()
+        failure = None if library.loaded else library.reason
+    decision = decide(requested, ineligible, failure)
+    log.info(
+        "cpu kernels",
+        extra={"cpu_kernels": "packed" if decision.packed else "torch", "reason": decision.reason},
+    )
+    return decision
 
 
 def _check_device(device: str) -> torch.device:

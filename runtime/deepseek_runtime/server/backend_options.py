@@ -146,6 +146,7 @@ def backend_options(config: ServerConfig) -> BackendOptions:
         debug_checks=config.debug_checks,
         quantization=config.quantization or "auto",
         quantization_group_size=config.quantization_group_size,
+        cpu_kernels=config.cpu_kernels,
         tensor_parallel_size=config.tensor_parallel_size,
         enable_expert_parallel=config.enable_expert_parallel,
         pipeline_parallel_size=config.pipeline_parallel_size,

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..backends.options import DEFAULT_BLOCK_SIZE, DEFAULT_DEVICE, DEFAULT_DTYPE, Device, Dtype
+from ..checkpoint.cpu_kernels import DEFAULT_CPU_KERNELS, CpuKernels
 from ..engine.config import (
     DEFAULT_ENABLE_PREFIX_CACHING,
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -185,6 +186,11 @@ class ServerConfig(BaseModel):
         le=1,
         description="native on CPU: fraction of the RAM left after loading (within the pod's "
         "memory limit) for the KV cache, unless --kv-cache-memory-bytes or --num-blocks",
+    )
+    cpu_kernels: CpuKernels = Field(
+        DEFAULT_CPU_KERNELS,
+        description="native fp32 on CPU: auto (the native AVX2 kernels when they build here, "
+        "else torch's, with the reason logged), packed (the native kernels or exit 2) or torch",
     )
     # Triton engine
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address (host:port)")

@@ -17,6 +17,7 @@ import torch
 from ds_model_helpers import BlockAllocator, run_prefill_then_decode
 
 from deepseek_runtime.checkpoint.config import ConfigError
+from deepseek_runtime.kernels.cpu.packed import PackedWeight, StackedPackedWeights
 from deepseek_runtime.kernels.fp8 import Fp8Weight
 from deepseek_runtime.kernels.quant.experts import StackedInt4Weights, StackedInt8Weights
 from deepseek_runtime.kernels.quant.int4 import Int4Weight
@@ -89,9 +90,18 @@ def test_weights_are_held_quantized_and_experts_stacked(make_ckpt: Callable[...,
     assert isinstance(int4.model.layers[0].mlp.gate_up, Int4Weight)  # type: ignore[attr-defined]
     fp8 = _runner(make_ckpt, QWEN2, "fp8")
     assert isinstance(fp8.model.layers[0].attn.o_proj, Fp8Weight)  # type: ignore[attr-defined]
-    dense = _runner(make_ckpt, V3, "none")
-    assert isinstance(dense.model.layers[1].mlp.w_gate_up, torch.Tensor)  # type: ignore[attr-defined]
-    assert dense.model.layers[1].mlp.w_gate_up.shape == (8, 64, 64)  # type: ignore[attr-defined]
+    dense = _runner(make_ckpt, V3, "none")  # fp32 on CPU: packed for the native kernels
+    packed = dense.model.layers[1].mlp.w_gate_up  # type: ignore[attr-defined]
+    assert isinstance(packed, StackedPackedWeights) and packed.panels.shape == (8, 4, 64, 16)
+    assert isinstance(dense.model.layers[1].attn.o_proj, PackedWeight)  # type: ignore[attr-defined]
+    arch, kwargs = V3
+    torch_gemms = ModelRunner.from_pretrained(
+        make_ckpt(f"quant-{arch}", arch, **kwargs), num_blocks=8, cpu_kernels="torch"
+    )
+    stack = torch_gemms.model.layers[1].mlp.w_gate_up  # type: ignore[attr-defined]
+    assert isinstance(stack, torch.Tensor) and stack.shape == (8, 64, 64)
+    assert not torch_gemms.cpu_kernels.packed and dense.cpu_kernels.packed
+    assert not int8.cpu_kernels.packed and "quantized" in int8.cpu_kernels.reason
 
 
 def test_what_cannot_be_honoured_is_refused(make_ckpt: Callable[..., Path]) -> None:

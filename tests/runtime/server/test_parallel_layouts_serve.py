@@ -162,6 +162,9 @@ def test_layout_serves_the_tp1_greedy_tokens(
     per_stage = expected_rank_bytes(path, tensor, pipeline)
     for rank, nbytes in held.items():
         assert nbytes == pytest.approx(per_stage[rank // tensor], rel=1e-3), (rank, held)
-    whole = ModelRunner.from_pretrained(path, num_blocks=4).resident_weight_bytes()
+    # torch's GEMMs: the packed layout pads each linear to 16 rows, which is not sharding
+    whole = ModelRunner.from_pretrained(
+        path, num_blocks=4, cpu_kernels="torch"
+    ).resident_weight_bytes()
     assert expected_rank_bytes(path, 1, 1) == [pytest.approx(whole, rel=1e-3)]
     assert max(held.values()) < 0.8 * whole
