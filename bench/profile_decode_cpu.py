@@ -67,7 +67,12 @@ def bucket_of(path: str) -> str:
     return "other python"
 
 
-TRANSPARENT = "kernels/linear"  # shared GEMM helpers: charged to whoever calls them
+# shared GEMM helpers (and the packed weights' apply): charged to whoever calls them
+TRANSPARENT = ("kernels/linear", "kernels/cpu/packed")
+
+
+def _transparent(path: str) -> bool:
+    return any(fragment in path for fragment in TRANSPARENT)
 
 
 def breakdown(stats: pstats.Stats) -> dict[str, float]:
@@ -78,25 +83,30 @@ def breakdown(stats: pstats.Stats) -> dict[str, float]:
     held: dict[Any, float] = {}  # transparent function -> seconds charged to it
     for (path, line, name), (_cc, _nc, own, _cum, callers) in raw.items():
         if path != "~":
-            if TRANSPARENT in path:
+            if _transparent(path):
                 held[(path, line, name)] = held.get((path, line, name), 0.0) + own
             else:
                 key = bucket_of(path)
                 totals[key] = totals.get(key, 0.0) + own
             continue
         for caller, (_c1, _c2, tt, _ct) in callers.items():
-            if TRANSPARENT in caller[0]:
+            if _transparent(caller[0]):
                 held[caller] = held.get(caller, 0.0) + tt
             else:
                 key = bucket_of(caller[0])
                 totals[key] = totals.get(key, 0.0) + tt
-    for func, seconds in held.items():
-        callers = raw[func][4]
-        outside = {c: v[3] for c, v in callers.items() if TRANSPARENT not in c[0]}
-        whole = sum(outside.values()) or 1.0
-        for caller, cum in outside.items():
-            key = bucket_of(caller[0])
-            totals[key] = totals.get(key, 0.0) + seconds * cum / whole
+    # a helper called by another helper passes its share up the chain (a few levels)
+    while held:
+        func, seconds = held.popitem()
+        callers = {c: v[3] for c, v in raw[func][4].items() if c != func}
+        whole = sum(callers.values()) or 1.0
+        for caller, cum in callers.items():
+            share = seconds * cum / whole
+            if _transparent(caller[0]):
+                held[caller] = held.get(caller, 0.0) + share
+            else:
+                key = bucket_of(caller[0])
+                totals[key] = totals.get(key, 0.0) + share
     return totals
 
 
@@ -105,6 +115,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--cpu-kernels",
+        default="auto",
+        choices=("auto", "packed", "torch"),
+        help="auto | packed | torch (the before/after switch)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shape = {**BENCH_MODEL, "kv_lora_rank": 512, "qk_rope_head_dim": 64}
@@ -121,6 +137,7 @@ def main() -> None:
         max_num_seqs=128,
         max_num_batched_tokens=4096,
         enable_prefix_caching=False,
+        cpu_kernels=args.cpu_kernels,
     )
     engine, _ = build_engine(options)
     params = SamplingParams(max_tokens=budget, temperature=0, ignore_eos=True)
@@ -156,6 +173,7 @@ def main() -> None:
                 "batch": len(prompts),
                 "decode_steps": args.steps,
                 "torch_threads": torch.get_num_threads(),
+                "cpu_kernels": args.cpu_kernels,
                 "cpu_ms_per_step_unprofiled": round(1000 * unprofiled, 2),
                 "cpu_ms_per_step_profiled": round(1000 * whole / args.steps, 2),
                 "buckets": {
