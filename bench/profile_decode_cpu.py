@@ -67,8 +67,9 @@ def bucket_of(path: str) -> str:
     return "other python"
 
 
-# shared GEMM helpers (and the packed weights' apply): charged to whoever calls them
-TRANSPARENT = ("kernels/linear", "kernels/cpu/packed")
+# shared GEMM helpers, the packed weights' apply and torch.ops dispatch (the native
+# kernels): charged to whoever calls them
+TRANSPARENT = ("kernels/linear", "kernels/cpu/packed", "torch/_ops")
 
 
 def _transparent(path: str) -> bool:

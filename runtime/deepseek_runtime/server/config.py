@@ -200,6 +200,8 @@ class ServerConfig(BaseModel):
     def _check(self) -> ServerConfig:
         if self.num_blocks is not None and self.kv_cache_memory_bytes is not None:
             raise ValueError("set at most one of num_blocks and kv_cache_memory_bytes")
+        if self.cpu_kernels == "packed" and self.engine != "native":
+            raise ValueError(f"--cpu-kernels packed is the native engine's, not {self.engine}'s")
         jwt = (self.jwt_jwks, self.jwt_issuer, self.jwt_audience)
         if any(v is not None for v in jwt) and any(v is None for v in jwt):
             raise ValueError("set --jwt-jwks, --jwt-issuer and --jwt-audience together")

@@ -32,7 +32,16 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("dsr_cpu.cpp")
-FLAGS = ("-O3", "-mavx2", "-mfma", "-std=c++20", "-shared", "-fPIC", "-fno-math-errno")
+FLAGS = (
+    "-O3",
+    "-mavx2",
+    "-mfma",
+    "-fopenmp",  # at::parallel_for is an OpenMP pragma in the headers: serial without it
+    "-std=c++20",
+    "-shared",
+    "-fPIC",
+    "-fno-math-errno",
+)
 CACHE_ENV = "DSR_CPU_KERNEL_CACHE"
 """Directory of built libraries; default ``$XDG_CACHE_HOME/deepseek-runtime/cpu-kernels``."""
 COMPILER_ENV = "CXX"
