@@ -37,17 +37,47 @@ constexpr int64_t kRows = 6;    // rows of x per register tile
 #endif
 constexpr int64_t kPrefetch = DSR_PREFETCH;  // panel rows (cache lines) to prefetch ahead
 
-// y[r, n0:n0+16] = x[r, :] . panel  for R rows; `cols` < 16 only for the last panel.
-template <int R>
+#ifndef DSR_KC
+#define DSR_KC 256
+#endif
+#ifndef DSR_MC
+#define DSR_MC 240
+#endif
+// Cache blocking: a panel's slice of kKc input features (16 KiB) stays in L1 while every
+// row block of the kMc-row slice of x (kMc x kKc floats, in L2) passes over it.
+constexpr int64_t kKc = DSR_KC;
+constexpr int64_t kMc = DSR_MC;
+
+// y[r, n0:n0+16] (+)= x[r, k0:k0+K] . panel[k0:k0+K] for R rows; `cols` < 16 only for
+// the last panel. `first`: start from zero (else continue the sums already in y);
+// `last`: add the bias. Continuing through y keeps one FMA chain per output in ascending
+// k, so the result is the same as without blocking.
+// `ahead`: the slice the next call will read (the next panel's), prefetched into L2 while
+// this one computes, so the stream from memory overlaps the arithmetic (or nullptr).
+template <int R, bool Ahead>
 inline void tile(const float* x, int64_t ldx, const float* panel, int64_t K, float* y,
-                 int64_t ldy, int64_t cols, const float* bias) {
+                 int64_t ldy, int64_t cols, const float* bias, bool first, bool last,
+                 const float* ahead) {
   __m256 acc0[R], acc1[R];
+  alignas(32) float buf[kPanel];
   _Pragma("GCC unroll 6") for (int r = 0; r < R; ++r) {
-    acc0[r] = _mm256_setzero_ps();
-    acc1[r] = _mm256_setzero_ps();
+    if (first) {
+      acc0[r] = _mm256_setzero_ps();
+      acc1[r] = _mm256_setzero_ps();
+    } else if (cols == kPanel) {
+      acc0[r] = _mm256_loadu_ps(y + r * ldy);
+      acc1[r] = _mm256_loadu_ps(y + r * ldy + 8);
+    } else {
+      for (int64_t c = 0; c < kPanel; ++c) buf[c] = c < cols ? y[r * ldy + c] : 0.0f;
+      acc0[r] = _mm256_load_ps(buf);
+      acc1[r] = _mm256_load_ps(buf + 8);
+    }
   }
   for (int64_t k = 0; k < K; ++k) {
     _mm_prefetch(reinterpret_cast<const char*>(panel + (k + kPrefetch) * kPanel), _MM_HINT_T0);
+    if constexpr (Ahead) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + k * kPanel), _MM_HINT_T1);
+    }
     const __m256 w0 = _mm256_loadu_ps(panel + k * kPanel);
     const __m256 w1 = _mm256_loadu_ps(panel + k * kPanel + 8);
     _Pragma("GCC unroll 6") for (int r = 0; r < R; ++r) {
@@ -56,40 +86,47 @@ inline void tile(const float* x, int64_t ldx, const float* panel, int64_t K, flo
       acc1[r] = _mm256_fmadd_ps(b, w1, acc1[r]);
     }
   }
-  if (bias != nullptr && cols == kPanel) {
-    const __m256 b0 = _mm256_loadu_ps(bias);
-    const __m256 b1 = _mm256_loadu_ps(bias + 8);
-    _Pragma("GCC unroll 6") for (int r = 0; r < R; ++r) {
-      acc0[r] = _mm256_add_ps(acc0[r], b0);
-      acc1[r] = _mm256_add_ps(acc1[r], b1);
-    }
-  }
+  const bool add_bias = last && bias != nullptr;
   if (cols == kPanel) {
+    const __m256 b0 = add_bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    const __m256 b1 = add_bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
     _Pragma("GCC unroll 6") for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(y + r * ldy, acc0[r]);
-      _mm256_storeu_ps(y + r * ldy + 8, acc1[r]);
+      _mm256_storeu_ps(y + r * ldy, add_bias ? _mm256_add_ps(acc0[r], b0) : acc0[r]);
+      _mm256_storeu_ps(y + r * ldy + 8, add_bias ? _mm256_add_ps(acc1[r], b1) : acc1[r]);
     }
     return;
   }
-  alignas(32) float buf[kPanel];
   _Pragma("GCC unroll 6") for (int r = 0; r < R; ++r) {
     _mm256_store_ps(buf, acc0[r]);
     _mm256_store_ps(buf + 8, acc1[r]);
     for (int64_t c = 0; c < cols; ++c) {
-      y[r * ldy + c] = buf[c] + (bias != nullptr ? bias[c] : 0.0f);
+      y[r * ldy + c] = buf[c] + (add_bias ? bias[c] : 0.0f);
     }
   }
 }
 
-inline void tile_rows(int64_t rows, const float* x, int64_t ldx, const float* panel,
-                      int64_t K, float* y, int64_t ldy, int64_t cols, const float* bias) {
+template <bool Ahead>
+inline void tile_rows_as(int64_t rows, const float* x, int64_t ldx, const float* panel,
+                         int64_t K, float* y, int64_t ldy, int64_t cols, const float* bias,
+                         bool first, bool last, const float* ahead) {
   switch (rows) {
-    case 1: tile<1>(x, ldx, panel, K, y, ldy, cols, bias); break;
-    case 2: tile<2>(x, ldx, panel, K, y, ldy, cols, bias); break;
-    case 3: tile<3>(x, ldx, panel, K, y, ldy, cols, bias); break;
-    case 4: tile<4>(x, ldx, panel, K, y, ldy, cols, bias); break;
-    case 5: tile<5>(x, ldx, panel, K, y, ldy, cols, bias); break;
-    default: tile<6>(x, ldx, panel, K, y, ldy, cols, bias); break;
+#define DSR_TILE(R)                                                                  \
+  case R:                                                                            \
+    tile<R, Ahead>(x, ldx, panel, K, y, ldy, cols, bias, first, last, ahead);        \
+    break;
+    DSR_TILE(1) DSR_TILE(2) DSR_TILE(3) DSR_TILE(4) DSR_TILE(5)
+#undef DSR_TILE
+    default: tile<6, Ahead>(x, ldx, panel, K, y, ldy, cols, bias, first, last, ahead);
+  }
+}
+
+inline void tile_rows(int64_t rows, const float* x, int64_t ldx, const float* panel,
+                      int64_t K, float* y, int64_t ldy, int64_t cols, const float* bias,
+                      bool first, bool last, const float* ahead) {
+  if (ahead != nullptr) {
+    tile_rows_as<true>(rows, x, ldx, panel, K, y, ldy, cols, bias, first, last, ahead);
+  } else {
+    tile_rows_as<false>(rows, x, ldx, panel, K, y, ldy, cols, bias, first, last, ahead);
   }
 }
 
@@ -97,14 +134,22 @@ inline void tile_rows(int64_t rows, const float* x, int64_t ldx, const float* pa
 void gemm_panels(const float* x, int64_t M, int64_t K, int64_t ldx, const float* packed,
                  int64_t N, float* y, int64_t ldy, const float* bias, int64_t p_begin,
                  int64_t p_end) {
-  for (int64_t p = p_begin; p < p_end; ++p) {
-    const float* panel = packed + p * K * kPanel;
-    const int64_t n0 = p * kPanel;
-    const int64_t cols = std::min(kPanel, N - n0);
-    const float* pb = bias != nullptr ? bias + n0 : nullptr;
-    for (int64_t r0 = 0; r0 < M; r0 += kRows) {
-      tile_rows(std::min(kRows, M - r0), x + r0 * ldx, ldx, panel, K, y + r0 * ldy + n0, ldy,
-                cols, pb);
+  for (int64_t m0 = 0; m0 < M; m0 += kMc) {
+    const int64_t m1 = std::min(M, m0 + kMc);
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const float* panel = packed + p * K * kPanel;
+      const int64_t n0 = p * kPanel;
+      const int64_t cols = std::min(kPanel, N - n0);
+      const float* pb = bias != nullptr ? bias + n0 : nullptr;
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t kc = std::min(kKc, K - k0);
+        const float* next = p + 1 < p_end ? panel + K * kPanel + k0 * kPanel : nullptr;
+        for (int64_t r0 = m0; r0 < m1; r0 += kRows) {
+          tile_rows(std::min(kRows, m1 - r0), x + r0 * ldx + k0, ldx, panel + k0 * kPanel, kc,
+                    y + r0 * ldy + n0, ldy, cols, pb, k0 == 0, k0 + kc == K,
+                    r0 == m0 ? next : nullptr);
+        }
+      }
     }
   }
 }
