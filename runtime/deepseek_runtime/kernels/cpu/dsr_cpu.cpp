@@ -369,18 +369,52 @@ inline void weighted_rows_n(int64_t rows, const float* probs, int64_t ld_probs,
   }
 }
 
+// e^x for 8 lanes: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two for an exact
+// n ln2), e^r by its Taylor series to r^7 (truncation < 1e-8 relative, below fp32's
+// epsilon), times 2^n built in the exponent bits. Inputs below -87.3 give ~1e-38 instead of
+// 0, which a softmax row with its maximum at 0 cannot tell apart.
+inline __m256 exp256(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)),
+                    _mm256_set1_ps(-87.3365447504019f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
 // probs[h, t] = softmax over t of probs[h, t] (rows of length ctx), in place.
 inline void softmax_rows(float* probs, int64_t rows, int64_t ctx) {
   for (int64_t h = 0; h < rows; ++h) {
     float* row = probs + h * ctx;
     const float top = *std::max_element(row, row + ctx);
-    float total = 0.0f;
-    for (int64_t t = 0; t < ctx; ++t) {
+    const __m256 top8 = _mm256_set1_ps(top);
+    __m256 sum8 = _mm256_setzero_ps();
+    int64_t t = 0;
+    for (; t + 8 <= ctx; t += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + t), top8));
+      _mm256_storeu_ps(row + t, e);
+      sum8 = _mm256_add_ps(sum8, e);
+    }
+    float total = hsum(sum8);
+    for (; t < ctx; ++t) {
       row[t] = std::exp(row[t] - top);
       total += row[t];
     }
-    const float inv = 1.0f / total;
-    for (int64_t t = 0; t < ctx; ++t) row[t] *= inv;
+    const __m256 inv8 = _mm256_set1_ps(1.0f / total);
+    t = 0;
+    for (; t + 8 <= ctx; t += 8) _mm256_storeu_ps(row + t, _mm256_mul_ps(_mm256_loadu_ps(row + t), inv8));
+    for (; t < ctx; ++t) row[t] *= 1.0f / total;
   }
 }
 
@@ -392,22 +426,38 @@ inline const float* slot_row(const float* cache, const int64_t* table, int64_t b
 // scores[h * ctx + t] = scale * q[h] . row_t[col : col + d] for H query rows (stride d),
 // over one sequence's cache rows (width D), prefetching the next row (it may start a new
 // block, which the hardware prefetcher cannot guess).
+#ifndef DSR_ROWS_AHEAD
+#define DSR_ROWS_AHEAD 2
+#endif
+constexpr int64_t kRowsAhead = DSR_ROWS_AHEAD;  // cache rows prefetched ahead of the scores
+
 inline void score_rows(const float* q, int64_t H, int64_t d, const float* cache, int64_t D,
                        int64_t col, const int64_t* table, int64_t block_size, int64_t ctx,
-                       float scale, float* scores) {
+                       float scale, float* scores, int64_t prefetch_width) {
   float token_scores[8];
-  for (int64_t t = 0; t < ctx; ++t) {
-    const float* c = slot_row(cache, table, block_size, t, D) + col;
-    if (t + 1 < ctx) {
-      const float* next = slot_row(cache, table, block_size, t + 1, D) + col;
-      for (int64_t e = 0; e < d; e += 16) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + e), _MM_HINT_T0);
+  for (int64_t t0 = 0; t0 < ctx; t0 += block_size) {
+    const float* block = cache + table[t0 / block_size] * block_size * D + col;
+    const int64_t n = std::min(block_size, ctx - t0);
+    // the next block is anywhere in the cache: prefetch its first rows while this one runs
+    const float* next_block =
+        t0 + block_size < ctx ? cache + table[t0 / block_size + 1] * block_size * D + col
+                              : nullptr;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* c = block + i * D;
+      if (prefetch_width > 0) {
+        const float* ahead = i + kRowsAhead < n ? c + kRowsAhead * D : (next_block ? next_block + (i + kRowsAhead - n) * D
+                                                                : nullptr);
+        if (ahead != nullptr) {
+          for (int64_t e = 0; e < prefetch_width; e += 16) {
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + e), _MM_HINT_T0);
+          }
+        }
       }
-    }
-    for (int64_t h0 = 0; h0 < H; h0 += 8) {
-      const int64_t nh = std::min<int64_t>(8, H - h0);
-      score_token_heads(nh, q + h0 * d, d, c, token_scores);
-      for (int64_t h = 0; h < nh; ++h) scores[(h0 + h) * ctx + t] = token_scores[h] * scale;
+      for (int64_t h0 = 0; h0 < H; h0 += 8) {
+        const int64_t nh = std::min<int64_t>(8, H - h0);
+        score_token_heads(nh, q + h0 * d, d, c, token_scores);
+        for (int64_t h = 0; h < nh; ++h) scores[(h0 + h) * ctx + t0 + i] = token_scores[h] * scale;
+      }
     }
   }
 }
@@ -460,7 +510,8 @@ at::Tensor mla_decode(const at::Tensor& q, const at::Tensor& cache,
       const int64_t ctx = lens[b];
       const int64_t* table = tables + b * W;
       probs.resize(static_cast<size_t>(H * ctx));
-      score_rows(qp + b * H * D, H, D, cp, D, 0, table, block_size, ctx, 1.0f, probs.data());
+      score_rows(qp + b * H * D, H, D, cp, D, 0, table, block_size, ctx, 1.0f, probs.data(),
+                 D);
       softmax_rows(probs.data(), H, ctx);
       float* ob = op + b * H * rank;
       for (int64_t col0 = 0; col0 < rank; col0 += kPanel) {
@@ -493,22 +544,28 @@ at::Tensor gqa_decode(const at::Tensor& q, const at::Tensor& cache,
   const float* cp = cache.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const float s = static_cast<float>(scale);
-  at::parallel_for(0, B * kv_heads, 1, [&](int64_t begin, int64_t end) {
+  // one work item per row, all its KV heads: the K halves of a row (contiguous) are read
+  // from memory once, by head 0's pass, which prefetches all of them
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> probs;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item / kv_heads, j = item % kv_heads;
+    for (int64_t b = begin; b < end; ++b) {
       const int64_t ctx = lens[b];
       const int64_t* table = tables + b * W;
-      const float* qj = qp + (b * H + j * group) * d;
-      probs.resize(static_cast<size_t>(group * ctx));
-      score_rows(qj, group, d, cp, D, j * d, table, block_size, ctx, s, probs.data());
-      softmax_rows(probs.data(), group, ctx);
-      float* oj = op + (b * H + j * group) * d;
-      const float* values = cp + kv_heads * d + j * d;
-      for (int64_t col0 = 0; col0 < d; col0 += kPanel) {
-        for (int64_t h0 = 0; h0 < group; h0 += kRows) {
-          weighted_rows_n(std::min(kRows, group - h0), probs.data() + h0 * ctx, ctx,
-                          values + col0, D, table, block_size, ctx, oj + h0 * d + col0, d);
+      probs.resize(static_cast<size_t>(H * ctx));
+      for (int64_t j = 0; j < kv_heads; ++j) {
+        score_rows(qp + (b * H + j * group) * d, group, d, cp, D, j * d, table, block_size, ctx,
+                   s, probs.data() + j * group * ctx, j == 0 ? kv_heads * d : 0);
+      }
+      softmax_rows(probs.data(), H, ctx);
+      for (int64_t j = 0; j < kv_heads; ++j) {
+        float* oj = op + (b * H + j * group) * d;
+        const float* values = cp + kv_heads * d + j * d;
+        const float* pj = probs.data() + j * group * ctx;
+        for (int64_t col0 = 0; col0 < d; col0 += kPanel) {
+          for (int64_t h0 = 0; h0 < group; h0 += kRows) {
+            weighted_rows_n(std::min(kRows, group - h0), pj + h0 * ctx, ctx, values + col0, D,
+                            table, block_size, ctx, oj + h0 * d + col0, d);
+          }
         }
       }
     }
