@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from deepseek_runtime.checkpoint.weights import WeightStore
+from deepseek_runtime.kernels.cpu.packed import PackedWeight
 from deepseek_runtime.kernels.linear import concat_rows, linear, silu_and_mul
 
 
@@ -21,7 +22,13 @@ class DenseMLP:
         self.gate_up = concat_rows(gate, up)
         self.down = store.get_linear(f"{prefix}.down_proj.weight", (hidden, inter))
         self.inter = inter
+        # packed weights mean the native CPU kernels are loaded: fuse the activation too
+        self.native = isinstance(self.gate_up, PackedWeight)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         gate_up = linear(x, self.gate_up)
-        return linear(silu_and_mul(gate_up[:, : self.inter], gate_up[:, self.inter :]), self.down)
+        if self.native:
+            hidden: torch.Tensor = torch.ops.dsr_cpu.silu_mul(gate_up, self.inter)
+        else:
+            hidden = silu_and_mul(gate_up[:, : self.inter], gate_up[:, self.inter :])
+        return linear(hidden, self.down)

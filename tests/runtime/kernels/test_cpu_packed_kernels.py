@@ -25,6 +25,7 @@ from deepseek_runtime.kernels.cpu.packed import (
 )
 from deepseek_runtime.kernels.linear import concat_rows, linear
 from deepseek_runtime.kernels.moe import fused_moe, moe_forward
+from deepseek_runtime.kernels.norm import rms_norm
 from deepseek_runtime.kernels.paged_attention import build_metadata, paged_mla_attention
 from deepseek_runtime.kernels.paged_gqa_attention import paged_gqa_attention
 
@@ -280,3 +281,22 @@ def test_paged_decode_refuses_bad_tables() -> None:
         torch.ops.dsr_cpu.gqa_decode(q, cache, torch.tensor([[9]]), torch.tensor([3]), 4, 2, 0.25)
     with pytest.raises(RuntimeError, match="out of range"):
         torch.ops.dsr_cpu.gqa_decode(q, cache, torch.tensor([[0]]), torch.tensor([5]), 4, 2, 0.25)
+
+
+@pytest.mark.parametrize("inter", [1, 8, 37, 256])
+def test_silu_mul_matches_torch(inter: int) -> None:
+    gate_up = torch.randn(13, 2 * inter) * 4
+    want = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
+    _close(torch.ops.dsr_cpu.silu_mul(gate_up, inter), want)
+    extreme = torch.tensor([[-200.0, -30.0, 0.0, 30.0, 200.0, 1e-8, -1e-8, 5.0] * 2])
+    got = torch.ops.dsr_cpu.silu_mul(extreme, 8)
+    assert torch.isfinite(got).all()
+    _close(got, F.silu(extreme[:, :8]) * extreme[:, 8:])
+
+
+@pytest.mark.parametrize("hidden", [1, 8, 30, 512])
+def test_rms_norm_matches_the_reference(hidden: int) -> None:
+    x, weight = torch.randn(9, hidden) * 3, torch.randn(hidden)
+    _close(torch.ops.dsr_cpu.rms_norm(x, weight, 1e-6), rms_norm(x, weight, 1e-6))
+    strided = torch.randn(9, hidden + 5)[:, 2 : 2 + hidden]
+    _close(torch.ops.dsr_cpu.rms_norm(strided, weight, 1e-6), rms_norm(strided, weight, 1e-6))

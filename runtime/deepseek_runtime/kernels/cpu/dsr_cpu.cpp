@@ -191,95 +191,6 @@ at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t 
 
 inline float silu(float g) { return g / (1.0f + std::exp(-g)); }
 
-// The routed experts of one MoE layer. x [T, H]; topk_ids / topk_weights [T, k];
-// gate_up [E, ceil(2I/16), H, 16]; down [E, ceil(H/16), I, 16]. Returns [T, H]:
-// out[t] = sum over j in choice order of topk_weights[t, j] * expert_{ids[t, j]}(x[t]).
-at::Tensor moe_packed(const at::Tensor& x, const at::Tensor& topk_ids,
-                      const at::Tensor& topk_weights, const at::Tensor& gate_up,
-                      const at::Tensor& down, int64_t inter) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous(),
-              "x must be contiguous CPU float32");
-  TORCH_CHECK(topk_ids.scalar_type() == at::kLong && topk_ids.is_contiguous(),
-              "topk_ids must be contiguous int64");
-  TORCH_CHECK(topk_weights.scalar_type() == at::kFloat && topk_weights.is_contiguous(),
-              "topk_weights must be contiguous float32");
-  const int64_t T = x.size(0), H = x.size(1), k = topk_ids.size(1);
-  TORCH_CHECK(topk_ids.size(0) == T && topk_weights.sizes() == topk_ids.sizes(),
-              "topk shapes do not match x");
-  TORCH_CHECK(gate_up.dim() == 4 && down.dim() == 4 && gate_up.size(0) == down.size(0),
-              "expert stacks must be [E, panels, in, 16]");
-  const int64_t E = gate_up.size(0);
-  check_packed(gate_up[0], 2 * inter, H);
-  check_packed(down[0], H, inter);
-  at::Tensor out = at::empty({T, H}, x.options());
-  if (T == 0) return out;
-
-  const int64_t* ids = topk_ids.data_ptr<int64_t>();
-  std::vector<int64_t> start(E + 1, 0);
-  for (int64_t i = 0; i < T * k; ++i) {
-    TORCH_CHECK(ids[i] >= 0 && ids[i] < E, "expert id ", ids[i], " out of range [0, ", E, ")");
-    ++start[ids[i] + 1];
-  }
-  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
-  // pair_at[slot] = flat (token, choice) index, grouped by expert, stable in token order
-  std::vector<int64_t> pair_at(T * k), slot_of(T * k);
-  {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t i = 0; i < T * k; ++i) {
-      const int64_t slot = fill[ids[i]]++;
-      pair_at[slot] = i;
-      slot_of[i] = slot;
-    }
-  }
-  std::vector<float> y_sorted(static_cast<size_t>(T * k * H));
-  const float* xp = x.data_ptr<float>();
-  const float* gu = gate_up.data_ptr<float>();
-  const float* dn = down.data_ptr<float>();
-  const int64_t gu_stride = gate_up[0].numel(), dn_stride = down[0].numel();
-  const int64_t two_i = 2 * inter;
-  at::parallel_for(0, E, 1, [&](int64_t e_begin, int64_t e_end) {
-    std::vector<float> rows, act_in, act;
-    for (int64_t e = e_begin; e < e_end; ++e) {
-      const int64_t m = start[e + 1] - start[e];
-      if (m == 0) continue;
-      rows.resize(static_cast<size_t>(m * H));
-      act_in.resize(static_cast<size_t>(m * two_i));
-      act.resize(static_cast<size_t>(m * inter));
-      for (int64_t r = 0; r < m; ++r) {
-        const int64_t token = pair_at[start[e] + r] / k;
-        std::memcpy(rows.data() + r * H, xp + token * H, sizeof(float) * H);
-      }
-      gemm_panels(rows.data(), m, H, H, gu + e * gu_stride, two_i, act_in.data(), two_i,
-                  nullptr, 0, (two_i + kPanel - 1) / kPanel);
-      for (int64_t r = 0; r < m; ++r) {
-        const float* g = act_in.data() + r * two_i;
-        float* a = act.data() + r * inter;
-        for (int64_t i = 0; i < inter; ++i) a[i] = silu(g[i]) * g[inter + i];
-      }
-      gemm_panels(act.data(), m, inter, inter, dn + e * dn_stride, H,
-                  y_sorted.data() + start[e] * H, H, nullptr, 0, (H + kPanel - 1) / kPanel);
-    }
-  });
-  const float* w = topk_weights.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  at::parallel_for(0, T, 16, [&](int64_t t_begin, int64_t t_end) {
-    for (int64_t t = t_begin; t < t_end; ++t) {
-      float* o = op + t * H;
-      for (int64_t j = 0; j < k; ++j) {
-        const float wt = w[t * k + j];
-        const float* yr = y_sorted.data() + slot_of[t * k + j] * H;
-        if (j == 0) {
-          for (int64_t h = 0; h < H; ++h) o[h] = wt * yr[h];
-        } else {
-          for (int64_t h = 0; h < H; ++h) o[h] += wt * yr[h];
-        }
-      }
-    }
-  });
-  return out;
-}
-
-
 inline float hsum(__m256 v) {
   const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
   __m128 s = _mm_add_ps(lo, hi);
@@ -392,6 +303,109 @@ inline __m256 exp256(__m256 x) {
       _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }
+
+// o[i] = silu(g[i]) * u[i] for i < n (vectorised exp; the scalar tail uses std::exp).
+inline void silu_mul_row(const float* g, const float* u, float* o, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+    _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)),
+                                          _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) o[i] = silu(g[i]) * u[i];
+}
+
+
+// The routed experts of one MoE layer. x [T, H]; topk_ids / topk_weights [T, k];
+// gate_up [E, ceil(2I/16), H, 16]; down [E, ceil(H/16), I, 16]. Returns [T, H]:
+// out[t] = sum over j in choice order of topk_weights[t, j] * expert_{ids[t, j]}(x[t]).
+at::Tensor moe_packed(const at::Tensor& x, const at::Tensor& topk_ids,
+                      const at::Tensor& topk_weights, const at::Tensor& gate_up,
+                      const at::Tensor& down, int64_t inter) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous(),
+              "x must be contiguous CPU float32");
+  TORCH_CHECK(topk_ids.scalar_type() == at::kLong && topk_ids.is_contiguous(),
+              "topk_ids must be contiguous int64");
+  TORCH_CHECK(topk_weights.scalar_type() == at::kFloat && topk_weights.is_contiguous(),
+              "topk_weights must be contiguous float32");
+  const int64_t T = x.size(0), H = x.size(1), k = topk_ids.size(1);
+  TORCH_CHECK(topk_ids.size(0) == T && topk_weights.sizes() == topk_ids.sizes(),
+              "topk shapes do not match x");
+  TORCH_CHECK(gate_up.dim() == 4 && down.dim() == 4 && gate_up.size(0) == down.size(0),
+              "expert stacks must be [E, panels, in, 16]");
+  const int64_t E = gate_up.size(0);
+  check_packed(gate_up[0], 2 * inter, H);
+  check_packed(down[0], H, inter);
+  at::Tensor out = at::empty({T, H}, x.options());
+  if (T == 0) return out;
+
+  const int64_t* ids = topk_ids.data_ptr<int64_t>();
+  std::vector<int64_t> start(E + 1, 0);
+  for (int64_t i = 0; i < T * k; ++i) {
+    TORCH_CHECK(ids[i] >= 0 && ids[i] < E, "expert id ", ids[i], " out of range [0, ", E, ")");
+    ++start[ids[i] + 1];
+  }
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  // pair_at[slot] = flat (token, choice) index, grouped by expert, stable in token order
+  std::vector<int64_t> pair_at(T * k), slot_of(T * k);
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t i = 0; i < T * k; ++i) {
+      const int64_t slot = fill[ids[i]]++;
+      pair_at[slot] = i;
+      slot_of[i] = slot;
+    }
+  }
+  std::vector<float> y_sorted(static_cast<size_t>(T * k * H));
+  const float* xp = x.data_ptr<float>();
+  const float* gu = gate_up.data_ptr<float>();
+  const float* dn = down.data_ptr<float>();
+  const int64_t gu_stride = gate_up[0].numel(), dn_stride = down[0].numel();
+  const int64_t two_i = 2 * inter;
+  at::parallel_for(0, E, 1, [&](int64_t e_begin, int64_t e_end) {
+    std::vector<float> rows, act_in, act;
+    for (int64_t e = e_begin; e < e_end; ++e) {
+      const int64_t m = start[e + 1] - start[e];
+      if (m == 0) continue;
+      rows.resize(static_cast<size_t>(m * H));
+      act_in.resize(static_cast<size_t>(m * two_i));
+      act.resize(static_cast<size_t>(m * inter));
+      for (int64_t r = 0; r < m; ++r) {
+        const int64_t token = pair_at[start[e] + r] / k;
+        std::memcpy(rows.data() + r * H, xp + token * H, sizeof(float) * H);
+      }
+      gemm_panels(rows.data(), m, H, H, gu + e * gu_stride, two_i, act_in.data(), two_i,
+                  nullptr, 0, (two_i + kPanel - 1) / kPanel);
+      for (int64_t r = 0; r < m; ++r) {
+        const float* g = act_in.data() + r * two_i;
+        float* a = act.data() + r * inter;
+        silu_mul_row(g, g + inter, a, inter);
+      }
+      gemm_panels(act.data(), m, inter, inter, dn + e * dn_stride, H,
+                  y_sorted.data() + start[e] * H, H, nullptr, 0, (H + kPanel - 1) / kPanel);
+    }
+  });
+  const float* w = topk_weights.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, T, 16, [&](int64_t t_begin, int64_t t_end) {
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      float* o = op + t * H;
+      for (int64_t j = 0; j < k; ++j) {
+        const float wt = w[t * k + j];
+        const float* yr = y_sorted.data() + slot_of[t * k + j] * H;
+        if (j == 0) {
+          for (int64_t h = 0; h < H; ++h) o[h] = wt * yr[h];
+        } else {
+          for (int64_t h = 0; h < H; ++h) o[h] += wt * yr[h];
+        }
+      }
+    }
+  });
+  return out;
+}
+
 
 // probs[h, t] = softmax over t of probs[h, t] (rows of length ctx), in place.
 inline void softmax_rows(float* probs, int64_t rows, int64_t ctx) {
@@ -573,6 +587,63 @@ at::Tensor gqa_decode(const at::Tensor& q, const at::Tensor& cache,
   return out;
 }
 
+
+// silu(gate) * up for gate_up [M, 2I] (gate columns first): [M, I]. silu(g) = g / (1 + e^-g),
+// the formula torch uses, with the vectorised exp.
+at::Tensor silu_mul(const at::Tensor& gate_up, int64_t inter) {
+  TORCH_CHECK(gate_up.scalar_type() == at::kFloat && gate_up.dim() == 2 &&
+                  gate_up.stride(1) == 1 && gate_up.size(1) == 2 * inter,
+              "gate_up must be float32 [M, 2 * inter] with unit inner stride");
+  const int64_t M = gate_up.size(0), ld = gate_up.stride(0);
+  at::Tensor out = at::empty({M, inter}, gate_up.options());
+  const float* src = gate_up.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, M, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      const float* g = src + m * ld;
+      silu_mul_row(g, g + inter, dst + m * inter, inter);
+    }
+  });
+  return out;
+}
+
+// weight * (x / sqrt(mean(x^2) + eps)) per row of x [T, H], in torch's order of roundings.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 2 && x.stride(1) == 1,
+              "x must be float32 [T, H] with unit inner stride");
+  TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.is_contiguous() &&
+                  weight.numel() == x.size(1),
+              "weight must be contiguous float32 [H]");
+  const int64_t T = x.size(0), H = x.size(1), ld = x.stride(0);
+  at::Tensor out = at::empty({T, H}, x.options());
+  const float* src = x.data_ptr<float>();
+  const float* w = weight.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, T, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* row = src + t * ld;
+      float* o = dst + t * H;
+      __m256 ss = _mm256_setzero_ps();
+      int64_t h = 0;
+      for (; h + 8 <= H; h += 8) {
+        const __m256 v = _mm256_loadu_ps(row + h);
+        ss = _mm256_fmadd_ps(v, v, ss);
+      }
+      float total = hsum(ss);
+      for (; h < H; ++h) total += row[h] * row[h];
+      const float inv = 1.0f / std::sqrt(total / static_cast<float>(H) + static_cast<float>(eps));
+      const __m256 inv8 = _mm256_set1_ps(inv);
+      h = 0;
+      for (; h + 8 <= H; h += 8) {
+        const __m256 n = _mm256_mul_ps(_mm256_loadu_ps(row + h), inv8);
+        _mm256_storeu_ps(o + h, _mm256_mul_ps(_mm256_loadu_ps(w + h), n));
+      }
+      for (; h < H; ++h) o[h] = w[h] * (row[h] * inv);
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(dsr_cpu, m) {
@@ -590,4 +661,6 @@ TORCH_LIBRARY(dsr_cpu, m) {
       "gqa_decode(Tensor q, Tensor cache, Tensor block_tables, Tensor seq_lens, "
       "int block_size, int kv_heads, float scale) -> Tensor",
       &gqa_decode);
+  m.def("silu_mul(Tensor gate_up, int inter) -> Tensor", &silu_mul);
+  m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", &rms_norm);
 }
