@@ -50,6 +50,7 @@ BUCKETS = [
     ("model/moe", "moe (router, routed + shared experts)"),
     ("model/mlp", "dense MLP (layer 0) and shared experts"),
     ("kernels/norm", "norm"),
+    ("model/norm", "norm"),
     ("model/decoder", "lm head, embedding, decoder python"),
     ("model/runner", "step metadata (runner, build_metadata)"),
     ("engine/sampler", "sampler"),
