@@ -501,6 +501,24 @@ void check_paged(const at::Tensor& q, const at::Tensor& cache, const at::Tensor&
   }
 }
 
+// One sequence's nq query rows (stride dk) against its cache rows (width D): scores over the
+// key columns [key_col, key_col + dk), softmax, then the probability-weighted sum of the
+// value columns [value_col, value_col + dv) into out (nq rows, stride ld_out). `probs`
+// holds nq x ctx floats; `prefetch_width` floats of each row ahead are prefetched.
+inline void attend_rows(const float* q, int64_t nq, int64_t dk, const float* cache, int64_t D,
+                        int64_t key_col, int64_t value_col, int64_t dv, const int64_t* table,
+                        int64_t block_size, int64_t ctx, float scale, float* probs, float* out,
+                        int64_t ld_out, int64_t prefetch_width) {
+  score_rows(q, nq, dk, cache, D, key_col, table, block_size, ctx, scale, probs, prefetch_width);
+  softmax_rows(probs, nq, ctx);
+  for (int64_t col0 = 0; col0 < dv; col0 += kPanel) {
+    for (int64_t h0 = 0; h0 < nq; h0 += kRows) {
+      weighted_rows_n(std::min(kRows, nq - h0), probs + h0 * ctx, ctx, cache + value_col + col0,
+                      D, table, block_size, ctx, out + h0 * ld_out + col0, ld_out);
+    }
+  }
+}
+
 // Absorbed MLA decode over a paged latent cache, read in place. q [B, H, D] (already
 // scaled, D = rank + rope), cache [slots, D], block_tables [B, W], seq_lens [B].
 // Returns [B, H, rank]: softmax_t(q[b, h] . c_t) weighted sum of c_t[:rank].
@@ -524,16 +542,8 @@ at::Tensor mla_decode(const at::Tensor& q, const at::Tensor& cache,
       const int64_t ctx = lens[b];
       const int64_t* table = tables + b * W;
       probs.resize(static_cast<size_t>(H * ctx));
-      score_rows(qp + b * H * D, H, D, cp, D, 0, table, block_size, ctx, 1.0f, probs.data(),
-                 D);
-      softmax_rows(probs.data(), H, ctx);
-      float* ob = op + b * H * rank;
-      for (int64_t col0 = 0; col0 < rank; col0 += kPanel) {
-        for (int64_t h0 = 0; h0 < H; h0 += kRows) {
-          weighted_rows_n(std::min(kRows, H - h0), probs.data() + h0 * ctx, ctx, cp + col0, D,
-                          table, block_size, ctx, ob + h0 * rank + col0, rank);
-        }
-      }
+      attend_rows(qp + b * H * D, H, D, cp, D, 0, 0, rank, table, block_size, ctx, 1.0f,
+                  probs.data(), op + b * H * rank, rank, D);
     }
   });
   return out;
@@ -565,22 +575,12 @@ at::Tensor gqa_decode(const at::Tensor& q, const at::Tensor& cache,
     for (int64_t b = begin; b < end; ++b) {
       const int64_t ctx = lens[b];
       const int64_t* table = tables + b * W;
-      probs.resize(static_cast<size_t>(H * ctx));
+      probs.resize(static_cast<size_t>(group * ctx));
       for (int64_t j = 0; j < kv_heads; ++j) {
-        score_rows(qp + (b * H + j * group) * d, group, d, cp, D, j * d, table, block_size, ctx,
-                   s, probs.data() + j * group * ctx, j == 0 ? kv_heads * d : 0);
-      }
-      softmax_rows(probs.data(), H, ctx);
-      for (int64_t j = 0; j < kv_heads; ++j) {
-        float* oj = op + (b * H + j * group) * d;
-        const float* values = cp + kv_heads * d + j * d;
-        const float* pj = probs.data() + j * group * ctx;
-        for (int64_t col0 = 0; col0 < d; col0 += kPanel) {
-          for (int64_t h0 = 0; h0 < group; h0 += kRows) {
-            weighted_rows_n(std::min(kRows, group - h0), pj + h0 * ctx, ctx, values + col0, D,
-                            table, block_size, ctx, oj + h0 * d + col0, d);
-          }
-        }
+        const int64_t first = b * H + j * group;
+        attend_rows(qp + first * d, group, d, cp, D, j * d, kv_heads * d + j * d, d, table,
+                    block_size, ctx, s, probs.data(), op + first * d, d,
+                    j == 0 ? kv_heads * d : 0);
       }
     }
   });
