@@ -101,7 +101,8 @@ def build_metadata(
     """Metadata for ``(start_pos, n_new, block_table)`` chunks in batch order.
 
     ``native_cpu``: the decode rows of fp32 CPU caches read their blocks in place through
-    the native kernel (``torch.ops.dsr_cpu.mla_decode``; the runner sets it when it loaded
+    the native kernels (``torch.ops.dsr_cpu.mla_decode`` / ``gqa_decode``, see
+    :func:`native_decode_applies`; the runner sets it when it loaded
     the CPU kernels) instead of gathering them into tiles.
 
     Called by the model runner every step (and by kernel tests). Pure host-side list work
@@ -196,6 +197,8 @@ def paged_mla_attention(
             rows, tables, _ = meta.decode_view()
             q = (q_nope.index_select(0, rows), q_pe.index_select(0, rows))
             out[rows] = _triton_decode(q, cache, tables, meta, (scale, w_uk, w_uv))
+        elif native_decode_applies(meta, cache, w_uk.shape[2]):
+            _decode_native(out, (q_nope, q_pe), cache, meta, (scale, w_uk, w_uv))
         else:
             _decode_tiled(out, (q_nope, q_pe), cache, meta, (scale, w_uk, w_uv))
     for index, (_, q_start, q_end, _) in enumerate(meta.prefill_spans):
@@ -251,7 +254,22 @@ def _tiles(rows: int, per_row: int) -> list[tuple[int, int]]:
 _Weights = tuple[float, torch.Tensor, torch.Tensor]  # scale, w_uk, w_uv
 
 
-NATIVE_RANK_MULTIPLE = 16  # the native kernel sums latents 16 columns at a time
+NATIVE_WIDTH_MULTIPLE = 16  # the native decode kernels sum values 16 columns at a time
+
+
+def native_decode_applies(meta: PagedAttentionMetadata, cache: torch.Tensor, width: int) -> bool:
+    """Whether decode rows go to the native CPU kernels (``torch.ops.dsr_cpu``), which
+    read each row's blocks in place: the runner loaded them, the cache is fp32 on CPU, and
+    the summed value width (MLA's ``kv_lora_rank``, GQA's ``head_dim``) is a multiple of
+    16. Shared by the MLA and GQA layers."""
+    return (
+        meta.native_cpu
+        and cache.dtype == torch.float32
+        and cache.device.type == "cpu"
+        and width % NATIVE_WIDTH_MULTIPLE == 0
+    )
+
+
 DECODE_TILE_BUDGET = 1 << 19  # gathered latent elements per decode tile (2 MiB in fp32)
 
 
@@ -291,15 +309,7 @@ def _decode_tiled(
     score / sum them with two ``bmm`` (the padding after each row's context is masked by
     an additive ``-inf`` bias, exactly zero weight after the softmax).
     """
-    (q_nope, q_pe), (scale, w_uk, w_uv) = q, weights
-    if (
-        meta.native_cpu
-        and cache.dtype == torch.float32
-        and cache.device.type == "cpu"
-        and w_uk.shape[2] % NATIVE_RANK_MULTIPLE == 0
-    ):
-        _decode_native(out, q, cache, meta, weights)
-        return
+    scale, w_uk, w_uv = weights
     lens = meta.host_decode_lens()
     order = sorted(range(len(lens)), key=lens.__getitem__)
     lens = [lens[i] for i in order]
@@ -308,8 +318,7 @@ def _decode_tiled(
     chunks = meta.decode_idx.index_select(0, torch.tensor(order, device=device))
     rows = meta.query_start_loc.index_select(0, chunks)
     tables = meta.block_tables.index_select(0, chunks)
-    q_lat = torch.bmm(q_nope.index_select(0, rows).transpose(0, 1), w_uk).transpose(0, 1)
-    q_full = (torch.cat((q_lat, q_pe.index_select(0, rows)), dim=-1) * scale).to(cache.dtype)
+    q_full = _absorb_queries(q, rows, w_uk, scale).to(cache.dtype)
     blocks = cache.view(-1, bs * width)
     latent = cache.new_empty(len(lens), q_full.shape[1], rank)
     seq_lens = torch.tensor(lens, device=device)
@@ -323,6 +332,23 @@ def _decode_tiled(
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(cache.dtype)
         torch.bmm(probs, keys[..., :rank], out=latent[first:end])
         del keys
+    _write_values(out, rows, latent, w_uv)
+
+
+def _absorb_queries(
+    q: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor, w_uk: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """``[len(rows), H, rank + rope]``: the rows' ``q_nope`` folded through ``W_uk`` (one
+    ``bmm`` per head over all rows) beside their ``q_pe``, times the softmax scale."""
+    q_nope, q_pe = q
+    q_lat = torch.bmm(q_nope.index_select(0, rows).transpose(0, 1), w_uk).transpose(0, 1)
+    return torch.cat((q_lat, q_pe.index_select(0, rows)), dim=-1) * scale
+
+
+def _write_values(
+    out: torch.Tensor, rows: torch.Tensor, latent: torch.Tensor, w_uv: torch.Tensor
+) -> None:
+    """``out[rows] = latent W_uv^T`` per head (the absorbed form's output projection)."""
     values = torch.bmm(latent.to(w_uv.dtype).transpose(0, 1), w_uv.transpose(1, 2))
     out.index_copy_(0, rows, values.transpose(0, 1).to(out.dtype))
 
@@ -336,17 +362,17 @@ def _decode_native(
 ) -> None:
     """:func:`_decode_tiled`'s math with the latent attention in one native call that
     reads each row's blocks where they are (no gather, no padding, no mask)."""
-    (q_nope, q_pe), (scale, w_uk, w_uv) = q, weights
+    scale, w_uk, w_uv = weights
     rows = meta.query_start_loc.index_select(0, meta.decode_idx)
-    tables = meta.block_tables.index_select(0, meta.decode_idx)
-    seq_lens = meta.seq_lens.index_select(0, meta.decode_idx)
-    q_lat = torch.bmm(q_nope.index_select(0, rows).transpose(0, 1), w_uk).transpose(0, 1)
-    q_full = torch.cat((q_lat, q_pe.index_select(0, rows)), dim=-1) * scale
     latent = torch.ops.dsr_cpu.mla_decode(
-        q_full.contiguous(), cache, tables, seq_lens, meta.block_size, w_uk.shape[2]
+        _absorb_queries(q, rows, w_uk, scale).contiguous(),
+        cache,
+        meta.block_tables.index_select(0, meta.decode_idx),
+        meta.seq_lens.index_select(0, meta.decode_idx),
+        meta.block_size,
+        w_uk.shape[2],
     )
-    values = torch.bmm(latent.transpose(0, 1), w_uv.transpose(1, 2))
-    out.index_copy_(0, rows, values.transpose(0, 1).to(out.dtype))
+    _write_values(out, rows, latent, w_uv)
 
 
 def _expand(

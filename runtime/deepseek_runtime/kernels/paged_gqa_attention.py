@@ -31,7 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from deepseek_runtime.kernels.gqa_decode_plan import DecodePlanner, DecodeTile, plan_decode
-from deepseek_runtime.kernels.paged_attention import PagedAttentionMetadata
+from deepseek_runtime.kernels.paged_attention import (
+    PagedAttentionMetadata,
+    native_decode_applies,
+)
 
 
 def paged_gqa_attention(
@@ -63,45 +66,45 @@ def paged_gqa_attention(
         )
     # every query row belongs to exactly one decode chunk or prefill span
     out = q.new_empty(n_tokens, n_heads, head_dim)
-    if _native_decode(meta, cache, head_dim):
-        if meta.decode_idx.numel():
-            rows = meta.query_start_loc.index_select(0, meta.decode_idx)
-            attn = torch.ops.dsr_cpu.gqa_decode(
-                q.index_select(0, rows).contiguous(),
-                cache,
-                meta.block_tables.index_select(0, meta.decode_idx),
-                meta.seq_lens.index_select(0, meta.decode_idx),
-                meta.block_size,
-                num_kv_heads,
-                scale,
-            )
-            out.index_copy_(0, rows, attn)
-        tiles: tuple[DecodeTile, ...] = ()
+    if native_decode_applies(meta, cache, head_dim):
+        _decode_native(out, q, cache, meta, kv_heads=num_kv_heads, scale=scale)
     else:
         per_slot = cache.shape[-1] + n_heads
         tiles = plan_decode(meta, per_slot) if planner is None else planner.tiles(meta, per_slot)
-    paged = cache.view(-1, meta.block_size, cache.shape[-1])
-    for tile in tiles:
-        attn = _decode_tile(q, paged, tile, num_kv_heads, scale)
-        out.index_copy_(0, tile.rows, attn.to(out.dtype))
+        paged = cache.view(-1, meta.block_size, cache.shape[-1])
+        for tile in tiles:
+            attn = _decode_tile(q, paged, tile, num_kv_heads, scale)
+            out.index_copy_(0, tile.rows, attn.to(out.dtype))
     for index, (_, q_start, q_end, _) in enumerate(meta.prefill_spans):
         if q_end > q_start:
             out[q_start:q_end] = _prefill_span(q[q_start:q_end], cache, meta, index, scale)
     return out
 
 
-NATIVE_HEAD_DIM_MULTIPLE = 16  # the native kernel sums values 16 columns at a time
-
-
-def _native_decode(meta: PagedAttentionMetadata, cache: torch.Tensor, head_dim: int) -> bool:
-    """Whether the decode rows go to ``torch.ops.dsr_cpu.gqa_decode``, which reads each
-    row's blocks in place (the runner loaded the CPU kernels; fp32 CPU cache)."""
-    return (
-        meta.native_cpu
-        and cache.dtype == torch.float32
-        and cache.device.type == "cpu"
-        and head_dim % NATIVE_HEAD_DIM_MULTIPLE == 0
+def _decode_native(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    cache: torch.Tensor,
+    meta: PagedAttentionMetadata,
+    *,
+    kv_heads: int,
+    scale: float,
+) -> None:
+    """Every single-token query in one ``torch.ops.dsr_cpu.gqa_decode`` call, which reads
+    each row's blocks where they are (no gather, no padding, no mask)."""
+    if not meta.decode_idx.numel():
+        return
+    rows = meta.query_start_loc.index_select(0, meta.decode_idx)
+    attn = torch.ops.dsr_cpu.gqa_decode(
+        q.index_select(0, rows).contiguous(),
+        cache,
+        meta.block_tables.index_select(0, meta.decode_idx),
+        meta.seq_lens.index_select(0, meta.decode_idx),
+        meta.block_size,
+        kv_heads,
+        scale,
     )
+    out.index_copy_(0, rows, attn)
 
 
 def _decode_tile(
